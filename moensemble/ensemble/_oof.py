@@ -1,0 +1,239 @@
+"""Out-of-fold engine shared by every ensemble.
+
+Each base model is fitted once per fold; all ``(base, fold)`` pairs go to one joblib call so
+that two cores stay busy even with two bases, and each pair can be cached on disk with
+``joblib.Memory`` so that several ensembles over the same bases (a weighted ensemble, a stack, a
+leaderboard) pay for the out-of-fold fits once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import check_cv
+from sklearn.utils import _safe_indexing
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import _num_samples, check_memory
+
+from moensemble._validation import check_estimators
+
+_METHODS = ("predict_proba", "decision_function", "predict")
+
+
+@dataclass
+class OutOfFold:
+    """Out-of-fold predictions of several base models on shared folds.
+
+    Attributes
+    ----------
+    predictions : dict of str to ndarray of shape (n_samples, n_columns)
+        For each base, the prediction of the fold model that did not see the row. Classifiers
+        give ``(n_samples, n_classes)`` probabilities (``predict_proba``), one-hot labels
+        (``predict``), or decision values (``(n_samples, 1)`` when binary); regressors give
+        ``(n_samples, n_outputs)``.
+    methods : dict of str to str
+        The prediction method used for each base.
+    folds : list of (ndarray, ndarray)
+        ``(train_indices, test_indices)`` of each fold; the test indices partition the rows.
+    fold_estimators : dict of str to list of estimator
+        The fitted model of each fold, per base.
+    fit_seconds : dict of str to float
+        Total time spent fitting each base over all folds (the original time when cached).
+    classes : ndarray of shape (n_classes,) or None
+        The sorted labels that the columns of classifier predictions follow.
+    """
+
+    predictions: dict[str, np.ndarray]
+    methods: dict[str, str]
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    fold_estimators: dict[str, list[Any]] = field(repr=False)
+    fit_seconds: dict[str, float]
+    classes: np.ndarray | None = None
+
+
+def resolve_method(estimator, method: str, *, name: str = "estimator") -> str:
+    """Return the prediction method to use for ``estimator``.
+
+    ``'auto'`` picks ``predict_proba``, then ``decision_function``, then ``predict`` for a
+    classifier, and ``predict`` for anything else.
+    """
+    if method == "auto":
+        if not is_classifier(estimator):
+            return "predict"
+        return next(m for m in _METHODS if hasattr(estimator, m))
+    if method not in _METHODS:
+        raise ValueError(
+            f"The prediction method for {name!r} must be 'auto' or one of {list(_METHODS)}; "
+            f"got {method!r}."
+        )
+    if not hasattr(estimator, method):
+        raise ValueError(f"Base estimator {name!r} has no method {method!r}: {estimator!r}.")
+    return method
+
+
+def predict_aligned(estimator, X, method: str, classes: np.ndarray | None) -> np.ndarray:
+    """Predict with ``method`` and return a float array of shape (n_samples, n_columns).
+
+    For classifiers (``classes`` given), probability columns are placed at the position of each
+    label in ``classes`` (a fold that missed a class gives it probability 0) and ``predict`` is
+    one-hot encoded, so fold models and the model refitted on all rows line up column by column.
+    """
+    out = getattr(estimator, method)(X)
+    if classes is None or not is_classifier(estimator):
+        out = np.asarray(out, dtype=np.float64)
+        return out.reshape(-1, 1) if out.ndim == 1 else out
+
+    columns = np.searchsorted(classes, estimator.classes_)
+    if method == "predict":
+        codes = np.searchsorted(classes, np.asarray(out))
+        onehot = np.zeros((len(codes), len(classes)))
+        onehot[np.arange(len(codes)), codes] = 1.0
+        return onehot
+    out = np.asarray(out, dtype=np.float64)
+    if method == "predict_proba":
+        aligned = np.zeros((out.shape[0], len(classes)))
+        aligned[:, columns] = out
+        return aligned
+    # decision_function: values cannot be filled in for a class the model never saw.
+    if len(estimator.classes_) != len(classes):
+        raise ValueError(
+            f"A fold model saw {len(estimator.classes_)} of the {len(classes)} classes, so its "
+            "decision_function cannot be aligned; use stratified folds, fewer folds, or "
+            "method='predict_proba'."
+        )
+    return out.reshape(-1, 1) if out.ndim == 1 else out
+
+
+def _fit_predict_fold(estimator, X, y, train, test, method, classes, sample_weight):
+    """Fit ``estimator`` on the ``train`` rows; predict the ``test`` rows (a cacheable unit)."""
+    fit_kwargs = {}
+    if sample_weight is not None:
+        fit_kwargs["sample_weight"] = _safe_indexing(sample_weight, train)
+    start = time.perf_counter()
+    estimator.fit(_safe_indexing(X, train), _safe_indexing(y, train), **fit_kwargs)
+    seconds = time.perf_counter() - start
+    prediction = predict_aligned(estimator, _safe_indexing(X, test), method, classes)
+    return estimator, prediction, seconds
+
+
+def make_folds(cv, X, y, *, classifier: bool, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Materialize the folds of ``cv`` once and check that the test folds partition the rows."""
+    splitter = check_cv(cv, y, classifier=classifier)
+    folds = [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y, groups)]
+    n_samples = _num_samples(X)
+    tested = np.sort(np.concatenate([te for _, te in folds]))
+    if not np.array_equal(tested, np.arange(n_samples)):
+        raise ValueError(
+            "`cv` must put every row in exactly one test fold (KFold, StratifiedKFold, "
+            f"GroupKFold, ...) to give out-of-fold predictions; got {splitter!r}."
+        )
+    return folds
+
+
+def out_of_fold(
+    estimators: Sequence[tuple[str, Any]],
+    X,
+    y,
+    *,
+    cv=5,
+    method: str | Mapping[str, str] = "auto",
+    groups=None,
+    sample_weight=None,
+    n_jobs: int | None = None,
+    memory=None,
+    verbose: int = 0,
+) -> OutOfFold:
+    """Fit each base model on each fold and collect its out-of-fold predictions.
+
+    Parameters
+    ----------
+    estimators : list of (str, estimator)
+        Named base models; they are cloned, never modified.
+    X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+        Training input, passed to the bases as is (rows selected per fold).
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Targets.
+    cv : int, cross-validation generator or iterable, default=5
+        Folds; an int gives ``StratifiedKFold`` when every base is a classifier and ``KFold``
+        otherwise. The test folds must partition the rows.
+    method : {'auto', 'predict_proba', 'decision_function', 'predict'} or dict, default='auto'
+        Prediction method for every base, or a dict from base name to method.
+    groups : array-like of shape (n_samples,), default=None
+        Group labels for group-aware splitters.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Passed to each base's ``fit`` for its training rows.
+    n_jobs : int, default=None
+        Number of parallel jobs over all ``(base, fold)`` pairs; uses ``joblib.parallel_config``.
+    memory : str, joblib.Memory or None, default=None
+        Cache for the ``(base, fold)`` fits. The same bases, data and folds are fitted only once
+        across calls and across ensembles.
+    verbose : int, default=0
+        joblib verbosity.
+
+    Returns
+    -------
+    OutOfFold
+        Predictions, methods, folds, fold models and fit times, keyed by base name.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> from moensemble import out_of_fold
+    >>> X, y = load_iris(return_X_y=True)
+    >>> oof = out_of_fold([("lr", LogisticRegression(max_iter=500)),
+    ...                    ("tree", DecisionTreeClassifier(random_state=0))], X, y, cv=3)
+    >>> oof.predictions["lr"].shape
+    (150, 3)
+    """
+    pairs = check_estimators(estimators)
+    names = [name for name, _ in pairs]
+    if isinstance(method, Mapping):
+        unknown = sorted(set(method) - set(names))
+        if unknown:
+            raise ValueError(f"`method` names bases that are not in `estimators`: {unknown}.")
+    methods = {
+        name: resolve_method(
+            est, method.get(name, "auto") if isinstance(method, Mapping) else method, name=name
+        )
+        for name, est in pairs
+    }
+    any_classifier = any(is_classifier(est) for _, est in pairs)
+    classes = np.unique(y) if any_classifier else None
+    all_classifiers = all(is_classifier(est) for _, est in pairs)
+    folds = make_folds(cv, X, y, classifier=all_classifiers, groups=groups)
+
+    fit_predict = check_memory(memory).cache(_fit_predict_fold)
+    results = Parallel(n_jobs=n_jobs, verbose=verbose)(
+        delayed(fit_predict)(clone(est), X, y, train, test, methods[name], classes, sample_weight)
+        for name, est in pairs
+        for train, test in folds
+    )
+    return _assemble(names, methods, folds, results, classes, _num_samples(X))
+
+
+def _assemble(names, methods, folds, results, classes, n_samples) -> OutOfFold:
+    """Scatter the per-fold predictions back into row order, per base."""
+    predictions, fold_estimators, fit_seconds = {}, {}, {}
+    n_folds = len(folds)
+    for b, name in enumerate(names):
+        chunk = results[b * n_folds : (b + 1) * n_folds]
+        width = chunk[0][1].shape[1]
+        out = np.empty((n_samples, width))
+        for (_, test), (_, prediction, _) in zip(folds, chunk, strict=True):
+            if prediction.shape[1] != width:
+                raise ValueError(
+                    f"Base {name!r} gave predictions of different widths across folds "
+                    f"({width} and {prediction.shape[1]})."
+                )
+            out[test] = prediction
+        predictions[name] = out
+        fold_estimators[name] = [est for est, _, _ in chunk]
+        fit_seconds[name] = float(sum(seconds for _, _, seconds in chunk))
+    return OutOfFold(predictions, methods, folds, fold_estimators, fit_seconds, classes)

@@ -1,0 +1,440 @@
+"""Weighted ensembles: ``y = sum_i w_i y_i`` with weights learned on out-of-fold predictions.
+
+Weights lie on the simplex (non-negative, summing to one). The default solver is greedy ensemble
+selection with replacement (Caruana et al., 2004, as in auto-sklearn and AutoGluon): it adds, one
+at a time, the base that most lowers the out-of-fold loss of the running average, so weights are
+multiples of ``1 / n_iter`` and bases that never help get weight 0 and are never refitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from numbers import Integral
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from moensemble.ensemble._base import _BaseOOFEnsemble
+
+_EPS = 1e-15
+# Weights below this are noise from the continuous solver; dropping them saves whole bases.
+_MIN_WEIGHT = 1e-3
+
+Loss = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def _log_loss(proba: np.ndarray, y: np.ndarray, sw: np.ndarray) -> float:
+    picked = proba[np.arange(len(y)), y]
+    return float(-np.average(np.log(np.clip(picked, _EPS, None)), weights=sw))
+
+
+def _brier_score(proba: np.ndarray, y: np.ndarray, sw: np.ndarray) -> float:
+    err = proba.copy()
+    err[np.arange(len(y)), y] -= 1.0
+    return float(np.average((err**2).sum(axis=1), weights=sw))
+
+
+def _squared_error(pred: np.ndarray, y: np.ndarray, sw: np.ndarray) -> float:
+    return float(np.average(((pred - y) ** 2).mean(axis=1), weights=sw))
+
+
+def _absolute_error(pred: np.ndarray, y: np.ndarray, sw: np.ndarray) -> float:
+    return float(np.average(np.abs(pred - y).mean(axis=1), weights=sw))
+
+
+_LOSSES: dict[str, Loss] = {
+    "log_loss": _log_loss,
+    "brier_score": _brier_score,
+    "squared_error": _squared_error,
+    "absolute_error": _absolute_error,
+}
+
+
+def greedy_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float], n_iter: int):
+    """Greedy ensemble selection with replacement.
+
+    Parameters
+    ----------
+    preds : ndarray of shape (n_bases, n_samples, n_columns)
+        Out-of-fold predictions of each base.
+    loss : callable
+        Maps a prediction of shape (n_samples, n_columns) to a number to minimize.
+    n_iter : int
+        Number of selections; weights are multiples of ``1 / n_iter``.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_bases,)
+    """
+    counts = np.zeros(len(preds))
+    total = np.zeros_like(preds[0])
+    for step in range(1, n_iter + 1):
+        losses = [loss((total + p) / step) for p in preds]
+        best = int(np.argmin(losses))  # ties go to the earlier base
+        counts[best] += 1
+        total += preds[best]
+    return counts / n_iter
+
+
+def slsqp_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float]) -> np.ndarray:
+    """Minimize ``loss(sum_i w_i preds[i])`` over the simplex with SLSQP; see greedy_weights."""
+    n_bases = len(preds)
+
+    def objective(w: np.ndarray) -> float:
+        return loss(np.tensordot(w, preds, axes=1))
+
+    result = minimize(
+        objective,
+        np.full(n_bases, 1.0 / n_bases),
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * n_bases,
+        constraints={"type": "eq", "fun": lambda w: w.sum() - 1.0},
+    )
+    weights = np.clip(result.x, 0.0, None)
+    weights[weights < _MIN_WEIGHT] = 0.0
+    if weights.sum() == 0:  # the solver failed outright: fall back to the best single base
+        weights[int(np.argmin([loss(p) for p in preds]))] = 1.0
+    return weights / weights.sum()
+
+
+def _combine(weights: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """``sum_i w_i preds[i]``; weights of shape (n_bases,) or (n_bases, n_columns)."""
+    w = weights.reshape(len(weights), 1, -1)
+    return (w * preds).sum(axis=0)
+
+
+class _BaseWeightedEnsemble(_BaseOOFEnsemble):
+    _parameter_constraints: dict = {
+        **_BaseOOFEnsemble._parameter_constraints,
+        "solver": [StrOptions({"greedy", "slsqp"})],
+        "n_iter": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def _solve(self, preds: np.ndarray, loss: Callable[[np.ndarray], float]) -> np.ndarray:
+        if self.solver == "greedy":
+            return greedy_weights(preds, loss, self.n_iter)
+        return slsqp_weights(preds, loss)
+
+    def _fit_weights(self, X, y, sample_weight, method, target) -> np.ndarray:
+        """Learn weights on out-of-fold predictions, then refit the bases that got weight."""
+        oof = self._out_of_fold(X, y, sample_weight, method)
+        preds = np.stack([oof.predictions[name] for name, _ in self._pairs])
+        sw = np.ones(len(target)) if sample_weight is None else sample_weight
+        base_loss = _LOSSES[self.loss]
+        weights = self._weights_for(preds, lambda p, t=target: base_loss(p, t, sw), target, sw)
+        self.base_losses_ = np.array([base_loss(p, target, sw) for p in preds])
+        used = np.flatnonzero(weights.reshape(len(preds), -1).sum(axis=1) > 0).tolist()
+        self._fit_final_bases(oof, X, y, sample_weight, used)
+        self._used_weights = weights[used]
+        blended = _combine(self._used_weights, preds[used])
+        self.ensemble_loss_ = base_loss(blended, target, sw)
+        return weights
+
+    def _weights_for(self, preds, loss, target, sw) -> np.ndarray:
+        return self._solve(preds, loss)
+
+    def _blend(self, X) -> np.ndarray:
+        return _combine(self._used_weights, np.stack(self._base_predictions(X)))
+
+
+class WeightedEnsembleClassifier(ClassifierMixin, _BaseWeightedEnsemble):
+    """Average the class probabilities of several classifiers with learned weights.
+
+    Each base is fitted on ``cv`` folds; the weights that minimize ``loss`` on the out-of-fold
+    probabilities are found; then only the bases with non-zero weight are refitted on all rows
+    (or, with ``refit=False``, their fold models are kept and averaged). Bases without
+    ``predict_proba`` vote with one-hot predictions.
+
+    Parameters
+    ----------
+    estimators : list of (str, estimator)
+        Named base classifiers. They receive ``X`` unchanged and labels encoded as
+        ``0..n_classes-1``.
+    solver : {'greedy', 'slsqp'}, default='greedy'
+        ``'greedy'``: ensemble selection with replacement, ``n_iter`` steps. ``'slsqp'``: direct
+        minimization of ``loss`` over the simplex with scipy (weights under 1e-3 dropped).
+    n_iter : int, default=50
+        Number of greedy selections (ignored by ``'slsqp'``).
+    loss : {'log_loss', 'brier_score'}, default='log_loss'
+        Out-of-fold loss that the weights minimize.
+    cv : int, cross-validation generator or iterable, default=5
+        Folds for the out-of-fold predictions; an int gives ``StratifiedKFold``.
+    refit : bool, default=True
+        Refit the selected bases on all rows; if False, keep their fold models as a bag (no
+        extra fit, ``cv`` models per base at predict time).
+    n_jobs : int, default=None
+        Parallel jobs over all ``(base, fold)`` fits (joblib).
+    memory : str, joblib.Memory or None, default=None
+        Cache of the out-of-fold fits, shared by every ensemble that uses the same cache, bases,
+        data and folds.
+    verbose : int, default=0
+        joblib verbosity.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_estimators,)
+        Weight of each base in ``estimators``, summing to 1.
+    estimators_ : list of estimator (or list of lists with ``refit=False``)
+        Fitted bases with non-zero weight, in ``estimators`` order.
+    named_estimators_ : Bunch
+        The same, by name.
+    stack_method_ : list of str
+        Prediction method of each fitted base.
+    base_losses_ : ndarray of shape (n_estimators,)
+        Out-of-fold loss of each base alone.
+    ensemble_loss_ : float
+        Out-of-fold loss of the weighted average.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.naive_bayes import GaussianNB
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from moensemble import WeightedEnsembleClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> ens = WeightedEnsembleClassifier(
+    ...     [("lr", make_pipeline(StandardScaler(), LogisticRegression())), ("nb", GaussianNB())],
+    ...     cv=3,
+    ... ).fit(X, y)
+    >>> bool(ens.ensemble_loss_ <= ens.base_losses_.min())
+    True
+    """
+
+    _kind = "classifier"
+    _parameter_constraints: dict = {
+        **_BaseWeightedEnsemble._parameter_constraints,
+        "loss": [StrOptions({"log_loss", "brier_score"})],
+    }
+
+    def __init__(
+        self,
+        estimators,
+        *,
+        solver="greedy",
+        n_iter=50,
+        loss="log_loss",
+        cv=5,
+        refit=True,
+        n_jobs=None,
+        memory=None,
+        verbose=0,
+    ):
+        self.estimators = estimators
+        self.solver = solver
+        self.n_iter = n_iter
+        self.loss = loss
+        self.cv = cv
+        self.refit = refit
+        self.n_jobs = n_jobs
+        self.memory = memory
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the bases out of fold, learn the weights, refit the selected bases.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Training input, passed to the bases unchanged.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Passed to every base's ``fit`` and used in the loss.
+
+        Returns
+        -------
+        self : object
+        """
+        X, y, sample_weight = self._validate_fit_input(X, y, sample_weight)
+        method = {
+            name: "predict_proba" if hasattr(est, "predict_proba") else "predict"
+            for name, est in self._pairs
+        }
+        self.weights_ = self._fit_weights(X, y, sample_weight, method, y)
+        return self
+
+    def predict_proba(self, X):
+        """Weighted average of the bases' class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        X = self._validate_predict_input(X)
+        proba = self._blend(X)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Class with the highest weighted probability.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class WeightedEnsembleRegressor(RegressorMixin, _BaseWeightedEnsemble):
+    """Average the predictions of several regressors with learned weights.
+
+    Each base is fitted on ``cv`` folds; the weights that minimize ``loss`` on the out-of-fold
+    predictions are found; then only the bases with non-zero weight are refitted on all rows
+    (or, with ``refit=False``, their fold models are kept and averaged).
+
+    Parameters
+    ----------
+    estimators : list of (str, estimator)
+        Named base regressors, given ``X`` unchanged.
+    solver : {'greedy', 'slsqp'}, default='greedy'
+        ``'greedy'``: ensemble selection with replacement, ``n_iter`` steps. ``'slsqp'``: direct
+        minimization of ``loss`` over the simplex with scipy (weights under 1e-3 dropped).
+    n_iter : int, default=50
+        Number of greedy selections (ignored by ``'slsqp'``).
+    loss : {'squared_error', 'absolute_error'}, default='squared_error'
+        Out-of-fold loss that the weights minimize.
+    per_output : bool, default=False
+        With a 2-D target, learn one weight vector per output column (element-wise weighting).
+    cv : int, cross-validation generator or iterable, default=5
+        Folds for the out-of-fold predictions; an int gives ``KFold``.
+    refit : bool, default=True
+        Refit the selected bases on all rows; if False, keep their fold models as a bag.
+    n_jobs : int, default=None
+        Parallel jobs over all ``(base, fold)`` fits (joblib).
+    memory : str, joblib.Memory or None, default=None
+        Cache of the out-of-fold fits, shared across ensembles.
+    verbose : int, default=0
+        joblib verbosity.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_estimators,) or (n_estimators, n_outputs)
+        Weight of each base (per output with ``per_output=True``); each column sums to 1.
+    estimators_ : list of estimator (or list of lists with ``refit=False``)
+        Fitted bases with non-zero weight, in ``estimators`` order.
+    named_estimators_ : Bunch
+        The same, by name.
+    stack_method_ : list of str
+        Prediction method of each fitted base.
+    base_losses_ : ndarray of shape (n_estimators,)
+        Out-of-fold loss of each base alone.
+    ensemble_loss_ : float
+        Out-of-fold loss of the weighted average.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.linear_model import RidgeCV
+    >>> from sklearn.tree import DecisionTreeRegressor
+    >>> from moensemble import WeightedEnsembleRegressor
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> ens = WeightedEnsembleRegressor(
+    ...     [("ridge", RidgeCV()), ("tree", DecisionTreeRegressor(max_depth=3, random_state=0))],
+    ...     cv=3,
+    ... ).fit(X, y)
+    >>> ens.weights_.round(2).tolist()
+    [0.86, 0.14]
+    """
+
+    _kind = "regressor"
+    _parameter_constraints: dict = {
+        **_BaseWeightedEnsemble._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "absolute_error"})],
+        "per_output": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        estimators,
+        *,
+        solver="greedy",
+        n_iter=50,
+        loss="squared_error",
+        per_output=False,
+        cv=5,
+        refit=True,
+        n_jobs=None,
+        memory=None,
+        verbose=0,
+    ):
+        self.estimators = estimators
+        self.solver = solver
+        self.n_iter = n_iter
+        self.loss = loss
+        self.per_output = per_output
+        self.cv = cv
+        self.refit = refit
+        self.n_jobs = n_jobs
+        self.memory = memory
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the bases out of fold, learn the weights, refit the selected bases.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Training input, passed to the bases unchanged.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Passed to every base's ``fit`` and used in the loss.
+
+        Returns
+        -------
+        self : object
+        """
+        X, y, sample_weight = self._validate_fit_input(X, y, sample_weight)
+        target = y.reshape(len(y), -1)
+        self.weights_ = self._fit_weights(X, y, sample_weight, "predict", target)
+        return self
+
+    def _weights_for(self, preds, loss, target, sw) -> np.ndarray:
+        if not (self.per_output and target.shape[1] > 1):
+            return self._solve(preds, loss)
+        base_loss = _LOSSES[self.loss]
+        columns = [
+            self._solve(preds[:, :, [j]], lambda p, j=j: base_loss(p, target[:, [j]], sw))
+            for j in range(target.shape[1])
+        ]
+        return np.stack(columns, axis=1)
+
+    def predict(self, X):
+        """Weighted average of the bases' predictions.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        check_is_fitted(self)
+        X = self._validate_predict_input(X)
+        return self._shape_regression(self._blend(X))
