@@ -1,0 +1,511 @@
+"""Leaderboard: evaluate several estimators on the same folds and rank them.
+
+:func:`compare` fits every model on the same outer folds and reports the mean and standard
+deviation of each metric, fit and predict times, and, for mixture-of-experts models, the
+parameters used per row and how evenly the experts are loaded. Every ensemble (any estimator
+with a ``memory`` parameter, pipelines included) gets one shared :class:`joblib.Memory`, so that
+within a fold the weighted and the stacked ensembles over the same bases fit each base once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from numbers import Real
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Memory
+from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    get_scorer,
+    log_loss,
+    r2_score,
+    root_mean_squared_error,
+)
+from sklearn.model_selection import KFold, StratifiedKFold, check_cv
+from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_consistent_length, check_memory
+
+from moensemble._validation import check_estimators
+
+__all__ = ["compare", "default_models", "METRICS"]
+
+#: Metrics reported for each task, and whether higher is better. The first one ranks.
+METRICS: dict[str, dict[str, bool]] = {
+    "classification": {"accuracy": True, "f1_macro": True, "log_loss": False},
+    "regression": {"rmse": False, "r2": True},
+}
+
+_ScorerLike = Callable[[Any, Any, Any], float]
+
+
+# ---- public ----------------------------------------------------------------------------------
+
+
+def compare(
+    models: Mapping[str, BaseEstimator] | Iterable | None,
+    X,
+    y,
+    *,
+    cv=5,
+    scoring: str | _ScorerLike | list | dict | None = None,
+    n_jobs: int | None = None,
+    memory: str | Memory | None = None,
+    random_state: int | None = 0,
+    progress: bool = True,
+    error_score: str | float = np.nan,
+    return_folds: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate estimators on the same cross-validation folds and return a leaderboard.
+
+    Parameters
+    ----------
+    models : dict of str to estimator, list of (str, estimator) tuples, list of estimators \
+            or None
+        The models to compare. ``None`` uses :func:`default_models` for the task that ``y``
+        implies (good single members, a weighted and a stacked ensemble over them, and a
+        mixture of experts). Unnamed estimators are named after their class.
+    X : {array-like, sparse matrix, DataFrame, list of str} of shape (n_samples, ...)
+        Input, passed to the models as given (so raw texts work with a text pipeline).
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Target. Classification when every model is a classifier (or, with ``models=None``,
+        when ``y`` is not continuous).
+    cv : int, cross-validation generator or iterable, default=5
+        Outer folds, resolved once and used for every model. An int gives a shuffled
+        :class:`~sklearn.model_selection.StratifiedKFold` (classification) or
+        :class:`~sklearn.model_selection.KFold` (regression) seeded with ``random_state``.
+    scoring : str, callable, list or dict, default=None
+        Extra scikit-learn scorers (greater is better) reported next to the built-in metrics;
+        the first one then ranks the leaderboard. Built-in: accuracy, macro-F1 and log-loss
+        (log-loss needs ``predict_proba``) for classifiers; RMSE and R² for regressors.
+    n_jobs : int, default=None
+        Folds evaluated in parallel through joblib. Within a fold the models run one after the
+        other so that later ensembles find the base fits of earlier ones in the cache.
+    memory : str, joblib.Memory or None, default=None
+        Cache shared by every model that has a ``memory`` parameter left at ``None`` (also
+        nested ones, such as a pipeline's). ``None`` uses a temporary folder removed at the end.
+    random_state : int or None, default=0
+        Seed of the outer folds when ``cv`` is an int, and of the default models.
+    progress : bool, default=True
+        Show a progress bar (tqdm, on stderr) over (model, fold).
+    error_score : 'raise' or float, default=np.nan
+        Score recorded when a model fails on a fold (with a warning); ``'raise'`` re-raises.
+    return_folds : bool, default=False
+        Also return the per-fold table.
+
+    Returns
+    -------
+    leaderboard : DataFrame
+        One row per model (index ``model``), best first: ``<metric>_mean`` and ``<metric>_std``
+        for each metric, ``fit_time_s`` (mean per fold), ``predict_time_per_1k_s`` (seconds to
+        predict 1000 rows), ``active_params_per_row`` and ``expert_load_max_violation``
+        (``(max load - mean load) / mean load``; both NaN for models without experts). The
+        per-fold table is also in ``leaderboard.attrs["fold_scores"]`` (a list of
+        records: ``pd.DataFrame(leaderboard.attrs["fold_scores"])``); ``attrs["task"]``,
+        ``attrs["metric"]`` and ``attrs["higher_is_better"]`` name the ranking metric.
+    fold_scores : DataFrame
+        Only with ``return_folds=True``: one row per (model, fold).
+
+    Notes
+    -----
+    Fit times include cache hits: an ensemble that finds its bases' fold fits in the shared
+    cache (fitted earlier in the same fold by another ensemble) is charged only the work left.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> from moensemble import compare
+    >>> X, y = load_iris(return_X_y=True)
+    >>> board = compare({"logreg": LogisticRegression(max_iter=500),
+    ...                  "tree": DecisionTreeClassifier(random_state=0)},
+    ...                 X, y, cv=3, progress=False)
+    >>> list(board.index)
+    ['logreg', 'tree']
+    >>> bool(board.loc["logreg", "accuracy_mean"] > 0.9)
+    True
+    """
+    check_consistent_length(X, y)
+    task = _infer_task(models, y)
+    if models is None:
+        models = default_models(task, random_state=random_state)
+    pairs = _as_pairs(models, task)
+    if task == "classification" and np.unique(np.asarray(y)).size < 2:
+        raise ValueError("compare() needs at least two classes in `y`; found one.")
+    scorers = _check_scoring(scoring)
+    folds = _make_folds(cv, X, y, task=task, random_state=random_state)
+    classes = np.unique(np.asarray(y)) if task == "classification" else None
+
+    owned = memory is None
+    location = tempfile.mkdtemp(prefix="moensemble-cache-") if owned else None
+    try:
+        cache = check_memory(Memory(location, verbose=0) if owned else memory)
+        pairs = [(name, _share_memory(est, cache)) for name, est in pairs]
+        rows = _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progress)
+    finally:
+        if owned:
+            shutil.rmtree(location, ignore_errors=True)
+
+    folds_df = pd.DataFrame(rows)
+    board = _summarise(folds_df, [name for name, _ in pairs], task, scorers)
+    if return_folds:
+        return board, folds_df
+    # Records, not a DataFrame: pandas compares attrs when combining frames.
+    board.attrs["fold_scores"] = folds_df.to_dict("records")
+    return board
+
+
+def default_models(
+    task: str = "classification",
+    *,
+    features: BaseEstimator | None = None,
+    sparse: bool = False,
+    n_components: int = 100,
+    cv: int = 3,
+    quick: bool = False,
+    random_state: int | None = 0,
+) -> list[tuple[str, BaseEstimator]]:
+    """Build the default contestants: strong single members, two ensembles of them, an MoE.
+
+    Parameters
+    ----------
+    task : {'classification', 'regression'}, default='classification'
+    features : transformer or None, default=None
+        A first step put in front of every model (for example a ``TfidfVectorizer`` for raw
+        texts, or a ``ColumnTransformer``). ``None``: ``X`` is already numeric.
+    sparse : bool, default=False
+        Whether the model input (after ``features``) is sparse, such as TF-IDF. Members that
+        need dense input then get a ``TruncatedSVD(n_components)`` step, the others take the
+        sparse matrix directly; when False, linear members get a ``StandardScaler``.
+    n_components : int, default=100
+        Dimensions kept by the ``TruncatedSVD`` of dense-only members (sparse input only).
+    cv : int, default=3
+        Inner folds of the weighted and stacked ensembles.
+    quick : bool, default=False
+        Smaller forests and fewer MoE epochs, for a run of a minute or two.
+    random_state : int or None, default=0
+
+    Returns
+    -------
+    models : list of (str, estimator)
+        ``[*members, ("weighted", ...), ("stacked", ...), ("moe", ...)]``; each is a
+        :class:`~sklearn.pipeline.Pipeline` starting with ``features`` when it is given.
+    """
+    if task not in METRICS:
+        raise ValueError(f"`task` must be 'classification' or 'regression'; got {task!r}.")
+    members = _members(task, sparse=sparse, n_components=n_components, quick=quick,
+                       random_state=random_state)
+    models = [*members, *_ensembles(task, members, cv=cv, random_state=random_state)]
+    models.append(("moe", _moe(task, sparse=sparse, quick=quick, random_state=random_state)))
+    if features is not None:
+        models = [(name, Pipeline([("features", clone(features)), (name, est)]))
+                  for name, est in models]
+    return models
+
+
+# ---- default models --------------------------------------------------------------------------
+
+
+def _members(task: str, *, sparse: bool, n_components: int, quick: bool,
+             random_state: int | None) -> list[tuple[str, BaseEstimator]]:
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.naive_bayes import ComplementNB
+    from sklearn.preprocessing import StandardScaler
+
+    n_trees = 100 if quick else 300
+    # Dense-only members see a low-rank projection of sparse input; tabular input is used as is.
+    def dense(est: BaseEstimator) -> BaseEstimator:
+        if not sparse:
+            return est
+        return Pipeline([("svd", TruncatedSVD(n_components, random_state=random_state)),
+                         ("model", est)])
+
+    def scaled(est: BaseEstimator) -> BaseEstimator:
+        # Sparse TF-IDF rows are already unit-norm; centring would densify them.
+        return est if sparse else Pipeline([("scale", StandardScaler()), ("model", est)])
+
+    if task == "classification":
+        members = [
+            ("logreg", scaled(LogisticRegression(C=10.0 if sparse else 1.0, max_iter=300))),
+            ("extra_trees", dense(ExtraTreesClassifier(n_trees, n_jobs=1,
+                                                       random_state=random_state))),
+        ]
+        if sparse:
+            # Naive Bayes needs non-negative counts or TF-IDF: a strong, cheap text member.
+            members.insert(1, ("naive_bayes", ComplementNB(alpha=0.3)))
+        return members
+    return [
+        ("ridge", scaled(RidgeCV(alphas=np.logspace(-3, 3, 13)))),
+        ("extra_trees", dense(ExtraTreesRegressor(n_trees, n_jobs=1, random_state=random_state))),
+    ]
+
+
+def _ensembles(task: str, members: list, *, cv: int,
+               random_state: int | None) -> list[tuple[str, BaseEstimator]]:
+    from moensemble import ensemble
+
+    kind = "Classifier" if task == "classification" else "Regressor"
+    weighted = getattr(ensemble, f"WeightedEnsemble{kind}")
+    stacked = getattr(ensemble, f"StackingEnsemble{kind}")
+    bases = [(name, clone(est)) for name, est in members]
+    return [
+        ("weighted", weighted(bases, cv=cv, random_state=random_state)),
+        ("stacked", stacked([(n, clone(e)) for n, e in bases], cv=cv, random_state=random_state)),
+    ]
+
+
+def _moe(task: str, *, sparse: bool, quick: bool, random_state: int | None) -> BaseEstimator:
+    from moensemble import moe
+
+    est = moe.MoEClassifier if task == "classification" else moe.MoERegressor
+    model = est(n_experts=8, top_k=2, random_state=random_state)
+    if quick and "max_epochs" in model.get_params():
+        model.set_params(max_epochs=min(model.get_params()["max_epochs"] or 20, 20))
+    if sparse:
+        return model
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline([("scale", StandardScaler()), ("model", model)])
+
+
+# ---- input -----------------------------------------------------------------------------------
+
+
+def _infer_task(models, y) -> str:
+    if models is not None:
+        ests = list(models.values()) if isinstance(models, Mapping) else [
+            m[1] if isinstance(m, tuple | list) and len(m) == 2 else m for m in models
+        ]
+        if ests and all(is_classifier(e) for e in ests):
+            return "classification"
+        if ests and all(is_regressor(e) for e in ests):
+            return "regression"
+        if ests:
+            raise ValueError(
+                "`models` must be all classifiers or all regressors; got a mix: "
+                f"{[type(e).__name__ for e in ests]}."
+            )
+    kind = type_of_target(y, input_name="y")
+    return "regression" if kind.startswith("continuous") else "classification"
+
+
+def _as_pairs(models, task: str) -> list[tuple[str, BaseEstimator]]:
+    if isinstance(models, Mapping):
+        models = list(models.items())
+    elif isinstance(models, BaseEstimator):
+        models = [models]
+    else:
+        models = list(models)
+    if models and not all(isinstance(m, tuple | list) for m in models):
+        named, seen = [], {}
+        for est in models:
+            base = type(est).__name__
+            seen[base] = seen.get(base, 0) + 1
+            named.append((base if seen[base] == 1 else f"{base}_{seen[base]}", est))
+        models = named
+    kind = "classifier" if task == "classification" else "regressor"
+    return check_estimators([tuple(m) for m in models], param="models", kind=kind)
+
+
+def _check_scoring(scoring) -> dict[str, _ScorerLike]:
+    if scoring is None:
+        return {}
+    if isinstance(scoring, str) or callable(scoring):
+        scoring = [scoring]
+    if isinstance(scoring, Mapping):
+        items = list(scoring.items())
+    else:
+        items = [(s if isinstance(s, str) else getattr(s, "__name__", f"score_{i}"), s)
+                 for i, s in enumerate(scoring)]
+    scorers = {}
+    for name, s in items:
+        scorers[name] = get_scorer(s) if isinstance(s, str) else s
+        if not callable(scorers[name]):
+            raise ValueError(f"`scoring` entry {name!r} is not a scorer name or callable: {s!r}.")
+    return scorers
+
+
+def _make_folds(cv, X, y, *, task: str, random_state: int | None) -> list:
+    classifier = task == "classification"
+    if isinstance(cv, int) and not isinstance(cv, bool):
+        if cv < 2:
+            raise ValueError(f"`cv` must be at least 2 folds; got {cv}.")
+        kind = StratifiedKFold if classifier else KFold
+        splitter = kind(cv, shuffle=True, random_state=random_state)
+    else:
+        splitter = check_cv(cv, y, classifier=classifier)
+    return [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y)]
+
+
+def _share_memory(estimator: BaseEstimator, memory: Memory) -> BaseEstimator:
+    """Clone ``estimator`` with every unset ``memory`` parameter (nested too) set to ``memory``."""
+    estimator = clone(estimator)
+    keys = [k for k, v in estimator.get_params(deep=True).items()
+            if (k == "memory" or k.endswith("__memory")) and v is None]
+    # Outer keys first: setting a composite's parameter may replace its nested objects.
+    for key in sorted(keys, key=lambda k: k.count("__")):
+        estimator.set_params(**{key: memory})
+    return estimator
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+
+
+def _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progress) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    total = len(pairs) * len(folds)
+    bar = tqdm(total=total, desc="compare", unit="fit", disable=not progress, leave=False)
+    rows: list[dict] = []
+    try:
+        if n_jobs in (None, 1):
+            for i, (train, test) in enumerate(folds):
+                for name, est in pairs:
+                    bar.set_postfix_str(f"{name} fold {i + 1}/{len(folds)}")
+                    rows.append(_evaluate(name, est, X, y, i, train, test, classes, task,
+                                          scorers, error_score))
+                    bar.update()
+        else:
+            # Whole folds per job, so that within a fold the models share the cache in order.
+            jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                delayed(_evaluate_fold)(pairs, X, y, i, train, test, classes, task, scorers,
+                                        error_score)
+                for i, (train, test) in enumerate(folds)
+            )
+            for fold_rows in jobs:
+                rows.extend(fold_rows)
+                bar.update(len(fold_rows))
+    finally:
+        bar.close()
+    return rows
+
+
+def _evaluate_fold(pairs, X, y, fold, train, test, classes, task, scorers, error_score):
+    return [_evaluate(name, est, X, y, fold, train, test, classes, task, scorers, error_score)
+            for name, est in pairs]
+
+
+def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
+              error_score) -> dict:
+    """Fit ``estimator`` on ``train``, score it on ``test``; one row of the fold table."""
+    row: dict[str, Any] = {"model": name, "fold": fold}
+    X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
+    X_test, y_test = _safe_indexing(X, test), _safe_indexing(y, test)
+    est = clone(estimator)
+    try:
+        start = perf_counter()
+        est.fit(X_train, y_train)
+        row["fit_time_s"] = perf_counter() - start
+        start = perf_counter()
+        y_pred = est.predict(X_test)
+        row["predict_time_per_1k_s"] = (perf_counter() - start) / len(test) * 1000
+        row.update(_metrics(est, X_test, y_test, y_pred, classes, task))
+        for scorer_name, scorer in scorers.items():
+            row[scorer_name] = float(scorer(est, X_test, y_test))
+    except Exception as exc:
+        if error_score == "raise":
+            raise
+        if not isinstance(error_score, Real):
+            raise ValueError("`error_score` must be 'raise' or a number.") from exc
+        warnings.warn(f"compare(): model {name!r} failed on fold {fold}: {exc!r}; its scores "
+                      f"on this fold are set to {error_score}.", UserWarning, stacklevel=2)
+        for metric in [*METRICS[task], *scorers]:
+            row[metric] = float(error_score)
+        return row
+    row.update(_moe_stats(est))
+    return row
+
+
+def _metrics(est, X_test, y_test, y_pred, classes, task) -> dict[str, float]:
+    if task == "regression":
+        return {"rmse": float(root_mean_squared_error(y_test, y_pred)),
+                "r2": float(r2_score(y_test, y_pred))}
+    out = {"accuracy": float(accuracy_score(y_test, y_pred)),
+           "f1_macro": float(f1_score(y_test, y_pred, average="macro", zero_division=0)),
+           "log_loss": np.nan}
+    if hasattr(est, "predict_proba"):
+        proba = _aligned_proba(est, X_test, classes)
+        out["log_loss"] = float(log_loss(y_test, proba, labels=classes))
+    return out
+
+
+def _aligned_proba(est, X, classes: np.ndarray) -> np.ndarray:
+    """``predict_proba`` with one column per class of the whole ``y`` (a fold may miss some)."""
+    proba = np.asarray(est.predict_proba(X), dtype=float)
+    seen = getattr(est, "classes_", None)
+    if seen is None or len(seen) == len(classes):
+        return proba
+    full = np.zeros((proba.shape[0], len(classes)))
+    full[:, np.searchsorted(classes, seen)] = proba
+    return full
+
+
+def _final_step(est):
+    """The estimator at the end of pipelines and fitted searches (where MoE stats live)."""
+    while True:
+        if isinstance(est, Pipeline):
+            est = est[-1]
+        elif hasattr(est, "best_estimator_"):
+            est = est.best_estimator_
+        else:
+            return est
+
+
+def _moe_stats(est) -> dict[str, float]:
+    final = _final_step(est)
+    active = getattr(final, "n_active_params_", None)
+    load = getattr(final, "expert_load_", None)
+    return {
+        "active_params_per_row": np.nan if active is None else float(active),
+        "expert_load_max_violation": np.nan if load is None else max_violation(load),
+    }
+
+
+def max_violation(load) -> float:
+    """``(max load - mean load) / mean load``: 0 when balanced, ``n_experts - 1`` when collapsed.
+
+    Parameters
+    ----------
+    load : array-like of shape (n_experts,) or (n_layers, n_experts)
+        Rows (or share of rows) sent to each expert; the worst layer counts.
+    """
+    load = np.atleast_2d(np.asarray(load, dtype=float))
+    mean = load.mean(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        violation = (load.max(axis=-1) - mean) / mean
+    return float(np.nanmax(violation)) if np.isfinite(violation).any() else np.nan
+
+
+# ---- summary ---------------------------------------------------------------------------------
+
+
+def _summarise(folds_df: pd.DataFrame, names: list[str], task: str,
+               scorers: dict) -> pd.DataFrame:
+    metrics = list(dict.fromkeys([*scorers, *METRICS[task]]))
+    grouped = folds_df.groupby("model", sort=False)
+    board = pd.DataFrame(index=pd.Index(names, name="model"))
+    for metric in metrics:
+        board[f"{metric}_mean"] = grouped[metric].mean()
+        board[f"{metric}_std"] = grouped[metric].std(ddof=0)
+    for column in ["fit_time_s", "predict_time_per_1k_s", "active_params_per_row",
+                   "expert_load_max_violation"]:
+        board[column] = grouped[column].mean() if column in folds_df else np.nan
+    main = metrics[0]
+    higher = True if scorers else METRICS[task][main]
+    board = board.sort_values(f"{main}_mean", ascending=not higher, kind="stable",
+                              na_position="last")
+    board.attrs.update(task=task, metric=main, higher_is_better=higher)
+    return board
