@@ -1,0 +1,12 @@
+"""Data sets shipped with moensemble, so that the main job runs offline.
+
+``load_wordnet_glosses`` loads 117,659 WordNet 3.0 glosses labeled by their lexicographer
+file (45 classes). The data are under the WordNet 3.0 licence, shipped next to them as
+``moensemble/datasets/data/WORDNET_LICENSE.txt``.
+"""
+
+from __future__ import annotations
+
+from moensemble.datasets._wordnet import load_wordnet_glosses
+
+__all__ = ["load_wordnet_glosses"]
