@@ -74,3 +74,37 @@ def resolve_device(device: str) -> str:
             raise ValueError("device='mps' but no Apple MPS device is available; use 'cpu' or 'auto'.")
         return device
     raise ValueError(f"`device` must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; got {device!r}.")
+
+
+def check_precision(precision: str, device: str):
+    """Return the torch dtype for ``precision`` after checking that ``device`` supports it.
+
+    ``precision`` is ``'float32' | 'bfloat16' | 'float16'``; the two low precisions mean
+    autocast on ``device``. An unsupported pair is a ValueError naming ``precision``.
+    """
+    import torch
+
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if precision not in dtypes:
+        raise ValueError(f"`precision` must be one of {sorted(dtypes)}; got {precision!r}.")
+    dtype = dtypes[precision]
+    if dtype == torch.float32:
+        return dtype
+    device_type = torch.device(device).type
+    if device_type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision='bfloat16' is not supported by this GPU ({device}).")
+    # Autocast with a dtype the device cannot run only *warns* and turns itself off:
+    # make that an error so the user does not silently train in float32.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with torch.autocast(device_type, dtype=dtype):
+                a = torch.ones(2, 2, device=device)
+                if (a @ a).dtype != dtype:
+                    raise RuntimeError(f"autocast produced {(a @ a).dtype}")
+    except (RuntimeError, UserWarning) as exc:
+        raise ValueError(
+            f"precision={precision!r} (autocast) is not supported on device {device!r}: {exc}. "
+            "Use precision='float32' or 'bfloat16'."
+        ) from exc
+    return dtype

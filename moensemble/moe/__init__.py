@@ -1,0 +1,11 @@
+"""Sparse mixture of experts on torch + skorch.
+
+``estimators`` holds the scikit-learn estimators; ``routing`` (routers, auxiliary losses,
+``dispatch``), ``experts`` and ``net`` are the reusable torch core.
+"""
+
+from __future__ import annotations
+
+from .estimators import MoEClassifier, MoERegressor
+
+__all__ = ["MoEClassifier", "MoERegressor"]

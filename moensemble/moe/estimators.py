@@ -1,0 +1,536 @@
+"""scikit-learn estimators around the sparse mixture-of-experts network."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import EarlyStopping
+from skorch.helper import predefined_split
+
+from .._validation import check_precision, resolve_device
+from .net import (
+    MoENetClassifier,
+    MoENetRegressor,
+    RoutingStats,
+    RowDataset,
+    build_module,
+    collate_batch,
+)
+from .routing import ROUTERS, make_router
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+class _BaseMoE(BaseEstimator):
+    """Shared parameters, fitting and routing introspection of the MoE estimators."""
+
+    _parameter_constraints: dict = {
+        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "top_k": [Interval(Integral, 1, None, closed="left")],
+        "router": [StrOptions(set(ROUTERS))],
+        "expert_hidden": [tuple, list, Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"relu", "gelu", "tanh", "silu"})],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "gate_dropout": [Interval(Real, 0, 1, closed="left")],
+        "shared_expert": ["boolean"],
+        "aux_loss_coef": [Interval(Real, 0, None, closed="left")],
+        "z_loss_coef": [Interval(Real, 0, None, closed="left")],
+        "balance": [StrOptions({"aux_loss", "bias"})],
+        "bias_update_rate": [Interval(Real, 0, None, closed="left")],
+        "capacity_factor": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "precision": [StrOptions({"float32", "bfloat16", "float16"})],
+        "callbacks": [list, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_experts: int = 8,
+        top_k: int = 2,
+        router: str = "topk",
+        expert_hidden: tuple[int, ...] | int = (64,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        gate_dropout: float = 0.0,
+        shared_expert: bool = False,
+        aux_loss_coef: float = 1e-2,
+        z_loss_coef: float = 1e-3,
+        balance: str = "aux_loss",
+        bias_update_rate: float = 1e-3,
+        capacity_factor: float = 1.25,
+        max_epochs: int = 50,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        optimizer="adam",
+        weight_decay: float = 0.0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        device: str = "cpu",
+        precision: str = "float32",
+        callbacks: list | None = None,
+        random_state=None,
+        verbose: int = 0,
+    ) -> None:
+        self.n_experts = n_experts
+        self.top_k = top_k
+        self.router = router
+        self.expert_hidden = expert_hidden
+        self.activation = activation
+        self.dropout = dropout
+        self.gate_dropout = gate_dropout
+        self.shared_expert = shared_expert
+        self.aux_loss_coef = aux_loss_coef
+        self.z_loss_coef = z_loss_coef
+        self.balance = balance
+        self.bias_update_rate = bias_update_rate
+        self.capacity_factor = capacity_factor
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.precision = precision
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting ------------------------------------------------------------------------
+    def _check_params(self) -> tuple[tuple[int, ...], str]:
+        """Checks that need more than one parameter or more than a type/range."""
+        if self.top_k > self.n_experts:
+            raise ValueError(
+                f"`top_k`={self.top_k} must be <= `n_experts`={self.n_experts}: a row cannot "
+                "be routed to more experts than there are."
+            )
+        hidden = (self.expert_hidden,) if isinstance(self.expert_hidden, Integral) else tuple(
+            self.expert_hidden
+        )
+        if not all(isinstance(h, Integral) and h >= 1 for h in hidden):
+            raise ValueError(
+                f"`expert_hidden` must be a positive int or a tuple of positive ints; "
+                f"got {self.expert_hidden!r}."
+            )
+        device = resolve_device(self.device)
+        check_precision(self.precision, device)
+        return hidden, device
+
+    def _fit_net(self, X, y: np.ndarray, net_cls, criterion, out_features: int) -> None:
+        hidden, device = self._check_params()
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        train, valid = self._split(X, y, seed)
+        devices = [device] if device.startswith("cuda") else []
+        # Fork the RNG so fitting is reproducible without touching the user's torch seed.
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            module = self._build_module(X.shape[1], out_features, hidden)
+            self.net_ = self._make_net(net_cls, criterion, module, valid, device)
+            self.net_.fit(train, None)
+        self.history_ = self.net_.history
+        self.n_active_params_ = self.net_.module_.n_active_params(self._active_k())
+        self._set_routing_stats(X)
+
+    def _split(self, X, y: np.ndarray, seed: int) -> tuple[RowDataset, RowDataset | None]:
+        if not self.early_stopping:
+            return RowDataset(X, y), None
+        idx = np.arange(X.shape[0])
+        stratify = y if self._is_classification() and self._can_stratify(y) else None
+        tr, va = train_test_split(
+            idx, test_size=self.validation_fraction, random_state=seed, stratify=stratify
+        )
+        return RowDataset(X[tr], y[tr]), RowDataset(X[va], y[va])
+
+    def _can_stratify(self, y: np.ndarray) -> bool:
+        counts = np.bincount(y)
+        n_valid = int(np.ceil(self.validation_fraction * len(y)))
+        return counts[counts > 0].min() >= 2 and n_valid >= len(counts)
+
+    def _is_classification(self) -> bool:
+        return False
+
+    def _build_module(self, in_features: int, out_features: int, hidden: tuple[int, ...]):
+        router = make_router(
+            self.router,
+            in_features,
+            self.n_experts,
+            self.top_k,
+            capacity_factor=self.capacity_factor,
+            gate_dropout=self.gate_dropout,
+            balance=self.balance,
+            bias_update_rate=self.bias_update_rate,
+        )
+        return build_module(
+            router,
+            in_features,
+            out_features,
+            n_experts=self.n_experts,
+            hidden=hidden,
+            activation=self.activation,
+            dropout=self.dropout,
+            shared_expert=self.shared_expert,
+            # Switch overflow rows need a path to the output: a linear skip for every row.
+            fallback=self.router == "switch",
+            precision=self.precision,
+        )
+
+    def _make_net(self, net_cls, criterion, module, valid, device: str):
+        callbacks = [("routing_stats", RoutingStats())]
+        if self.early_stopping:
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss", patience=self.n_iter_no_change, load_best=True
+                    ),
+                )
+            )
+        callbacks += list(self.callbacks or [])
+        optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
+        extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
+        return net_cls(
+            module=module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=self.lr,
+            optimizer__weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            iterator_train__shuffle=True,
+            iterator_train__collate_fn=collate_batch,
+            iterator_valid__collate_fn=collate_batch,
+            train_split=None if valid is None else predefined_split(valid),
+            callbacks=callbacks,
+            device=device,
+            verbose=self.verbose,
+            # Aux-loss-free balancing ('bias') replaces the load-balancing loss.
+            aux_loss_coef=0.0 if self.balance == "bias" else self.aux_loss_coef,
+            z_loss_coef=self.z_loss_coef,
+            # The pickled module is our own class, not only tensors.
+            torch_load_kwargs={"weights_only": False},
+            **extra,
+        )
+
+    def _active_k(self) -> int:
+        if self.router == "softmax":
+            return self.n_experts
+        return 1 if self.router == "switch" else self.top_k
+
+    # -- routing introspection ----------------------------------------------------------
+    def _set_routing_stats(self, X) -> None:
+        indices, gates, entropy = self._route(X)
+        if self.router == "softmax":
+            # Dense routing: every row uses every expert; report the mean gate instead.
+            load = gates.mean(0) / max(gates.mean(0).sum(), 1e-12)
+        else:
+            load = np.bincount(indices.ravel(), minlength=self.n_experts) / indices.size
+        self.expert_load_ = load
+        self.router_entropy_ = float(entropy)
+        self.overflow_fraction_ = float(self.history_[-1, "overflow_fraction"])
+
+    @torch.no_grad()
+    def _route(self, X) -> tuple[np.ndarray, np.ndarray, float]:
+        module = self.net_.module_
+        was_training = module.training
+        module.eval()
+        ds = RowDataset(X)
+        idx, gts, ent = [], [], 0.0
+        try:
+            for start in range(0, len(ds), self.net_.batch_size):
+                xb, _ = ds.__getitems__(range(start, min(start + self.net_.batch_size, len(ds))))
+                r = module.route(xb.to(self.net_.device))
+                idx.append(r.indices.cpu().numpy())
+                gts.append(r.gates.float().cpu().numpy())
+                ent += float(r.entropy) * xb.shape[0]
+        finally:
+            module.train(was_training)
+        return np.concatenate(idx), np.concatenate(gts), ent / max(len(ds), 1)
+
+    def route(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Which experts each row of ``X`` goes to, and with what weight.
+
+        Rows are routed as in ``predict``: each on its own (no noise, no capacity limit;
+        expert choice falls back to top-k over the same scores).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        indices : ndarray of shape (n_samples, k), int64
+            Expert ids, best first (``k = n_experts`` for ``router='softmax'``,
+            1 for ``'switch'``, ``top_k`` otherwise).
+        gates : ndarray of shape (n_samples, k), float32
+            The weight of each of those experts in the row's output.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        indices, gates, _ = self._route(X)
+        return indices, gates
+
+    def _forward(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        return self.net_.predict_proba(RowDataset(X))
+
+    def _validate_fit(self, X, y, **kwargs):
+        return validate_data(
+            self, X, y, accept_sparse="csr", dtype=np.float32, reset=True, **kwargs
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class MoEClassifier(ClassifierMixin, _BaseMoE):
+    """Sparse mixture-of-experts classifier: a router sends each row to ``top_k`` MLPs.
+
+    ``p(y | x) = softmax(sum_{i in topk(x)} g_i(x) f_i(x))``, trained with skorch; only
+    the experts a row is routed to run on it. Features are used as given: scale dense
+    features (e.g. ``StandardScaler``) first; sparse CSR input is densified one batch at
+    a time.
+
+    Parameters
+    ----------
+    n_experts : int, default=8
+        Number of experts.
+    top_k : int, default=2
+        Experts per row (``'topk'``, ``'expert_choice'``); must be <= ``n_experts``.
+        ``'softmax'`` uses all experts, ``'switch'`` one.
+    router : {'topk', 'softmax', 'switch', 'expert_choice'}, default='topk'
+        Noisy top-k (Shazeer 2017), dense softmax gating, top-1 with capacity
+        (Switch), or expert choice (Zhou 2022). See :mod:`moensemble.moe.routing`.
+    expert_hidden : int or tuple of int, default=(64,)
+        Hidden layer widths of each expert MLP.
+    activation : {'relu', 'gelu', 'tanh', 'silu'}, default='relu'
+    dropout : float, default=0.0
+        Dropout inside the experts.
+    gate_dropout : float, default=0.0
+        Probability of dropping each of a row's assignments but its best in training.
+    shared_expert : bool, default=False
+        Add an expert of the same shape that every row uses (DeepSeekMoE).
+    aux_loss_coef : float, default=1e-2
+        Weight of the load-balancing loss ``E * sum_i f_i P_i``.
+    z_loss_coef : float, default=1e-3
+        Weight of the router z-loss.
+    balance : {'aux_loss', 'bias'}, default='aux_loss'
+        ``'bias'``: DeepSeek-V3 auxiliary-loss-free balancing (a per-expert bias on the
+        selection scores); the load-balancing loss is then not added.
+    bias_update_rate : float, default=1e-3
+        Step of the balancing bias per training batch (``balance='bias'``).
+    capacity_factor : float, default=1.25
+        Expert capacity as a multiple of an even share of the batch (``'switch'``,
+        ``'expert_choice'``); training only. Rows over capacity in ``'switch'`` use a
+        linear fallback path that every row has, so none is dropped from the output.
+    max_epochs : int, default=50
+    lr : float, default=1e-3
+    batch_size : int, default=128
+    optimizer : {'adam', 'adamw', 'sgd'} or torch optimizer class, default='adam'
+        ``'sgd'`` uses momentum 0.9.
+    weight_decay : float, default=0.0
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified when possible), stop
+        after ``n_iter_no_change`` epochs without a better ``valid_loss`` and restore the
+        best weights. ``valid_loss`` is recorded in ``history_`` every epoch only when
+        this is on.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    device : {'cpu', 'cuda', 'cuda:N', 'auto'}, default='cpu'
+        ``'auto'`` falls back to the CPU with a warning when there is no GPU.
+    precision : {'float32', 'bfloat16', 'float16'}, default='float32'
+        Autocast dtype of the experts; the router always computes in float32. No loss
+        scaling is done, so prefer ``'bfloat16'`` to ``'float16'`` for training.
+    callbacks : list of skorch callbacks, default=None
+        Passed to the skorch net (e.g. optuna-integration's ``SkorchPruningCallback``).
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling, noise and the validation split; equal seeds
+        give identical predictions on the CPU.
+    verbose : int, default=0
+        skorch's per-epoch table when > 0.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when ``X`` has string column names.
+    net_ : skorch.NeuralNetClassifier
+        The trained net (``net_.module_`` is the :class:`~moensemble.moe.net.MoEModule`).
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``valid_loss`` (with early stopping),
+        ``router_entropy``, ``load_max_violation``, ``overflow_fraction``, ``expert_load``.
+    expert_load_ : ndarray of shape (n_experts,)
+        Share of the training rows' assignments that each expert receives when routed as
+        in ``predict`` (mean gate for ``'softmax'``); sums to 1.
+    router_entropy_ : float
+        Mean entropy of the router softmax over the training rows.
+    overflow_fraction_ : float
+        Share of rows over capacity in the last training epoch (``'switch'``; else 0).
+    n_active_params_ : int
+        Parameters used per row: router + ``k`` experts + shared expert + fallback.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from moensemble.moe import MoEClassifier
+    >>> X, y = make_classification(n_samples=200, random_state=0)
+    >>> clf = MoEClassifier(n_experts=4, top_k=2, max_epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    >>> clf.route(X[:2])[0].shape
+    (2, 2)
+    """
+
+    _parameter_constraints = dict(_BaseMoE._parameter_constraints)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y) -> MoEClassifier:
+        """Fit the mixture.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : MoEClassifier
+        """
+        X, y = self._validate_fit(X, y)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"`y` has only one class ({self.classes_[0]!r}); a classifier needs at least 2."
+            )
+        y_enc = encoder.transform(y).astype(np.int64)
+        self._fit_net(X, y_enc, MoENetClassifier, torch.nn.CrossEntropyLoss, len(self.classes_))
+        return self
+
+    def _is_classification(self) -> bool:
+        return True
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        proba = self._forward(X).astype(np.float64)
+        return proba / proba.sum(1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class of each row.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class MoERegressor(RegressorMixin, _BaseMoE):
+    """Sparse mixture-of-experts regressor: a router sends each row to ``top_k`` MLPs.
+
+    Targets are standardised internally (and predictions mapped back), so the learning
+    rate does not depend on their scale. 1-D and multi-output ``y`` are supported.
+
+    Parameters
+    ----------
+    See :class:`MoEClassifier`; every parameter means the same.
+
+    Attributes
+    ----------
+    n_features_in_, feature_names_in_, net_, history_, expert_load_, router_entropy_,
+    overflow_fraction_, n_active_params_ :
+        As in :class:`MoEClassifier`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from moensemble.moe import MoERegressor
+    >>> X, y = make_regression(n_samples=200, n_features=5, random_state=0)
+    >>> reg = MoERegressor(n_experts=4, max_epochs=5, random_state=0).fit(X, y)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints = dict(_BaseMoE._parameter_constraints)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y) -> MoERegressor:
+        """Fit the mixture.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self : MoERegressor
+        """
+        X, y = self._validate_fit(X, y, multi_output=True, y_numeric=True)
+        y = np.asarray(y, dtype=np.float64)
+        self._y_ndim = y.ndim
+        y2 = y.reshape(len(y), -1)
+        self._y_mean = y2.mean(0)
+        self._y_scale = np.where(y2.std(0) > 0, y2.std(0), 1.0)
+        y_std = ((y2 - self._y_mean) / self._y_scale).astype(np.float32)
+        self._fit_net(X, y_std, MoENetRegressor, torch.nn.MSELoss, y2.shape[1])
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        y = self._forward(X).astype(np.float64) * self._y_scale + self._y_mean
+        return y.ravel() if self._y_ndim == 1 else y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

@@ -1,0 +1,234 @@
+"""The mixture-of-experts network and its skorch plumbing.
+
+* :class:`MoEModule` — router + experts (+ shared expert, + switch fallback); forward
+  returns ``(output, aux)`` where ``aux = [load_balancing_loss, z_loss]``.
+* :class:`MoENetClassifier` / :class:`MoENetRegressor` — skorch nets whose ``get_loss``
+  adds the auxiliary losses in training (validation loss stays the task loss, so early
+  stopping and pruning watch what the user cares about).
+* :class:`RowDataset` — numpy or CSR rows fetched a *batch* at a time; a CSR batch is
+  densified on its own, never the whole matrix.
+* :class:`RoutingStats` — a callback that logs per-epoch router entropy, load
+  max-violation and switch overflow into the skorch history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
+from torch import Tensor, nn
+
+from .experts import MLPExpert, StackedMLPExperts, params_per_expert
+from .routing import Router, Routing, dispatch
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class MoEModule(nn.Module):
+    """``y = sum_{i in topk(x)} g_i(x) f_i(x) [+ shared(x)] [+ fallback(x)]``.
+
+    Parameters
+    ----------
+    router : Router
+        Any router from :mod:`moensemble.moe.routing`; always runs in float32.
+    experts : StackedMLPExperts or nn.ModuleList
+        ``n_experts`` modules ``(rows, in) -> (rows, out)``; a ModuleList may mix kinds.
+    shared_expert : nn.Module, optional
+        Run on every row and added (DeepSeekMoE's shared expert).
+    fallback : nn.Module, optional
+        Run on every row and added; with a capacity-limited router it is the path that
+        carries the rows that overflowed their expert (their output is never dropped).
+    precision : {'float32', 'bfloat16', 'float16'}
+        Autocast dtype for the experts.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        experts: StackedMLPExperts | nn.ModuleList,
+        *,
+        shared_expert: nn.Module | None = None,
+        fallback: nn.Module | None = None,
+        precision: str = "float32",
+    ) -> None:
+        super().__init__()
+        self.router = router
+        self.experts = experts
+        self.shared_expert = shared_expert
+        self.fallback = fallback
+        self.precision = precision
+        n_experts = len(experts)
+        # Statistics of the *training* batches since the last reset (RoutingStats).
+        self.register_buffer("stat_counts", torch.zeros(n_experts), persistent=False)
+        self.register_buffer("stat_sums", torch.zeros(3), persistent=False)  # rows, H, overflow
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # (batch, in) -> (batch, out), (2,)
+        x = x.float()
+        routing = self.router(x)  # float32, outside autocast
+        with self._autocast(x):
+            out, counts = dispatch(x, routing.indices, routing.gates, self.experts, routing.mask)
+            for extra in (self.shared_expert, self.fallback):
+                if extra is not None:
+                    out = out + extra(x).float()
+        if self.training:
+            self._record(routing, counts, x.shape[0])
+        return out, torch.stack([routing.aux_loss, routing.z_loss])
+
+    def route(self, x: Tensor) -> Routing:
+        """Routing of ``x`` as in ``forward`` (in the module's current mode)."""
+        return self.router(x.float())
+
+    def _autocast(self, x: Tensor) -> torch.autocast:
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    @torch.no_grad()
+    def _record(self, routing: Routing, counts: Tensor, batch: int) -> None:
+        self.stat_counts += counts.float()
+        self.stat_sums += torch.stack(
+            [
+                torch.tensor(float(batch), device=counts.device),
+                routing.entropy * batch,
+                routing.overflow.detach() * batch,
+            ]
+        )
+
+    def reset_stats(self) -> None:
+        self.stat_counts.zero_()
+        self.stat_sums.zero_()
+
+    def n_active_params(self, k: int) -> int:
+        """Parameters one row uses: router + ``k`` (largest) experts + shared + fallback."""
+        per_expert = sorted(params_per_expert(self.experts), reverse=True)
+        total = sum(p.numel() for p in self.router.parameters()) + sum(per_expert[:k])
+        for extra in (self.shared_expert, self.fallback):
+            if extra is not None:
+                total += sum(p.numel() for p in extra.parameters())
+        return int(total)
+
+
+def build_module(
+    router: Router,
+    in_features: int,
+    out_features: int,
+    *,
+    n_experts: int,
+    hidden: Sequence[int],
+    activation: str,
+    dropout: float,
+    shared_expert: bool,
+    fallback: bool,
+    precision: str,
+) -> MoEModule:
+    """The estimators' network: stacked MLP experts (+ a shared MLP, + a linear fallback)."""
+    experts = StackedMLPExperts(
+        n_experts, in_features, hidden, out_features, activation=activation, dropout=dropout
+    )
+    shared = (
+        MLPExpert(in_features, hidden, out_features, activation=activation, dropout=dropout)
+        if shared_expert
+        else None
+    )
+    skip = nn.Linear(in_features, out_features) if fallback else None
+    return MoEModule(router, experts, shared_expert=shared, fallback=skip, precision=precision)
+
+
+class _AuxLossMixin:
+    """Adds ``aux_loss_coef * balance + z_loss_coef * z`` to the training loss."""
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        output, aux = y_pred
+        loss = super().get_loss(output, y_true, X=X, training=training)
+        if training:
+            loss = loss + self.aux_loss_coef * aux[0] + self.z_loss_coef * aux[1]
+        return loss
+
+    @property
+    def _default_callbacks(self):
+        # No accuracy scoring callback: it re-reads y from the dataset, which RowDataset
+        # does not expose the skorch way; the estimator scores, the net only trains.
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("print_log", PrintLog()),
+        ]
+
+
+class MoENetClassifier(_AuxLossMixin, NeuralNetClassifier):
+    """skorch classifier net for :class:`MoEModule` (logits + CrossEntropyLoss)."""
+
+    def __init__(self, *args, aux_loss_coef: float = 1e-2, z_loss_coef: float = 1e-3, **kw):
+        super().__init__(*args, **kw)
+        self.aux_loss_coef = aux_loss_coef
+        self.z_loss_coef = z_loss_coef
+
+
+class MoENetRegressor(_AuxLossMixin, NeuralNetRegressor):
+    """skorch regressor net for :class:`MoEModule` (MSELoss)."""
+
+    def __init__(self, *args, aux_loss_coef: float = 1e-2, z_loss_coef: float = 1e-3, **kw):
+        super().__init__(*args, **kw)
+        self.aux_loss_coef = aux_loss_coef
+        self.z_loss_coef = z_loss_coef
+
+
+class RowDataset(torch.utils.data.Dataset):
+    """Rows of a float32 numpy array or CSR matrix, fetched a batch at a time.
+
+    ``__getitems__`` (used by torch's DataLoader for whole batches) slices the rows of
+    a batch and densifies only that slice; pair it with :func:`collate_batch`.
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse CSR of shape (n_samples, n_features), float32
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs), optional
+    """
+
+    def __init__(self, X, y=None) -> None:
+        self.X = X
+        self.y = y
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def __getitem__(self, i: int):
+        return self.__getitems__([i])
+
+    def __getitems__(self, idx: list[int]) -> tuple[Tensor, Tensor]:
+        idx = np.asarray(idx)
+        xb = self.X[idx]
+        xb = xb.toarray() if sp.issparse(xb) else xb
+        yb = np.zeros(len(idx), dtype=np.float32) if self.y is None else self.y[idx]
+        return torch.from_numpy(np.ascontiguousarray(xb)), torch.from_numpy(np.asarray(yb))
+
+
+def collate_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """``RowDataset`` already returns a whole batch: nothing left to collate."""
+    return batch
+
+
+class RoutingStats(Callback):
+    """Log routing statistics of the training batches of each epoch into the history.
+
+    Records ``router_entropy`` (mean entropy of the router softmax), ``load_max_violation``
+    (``(max load - mean load) / mean load``, to catch expert collapse) and
+    ``overflow_fraction`` (share of rows that hit a capacity limit; 0 except 'switch').
+    """
+
+    def on_epoch_begin(self, net, **kwargs) -> None:
+        net.module_.reset_stats()
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        counts = net.module_.stat_counts.cpu().numpy()
+        rows, entropy, overflow = net.module_.stat_sums.cpu().tolist()
+        rows = max(rows, 1.0)
+        mean = counts.mean() if counts.sum() > 0 else 1.0
+        net.history.record("router_entropy", entropy / rows)
+        net.history.record("load_max_violation", float((counts.max() - mean) / mean))
+        net.history.record("overflow_fraction", overflow / rows)
+        net.history.record("expert_load", (counts / max(counts.sum(), 1.0)).tolist())
