@@ -28,6 +28,20 @@ from moensemble._validation import check_estimators
 from moensemble.ensemble._oof import OutOfFold, out_of_fold, predict_aligned
 
 
+def _as_rows(X):
+    """Make ``X`` row-indexable without changing what the bases see.
+
+    DataFrames stay DataFrames (bases may select columns by name); lists become arrays of their
+    own dtype and sparse input becomes CSR/CSC. Values (NaN, strings) are left for the bases to
+    accept or refuse.
+    """
+    if hasattr(X, "columns") and hasattr(X, "shape"):  # pandas / polars data frames
+        return X
+    return check_array(
+        X, accept_sparse=["csr", "csc"], dtype=None, ensure_all_finite=False, input_name="X"
+    )
+
+
 def _fit_one(estimator, X, y, sample_weight):
     kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
     return estimator.fit(X, y, **kwargs)
@@ -53,6 +67,7 @@ class _BaseOOFEnsemble(BaseEstimator):
         # X goes to the bases as given (DataFrame columns, sparse matrices), so only its
         # feature count and names are recorded here.
         self._pairs = check_estimators(self.estimators, kind=self._kind)
+        X = _as_rows(X)
         X, y = validate_data(self, X, y, skip_check_array=True)
         if self._kind == "classifier":
             y = column_or_1d(y, warn=True)
@@ -69,7 +84,7 @@ class _BaseOOFEnsemble(BaseEstimator):
         return X, y, sample_weight
 
     def _validate_predict_input(self, X):
-        return validate_data(self, X, reset=False, skip_check_array=True)
+        return validate_data(self, _as_rows(X), reset=False, skip_check_array=True)
 
     # ---- fitting ---------------------------------------------------------------------------
 

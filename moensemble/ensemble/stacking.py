@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context, clone
+from sklearn.base import ClassifierMixin, RegressorMixin, TransformerMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import _check_feature_names_in, check_array, check_is_fitted
 
 from moensemble.ensemble._base import _BaseOOFEnsemble, _fit_one
 
@@ -23,7 +23,7 @@ def _final_has(method: str):
     return check
 
 
-class _BaseStackingEnsemble(_BaseOOFEnsemble):
+class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
     _parameter_constraints: dict = {
         **_BaseOOFEnsemble._parameter_constraints,
         "final_estimator": [None, HasMethods("fit")],
@@ -44,6 +44,7 @@ class _BaseStackingEnsemble(_BaseOOFEnsemble):
             if n_classes == 2 and method in ("predict_proba", "predict"):
                 pred = pred[:, 1:]
             columns.append(pred)
+        self._meta_widths = [c.shape[1] for c in columns]
         meta = np.hstack(columns)
         if not self.passthrough:
             return meta
@@ -72,20 +73,27 @@ class _BaseStackingEnsemble(_BaseOOFEnsemble):
         """
         return self._meta(X)
 
-    def fit_transform(self, X, y, sample_weight=None):
-        """Fit, then return the meta-features of ``X`` from the final bases.
+    def get_feature_names_out(self, input_features=None):
+        """Names of the meta-features: ``<base>_<column>``, then the inputs with passthrough.
 
         Parameters
         ----------
-        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        sample_weight : array-like of shape (n_samples,), default=None
+        input_features : array-like of str, default=None
+            Input names, used only with ``passthrough=True``.
 
         Returns
         -------
-        meta : {ndarray, sparse matrix} of shape (n_samples, n_meta_features)
+        names : ndarray of str
         """
-        return self.fit(X, y, sample_weight=sample_weight).transform(X)
+        check_is_fitted(self)
+        names = [
+            f"{name}_{j}"
+            for name, width in zip(self.named_estimators_, self._meta_widths, strict=True)
+            for j in range(width)
+        ]
+        if self.passthrough:
+            names += list(_check_feature_names_in(self, input_features))
+        return np.asarray(names, dtype=object)
 
     def _meta(self, X):
         check_is_fitted(self)
