@@ -100,13 +100,13 @@ def load_wordnet_glosses(
 
     Returns
     -------
-    data : :class:`~sklearn.utils.Bunch`
+    bunch : sklearn.utils.Bunch
         With fields ``data`` (list of str of length n_samples, or a Series when
         ``as_frame``), ``target`` (ndarray of str labels of shape (n_samples,), or a
         Series), ``target_names`` (sorted ndarray of the n_classes labels present),
         ``frame`` (DataFrame when ``as_frame``, else None) and ``DESCR``.
-    (data, target) : tuple
-        When ``return_X_y`` is True.
+    data_target : tuple
+        ``(data, target)`` as above, instead of the Bunch, when ``return_X_y`` is True.
 
     Raises
     ------
