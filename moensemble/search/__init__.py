@@ -1,0 +1,16 @@
+"""Optuna search over each family and AutoML across the families."""
+
+from moensemble.search._search import SearchCV
+from moensemble.search.auto import FAMILIES, AutoClassifier, AutoRegressor, Family
+from moensemble.search.spaces import moe_space, stacking_space, weighted_space
+
+__all__ = [
+    "SearchCV",
+    "AutoClassifier",
+    "AutoRegressor",
+    "Family",
+    "FAMILIES",
+    "moe_space",
+    "stacking_space",
+    "weighted_space",
+]
