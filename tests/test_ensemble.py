@@ -144,10 +144,12 @@ def test_shared_memory_fits_each_fold_once(tmp_path):
     weighted_ens = WeightedEnsembleClassifier(bases, cv=4, memory=str(tmp_path)).fit(X, y)
     first = CountingTree.fits
     n_refit = len(weighted_ens.estimators_)
+    assert n_refit == 1  # the stump wins all the weight; the deep tree is not refitted
     assert first == 2 * 4 + n_refit
     StackingEnsembleClassifier(bases, cv=4, memory=str(tmp_path)).fit(X, y)
-    # The stack reuses all 8 cached fold fits; only its two refits on all rows run.
-    assert CountingTree.fits - first == 2
+    # The stack reuses the 8 cached fold fits and the weighted ensemble's refits: only the
+    # bases that got no weight are fitted on all rows now.
+    assert CountingTree.fits - first == 2 - n_refit
 
 
 # ---- weighted ensembles ----------------------------------------------------------------------

@@ -19,13 +19,14 @@ from sklearn.utils.validation import (
     _check_sample_weight,
     check_array,
     check_consistent_length,
+    check_memory,
     column_or_1d,
     get_tags,
     validate_data,
 )
 
 from moensemble._validation import check_estimators
-from moensemble.ensemble._oof import OutOfFold, out_of_fold, predict_aligned
+from moensemble.ensemble._oof import OutOfFold, fit_full, out_of_fold, predict_aligned
 
 
 def _as_rows(X):
@@ -40,11 +41,6 @@ def _as_rows(X):
     return check_array(
         X, accept_sparse=["csr", "csc"], dtype=None, ensure_all_finite=False, input_name="X"
     )
-
-
-def _fit_one(estimator, X, y, sample_weight):
-    kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
-    return estimator.fit(X, y, **kwargs)
 
 
 class _BaseOOFEnsemble(BaseEstimator):
@@ -88,7 +84,7 @@ class _BaseOOFEnsemble(BaseEstimator):
 
     # ---- fitting ---------------------------------------------------------------------------
 
-    def _out_of_fold(self, X, y, sample_weight, method) -> OutOfFold:
+    def _out_of_fold(self, X, y, sample_weight, method, *, refit: bool = False) -> OutOfFold:
         return out_of_fold(
             self._pairs,
             X,
@@ -98,15 +94,20 @@ class _BaseOOFEnsemble(BaseEstimator):
             sample_weight=sample_weight,
             n_jobs=self.n_jobs,
             memory=self.memory,
+            refit=refit,
             verbose=self.verbose,
         )
 
     def _fit_final_bases(self, oof: OutOfFold, X, y, sample_weight, used: list[int]) -> None:
         """Set ``estimators_`` to the used bases: refitted on all rows, or their fold bags."""
         names = [self._pairs[i][0] for i in used]
-        if self.refit:
+        if self.refit and oof.refitted is not None:
+            fitted = [oof.refitted[name] for name in names]
+        elif self.refit:
+            # Through the same cache as the folds: another ensemble may have refitted these.
+            fit_all = check_memory(self.memory).cache(fit_full)
             fitted = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(_fit_one)(clone(self._pairs[i][1]), X, y, sample_weight) for i in used
+                delayed(fit_all)(clone(self._pairs[i][1]), X, y, sample_weight) for i in used
             )
         else:
             fitted = [oof.fold_estimators[name] for name in names]

@@ -46,6 +46,8 @@ class OutOfFold:
         Total time spent fitting each base over all folds (the original time when cached).
     classes : ndarray of shape (n_classes,) or None
         The sorted labels that the columns of classifier predictions follow.
+    refitted : dict of str to estimator or None
+        With ``refit=True``, each base fitted on all rows.
     """
 
     predictions: dict[str, np.ndarray]
@@ -54,6 +56,7 @@ class OutOfFold:
     fold_estimators: dict[str, list[Any]] = field(repr=False)
     fit_seconds: dict[str, float]
     classes: np.ndarray | None = None
+    refitted: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def resolve_method(estimator, method: str, *, name: str = "estimator") -> str:
@@ -109,6 +112,12 @@ def predict_aligned(estimator, X, method: str, classes: np.ndarray | None) -> np
     return out.reshape(-1, 1) if out.ndim == 1 else out
 
 
+def fit_full(estimator, X, y, sample_weight):
+    """Fit ``estimator`` on all rows (a cacheable unit, shared with the ensembles' refits)."""
+    kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+    return estimator.fit(X, y, **kwargs)
+
+
 def _fit_predict_fold(estimator, X, y, train, test, method, classes, sample_weight):
     """Fit ``estimator`` on the ``train`` rows; predict the ``test`` rows (a cacheable unit)."""
     fit_kwargs = {}
@@ -146,6 +155,7 @@ def out_of_fold(
     sample_weight=None,
     n_jobs: int | None = None,
     memory=None,
+    refit: bool = False,
     verbose: int = 0,
 ) -> OutOfFold:
     """Fit each base model on each fold and collect its out-of-fold predictions.
@@ -170,8 +180,11 @@ def out_of_fold(
     n_jobs : int, default=None
         Number of parallel jobs over all ``(base, fold)`` pairs; uses ``joblib.parallel_config``.
     memory : str, joblib.Memory or None, default=None
-        Cache for the ``(base, fold)`` fits. The same bases, data and folds are fitted only once
-        across calls and across ensembles.
+        Cache for the ``(base, fold)`` fits (and refits). The same bases, data and folds are
+        fitted only once across calls and across ensembles.
+    refit : bool, default=False
+        Also fit each base on all rows, in the same parallel batch as the folds (so a long
+        refit starts at once instead of after the last fold).
     verbose : int, default=0
         joblib verbosity.
 
@@ -209,13 +222,21 @@ def out_of_fold(
     all_classifiers = all(is_classifier(est) for _, est in pairs)
     folds = make_folds(cv, X, y, classifier=all_classifiers, groups=groups)
 
-    fit_predict = check_memory(memory).cache(_fit_predict_fold)
-    results = Parallel(n_jobs=n_jobs, verbose=verbose)(
+    cache = check_memory(memory)
+    fit_predict, fit_all = cache.cache(_fit_predict_fold), cache.cache(fit_full)
+    # Refits first: they are the longest tasks, so they should not be the last to start.
+    tasks = [delayed(fit_all)(clone(est), X, y, sample_weight) for _, est in pairs if refit]
+    tasks += [
         delayed(fit_predict)(clone(est), X, y, train, test, methods[name], classes, sample_weight)
         for name, est in pairs
         for train, test in folds
-    )
-    return _assemble(names, methods, folds, results, classes, _num_samples(X))
+    ]
+    results = Parallel(n_jobs=n_jobs, verbose=verbose)(tasks)
+    n_refit = len(pairs) if refit else 0
+    oof = _assemble(names, methods, folds, results[n_refit:], classes, _num_samples(X))
+    if refit:
+        oof.refitted = dict(zip(names, results[:n_refit], strict=True))
+    return oof
 
 
 def _assemble(names, methods, folds, results, classes, n_samples) -> OutOfFold:

@@ -10,7 +10,8 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_feature_names_in, check_array, check_is_fitted
 
-from moensemble.ensemble._base import _BaseOOFEnsemble, _fit_one
+from moensemble.ensemble._base import _BaseOOFEnsemble
+from moensemble.ensemble._oof import fit_full
 
 
 def _final_has(method: str):
@@ -54,11 +55,12 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
         return np.hstack([meta, X])
 
     def _fit_stack(self, X, y, sample_weight, method) -> None:
-        oof = self._out_of_fold(X, y, sample_weight, method)
+        # Every base is used, so its refit joins the folds' parallel batch.
+        oof = self._out_of_fold(X, y, sample_weight, method, refit=self.refit)
         used = list(range(len(self._pairs)))
         self._fit_final_bases(oof, X, y, sample_weight, used)
         meta = self._meta_features([oof.predictions[name] for name, _ in self._pairs], X)
-        self.final_estimator_ = _fit_one(clone(self._default_final()), meta, y, sample_weight)
+        self.final_estimator_ = fit_full(clone(self._default_final()), meta, y, sample_weight)
 
     def transform(self, X):
         """Meta-features: the bases' predictions (and ``X`` with ``passthrough=True``).
