@@ -209,7 +209,23 @@ def _load_model(path: str, device: str) -> Any:
             f"SentenceEmbedder needs sentence-transformers; install the text extra: "
             f"{_INSTALL_HINT}"
         ) from exc
-    return SentenceTransformer(path, device=device, local_files_only=True)
+    return _quietly(lambda: SentenceTransformer(path, device=device, local_files_only=True))
+
+
+def _quietly(load: Any) -> Any:
+    """Run ``load`` without transformers' "Loading weights" bar, then restore the setting."""
+    # A progress bar for a 90 MB local read is noise in pipelines and in the CLI's output.
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - sentence-transformers always brings it
+        return load()
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return load()
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _embedding_dimension(encoder: Any) -> int:
