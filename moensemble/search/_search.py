@@ -352,7 +352,8 @@ def cross_validate_trial(
                     result.costs["n_params"] = float(count_params(model))
                 if "latency" in costs:
                     result.costs["latency"] = predict_latency(model, X_test)
-            if report_folds and not accepts_callbacks(model):
+            last = k == len(folds) - 1  # pruning after the last fold would save nothing
+            if report_folds and not last and not accepts_callbacks(model):
                 trial.report(result.score, k)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after fold {k}")
@@ -562,7 +563,9 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
             raise ValueError("Set `n_trials` or `timeout`; with neither the search never ends.")
         classifier = self._is_classifier(y)
         folds = list(check_cv(self.cv, y, classifier=classifier).split(X, y))
-        scorer = check_scoring(self._scoring_estimator(), scoring=self.scoring)
+        if self.estimator is None and self.scoring is None:
+            raise ValueError("`scoring` is required when `estimator` is None.")
+        scorer = check_scoring(self.estimator, scoring=self.scoring)
         with quiet_optuna(self.verbose):
             self.study_ = make_study(
                 study=self.study,
@@ -628,13 +631,6 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         if self.estimator is not None:
             return is_classifier(self.estimator)
         return y is not None and type_of_target(y) in ("binary", "multiclass")
-
-    def _scoring_estimator(self) -> BaseEstimator:
-        if self.estimator is not None:
-            return self.estimator
-        if self.scoring is None:
-            raise ValueError("`scoring` is required when `estimator` is None.")
-        return BaseEstimator()
 
     def trials_dataframe(self) -> pd.DataFrame:
         """The study's trials as a pandas DataFrame (see :meth:`optuna.Study.trials_dataframe`)."""
