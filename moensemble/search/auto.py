@@ -394,7 +394,7 @@ class _BaseAuto(BaseEstimator):
     def _context(self, X, y, memory, seed) -> SearchContext:
         sparse = sp.issparse(X)
         if self.base_estimators is not None:
-            members = [(n, clone(e)) for n, e in self.base_estimators]
+            members = [(n, _seeded(clone(e), seed)) for n, e in self.base_estimators]
         else:
             non_negative = not sparse or X.min() >= 0
             members = default_members(self._task, sparse=sparse, random_state=seed,
@@ -418,6 +418,7 @@ class _BaseAuto(BaseEstimator):
         single = len(objectives) == 1
         n_run, skipped = 0, 0
         self._fold_times: dict[int, float] = {}
+        self._last_error: Exception | None = None
         bar = tqdm(total=round(self.time_budget, 1), unit="s", desc=type(self).__name__,
                    disable=not self.progress_bar or None, leave=False)
         started = time.monotonic()
@@ -471,6 +472,7 @@ class _BaseAuto(BaseEstimator):
             if self.error_score == "raise":
                 raise
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            self._last_error = exc
             return optuna.trial.TrialState.FAIL, None
         self._fold_times[trial.number] = max(result.fold_times)
         values = [result.score] + [result.costs[c] for c in objectives[1:]]
@@ -488,6 +490,9 @@ class _BaseAuto(BaseEstimator):
             deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
         )
         if not complete:
+            if require and self._last_error is not None:
+                # Every trial failed: the cause is most likely the data, so show it as is.
+                raise self._last_error
             if require:
                 raise RuntimeError(
                     f"No trial finished within time_budget={self.time_budget}s; raise "
@@ -581,7 +586,18 @@ class _BaseAuto(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.non_deterministic = self.max_trials is None  # the budget decides how many trials
+        if self._task == "regression":
+            tags.target_tags.multi_output = True
         return tags
+
+
+def _seeded(estimator: BaseEstimator, seed: int | None) -> BaseEstimator:
+    """Give every unset ``random_state`` (nested ones too) the search's seed, for repeatability."""
+    if seed is not None:
+        unset = {k: seed for k, v in estimator.get_params(deep=True).items()
+                 if (k == "random_state" or k.endswith("__random_state")) and v is None}
+        estimator.set_params(**unset)
+    return estimator
 
 
 def _callback_owner(model: BaseEstimator) -> BaseEstimator | None:
@@ -602,7 +618,8 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
     families : sequence of str or Family, default=('weighted', 'stacking', 'moe')
         Families to search, names from :data:`FAMILIES` or :class:`Family` objects.
     base_estimators : list of (str, estimator) or None, default=None
-        Members of the ensembles; None picks fast, diverse scikit-learn models
+        Members of the ensembles (their unset ``random_state`` gets the search's
+        seed); None picks fast, diverse scikit-learn models
         (logistic regression, k-NN, naive Bayes, random and extra trees; a
         sparse-friendly subset for sparse input).
     cv : int, cross-validation generator or iterable, default=5

@@ -1,0 +1,176 @@
+"""AutoClassifier / AutoRegressor: estimator checks, budget, shared cache, leaderboard, errors."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import load_diabetes, make_classification
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from moensemble.search import AutoClassifier, AutoRegressor, Family
+
+FAST = dict(time_budget=120, families=("weighted", "stacking"), cv=2, inner_cv=2, max_trials=2,
+            progress_bar=False, random_state=0)
+
+
+@parametrize_with_checks(
+    [
+        AutoClassifier(base_estimators=[("lr", LogisticRegression()),
+                                        ("tree", DecisionTreeClassifier(max_depth=3))], **FAST),
+        AutoRegressor(base_estimators=[("ridge", Ridge()),
+                                       ("tree", DecisionTreeRegressor(max_depth=3))], **FAST),
+    ],
+    expected_failed_checks=lambda est: (
+        {"check_fit2d_1feature": "10 rows in nested 2x2 folds leave an inner fold with one "
+                                 "class, which the logistic member refuses"}
+        if isinstance(est, AutoClassifier) else {}
+    ),
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_classification(n_samples=300, n_features=8, n_informative=5, random_state=0)
+
+
+def test_budget_is_respected_on_a_small_task(task):
+    X, y = task
+    budget = 8.0
+    tic = time.monotonic()
+    auto = AutoClassifier(time_budget=budget, families=("weighted", "stacking"), cv=3,
+                          progress_bar=False, random_state=0).fit(X, y)
+    elapsed = time.monotonic() - tic
+    assert elapsed <= budget * 1.1 + 0.5
+    assert auto.leaderboard_["state"].eq("COMPLETE").sum() >= 2
+    assert auto.fit_time_ <= elapsed
+
+
+def test_moe_training_stops_at_the_deadline(task):
+    from moensemble.moe import MoEClassifier
+
+    X, y = task
+    MoEClassifier(max_epochs=1).fit(X[:50], y[:50])  # torch's one-time warm-up, outside the clock
+    budget = 6.0
+    tic = time.monotonic()
+    auto = AutoClassifier(time_budget=budget, families=("moe",), cv=2, progress_bar=False,
+                          random_state=0).fit(X, y)
+    elapsed = time.monotonic() - tic
+    assert elapsed <= budget * 1.1 + 0.5
+    assert auto.best_family_ == "moe"
+    assert auto.score(X, y) > 0.7
+
+
+class CountingLogistic(ClassifierMixin, BaseEstimator):
+    """Logistic regression that appends a line to ``log`` on every fit (process-safe count)."""
+
+    def __init__(self, log="", C=1.0):
+        self.log = log
+        self.C = C
+
+    def fit(self, X, y):
+        with open(self.log, "a") as f:
+            f.write("fit\n")
+        self.model_ = LogisticRegression(C=self.C).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+
+def test_ensemble_trials_share_one_cache_of_base_fits(task, tmp_path):
+    X, y = task
+    log = tmp_path / "fits.txt"
+    members = [("counted", CountingLogistic(str(log))),
+               ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))]
+    auto = AutoClassifier(time_budget=120, families=("weighted", "stacking"),
+                          base_estimators=members, cv=3, inner_cv=2, max_trials=6,
+                          progress_bar=False, random_state=0).fit(X, y)
+    board = auto.leaderboard_
+    using = board[board["params"].map(lambda p: p.get("use_counted", True))
+                  & board["state"].eq("COMPLETE")]
+    assert len(using) >= 3
+    fits = log.read_text().count("fit")
+    # Once per (outer fold, inner fold), plus the final refit's inner folds; without the
+    # shared cache every trial using the member would fit it cv * inner_cv = 6 times.
+    assert fits <= 3 * 2 + 2
+    assert len(using) * 3 * 2 > fits
+
+
+def test_leaderboard_and_delegation(task):
+    X, y = task
+    auto = AutoClassifier(time_budget=60, families=("weighted", "stacking"), cv=3,
+                          max_trials=4, progress_bar=False, random_state=0).fit(X, y)
+    board = auto.leaderboard_
+    assert len(board) == 4 == len(auto.study_.trials)
+    assert set(board["family"]) == {"weighted", "stacking"}
+    assert {"score", "score_std", "fit_time", "params"} <= set(board.columns)
+    assert board["score"].iloc[0] == auto.best_score_ == board["score"].max()
+    np.testing.assert_array_equal(auto.predict(X), auto.best_estimator_.predict(X))
+    np.testing.assert_allclose(auto.predict_proba(X), auto.best_estimator_.predict_proba(X))
+    assert auto.score(X, y) > 0.85
+
+
+def test_multi_objective_pareto_front(task):
+    X, y = task
+    auto = AutoClassifier(time_budget=60, families=("weighted",), cv=2, max_trials=6,
+                          multi_objective=True, cost="n_params", progress_bar=False,
+                          random_state=0).fit(X, y)
+    front = auto.pareto_front_[["score", "n_params"]].to_numpy()
+    board = auto.leaderboard_.dropna(subset=["score"])[["score", "n_params"]].to_numpy()
+    for score, cost in front:  # nothing on the leaderboard dominates a front member
+        assert not np.any((board[:, 0] >= score) & (board[:, 1] <= cost)
+                          & ((board[:, 0] > score) | (board[:, 1] < cost)))
+    assert auto.best_score_ == auto.pareto_front_["score"].max()
+
+
+def test_a_new_family_is_one_registry_entry(task):
+    X, y = task
+
+    def make(context):
+        return DecisionTreeClassifier(random_state=0)
+
+    def space(trial, context, prefix):
+        return {"max_depth": trial.suggest_int(f"{prefix}max_depth", 1, 8)}
+
+    tree = Family("tree", make, space, first={"max_depth": 2})
+    auto = AutoClassifier(time_budget=60, families=(tree,), cv=3, max_trials=3,
+                          progress_bar=False, random_state=0).fit(X, y)
+    assert auto.best_family_ == "tree"
+    assert auto.best_estimator_.max_depth == auto.best_params_["max_depth"]
+    depths = auto.leaderboard_["params"].map(lambda p: p.get("max_depth", 2))
+    assert auto.leaderboard_.loc[depths.idxmax(), "score"] >= auto.leaderboard_.loc[
+        depths.idxmin(), "score"] - 0.05
+
+
+def test_regressor_searches_stacking():
+    X, y = load_diabetes(return_X_y=True)
+    auto = AutoRegressor(time_budget=60, families=("stacking",), cv=3, max_trials=2,
+                         progress_bar=False, random_state=0).fit(X, y)
+    assert auto.best_family_ == "stacking"
+    assert auto.best_score_ > 0.35
+
+
+def test_bad_input_gives_clear_errors(task):
+    X, y = task
+    with pytest.raises(InvalidParameterError, match="time_budget"):
+        AutoClassifier(time_budget=0).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="time_budget"):
+        AutoClassifier(time_budget=-5).fit(X, y)
+    with pytest.raises(ValueError, match="Unknown family 'boosting'"):
+        AutoClassifier(families=("weighted", "boosting")).fit(X, y)
+    with pytest.raises(ValueError, match="families"):
+        AutoClassifier(families=()).fit(X, y)
+    with pytest.raises(ValueError, match="storage"):
+        AutoClassifier(storage="sqlite:////no/such/dir/x.db").fit(X, y)
