@@ -105,7 +105,8 @@ def test_out_of_fold_matches_cross_val_predict():
     lr = LogisticRegression(max_iter=1000)
     # Threads exercise the parallel path without paying for new processes inside a test worker.
     with parallel_config(backend="threading"):
-        oof = out_of_fold([("lr", lr), ("nb", GaussianNB())], X, y, cv=cv, n_jobs=2)
+        oof = out_of_fold([("lr", lr), ("nb", GaussianNB())], X, y, cv=cv, n_jobs=2,
+                          keep_fold_estimators=True)
     expected = cross_val_predict(lr, X, y, cv=cv, method="predict_proba")
     np.testing.assert_allclose(oof.predictions["lr"], expected)
     assert oof.methods == {"lr": "predict_proba", "nb": "predict_proba"}

@@ -95,6 +95,7 @@ class _BaseOOFEnsemble(BaseEstimator):
             n_jobs=self.n_jobs,
             memory=self.memory,
             refit=refit,
+            keep_fold_estimators=not self.refit,
             verbose=self.verbose,
         )
 

@@ -40,8 +40,8 @@ class OutOfFold:
         The prediction method used for each base.
     folds : list of (ndarray, ndarray)
         ``(train_indices, test_indices)`` of each fold; the test indices partition the rows.
-    fold_estimators : dict of str to list of estimator
-        The fitted model of each fold, per base.
+    fold_estimators : dict of str to list of estimator, or None
+        The fitted model of each fold, per base, with ``keep_fold_estimators=True``.
     fit_seconds : dict of str to float
         Total time spent fitting each base over all folds (the original time when cached).
     classes : ndarray of shape (n_classes,) or None
@@ -53,7 +53,7 @@ class OutOfFold:
     predictions: dict[str, np.ndarray]
     methods: dict[str, str]
     folds: list[tuple[np.ndarray, np.ndarray]]
-    fold_estimators: dict[str, list[Any]] = field(repr=False)
+    fold_estimators: dict[str, list[Any]] | None = field(repr=False)
     fit_seconds: dict[str, float]
     classes: np.ndarray | None = None
     refitted: dict[str, Any] | None = field(default=None, repr=False)
@@ -118,8 +118,12 @@ def fit_full(estimator, X, y, sample_weight):
     return estimator.fit(X, y, **kwargs)
 
 
-def _fit_predict_fold(estimator, X, y, train, test, method, classes, sample_weight):
-    """Fit ``estimator`` on the ``train`` rows; predict the ``test`` rows (a cacheable unit)."""
+def _fit_predict_fold(estimator, X, y, train, test, method, classes, sample_weight, keep):
+    """Fit ``estimator`` on the ``train`` rows; predict the ``test`` rows (a cacheable unit).
+
+    The fitted model comes back only when ``keep``: shipping every fold's forest or neighbour
+    index back from the workers (and into the cache) costs more than some of the fits.
+    """
     fit_kwargs = {}
     if sample_weight is not None:
         fit_kwargs["sample_weight"] = _safe_indexing(sample_weight, train)
@@ -127,7 +131,7 @@ def _fit_predict_fold(estimator, X, y, train, test, method, classes, sample_weig
     estimator.fit(_safe_indexing(X, train), _safe_indexing(y, train), **fit_kwargs)
     seconds = time.perf_counter() - start
     prediction = predict_aligned(estimator, _safe_indexing(X, test), method, classes)
-    return estimator, prediction, seconds
+    return (estimator if keep else None), prediction, seconds
 
 
 def make_folds(cv, X, y, *, classifier: bool, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -156,6 +160,7 @@ def out_of_fold(
     n_jobs: int | None = None,
     memory=None,
     refit: bool = False,
+    keep_fold_estimators: bool = False,
     verbose: int = 0,
 ) -> OutOfFold:
     """Fit each base model on each fold and collect its out-of-fold predictions.
@@ -185,6 +190,8 @@ def out_of_fold(
     refit : bool, default=False
         Also fit each base on all rows, in the same parallel batch as the folds (so a long
         refit starts at once instead of after the last fold).
+    keep_fold_estimators : bool, default=False
+        Return the fitted model of each fold (for a bag of fold models).
     verbose : int, default=0
         joblib verbosity.
 
@@ -227,13 +234,18 @@ def out_of_fold(
     # Refits first: they are the longest tasks, so they should not be the last to start.
     tasks = [delayed(fit_all)(clone(est), X, y, sample_weight) for _, est in pairs if refit]
     tasks += [
-        delayed(fit_predict)(clone(est), X, y, train, test, methods[name], classes, sample_weight)
+        delayed(fit_predict)(
+            clone(est), X, y, train, test, methods[name], classes, sample_weight,
+            keep_fold_estimators,
+        )
         for name, est in pairs
         for train, test in folds
     ]
     results = Parallel(n_jobs=n_jobs, verbose=verbose)(tasks)
     n_refit = len(pairs) if refit else 0
     oof = _assemble(names, methods, folds, results[n_refit:], classes, _num_samples(X))
+    if not keep_fold_estimators:
+        oof.fold_estimators = None
     if refit:
         oof.refitted = dict(zip(names, results[:n_refit], strict=True))
     return oof
