@@ -250,7 +250,8 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
     def _fit_gated(self, X, y, method, target: np.ndarray) -> None:
         """OOF predictions -> router -> refit; ``target`` is what the combination is scored on."""
         hidden, device = self._check_router_params()
-        oof = self._out_of_fold(X, y, None, method)
+        # All bases may be routed to, so all are refitted, in the same batch as the folds.
+        oof = self._out_of_fold(X, y, None, method, refit=self.refit)
         preds = np.stack([oof.predictions[name] for name, _ in self._pairs], axis=1)  # (n,E,C)
         preds = self._to_router_scale(preds)
         base_loss = self._row_losses(preds, target)  # (n, E)
