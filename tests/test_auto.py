@@ -58,13 +58,22 @@ def test_moe_training_stops_at_the_deadline(task):
 
     X, y = task
     MoEClassifier(max_epochs=1).fit(X[:50], y[:50])  # torch's one-time warm-up, outside the clock
+
+    def make(context):  # only the deadline can end this training
+        return MoEClassifier(n_experts=2, top_k=1, expert_hidden=(16,), max_epochs=100_000,
+                             random_state=0)
+
+    def space(trial, context, prefix):
+        return {"lr": trial.suggest_float(f"{prefix}lr", 1e-3, 1e-2, log=True)}
+
     budget = 6.0
     tic = time.monotonic()
-    auto = AutoClassifier(time_budget=budget, families=("moe",), cv=2, progress_bar=False,
-                          random_state=0).fit(X, y)
+    auto = AutoClassifier(time_budget=budget, families=(Family("endless_moe", make, space),),
+                          cv=2, progress_bar=False, random_state=0).fit(X, y)
     elapsed = time.monotonic() - tic
     assert elapsed <= budget * 1.1 + 0.5
-    assert auto.best_family_ == "moe"
+    assert 1 <= len(auto.best_estimator_.history_) < 100_000
+    assert auto.best_estimator_.callbacks is None  # the deadline callback is not left behind
     assert auto.score(X, y) > 0.7
 
 
@@ -122,13 +131,19 @@ def test_leaderboard_and_delegation(task):
     assert auto.score(X, y) > 0.85
 
 
-def test_multi_objective_pareto_front(task):
+@pytest.mark.parametrize("cost", ["n_params", "latency"])
+def test_multi_objective_pareto_front(task, cost):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)
     X, y = task
     auto = AutoClassifier(time_budget=60, families=("weighted",), cv=2, max_trials=6,
-                          multi_objective=True, cost="n_params", progress_bar=False,
+                          multi_objective=True, cost=cost, progress_bar=False,
                           random_state=0).fit(X, y)
-    front = auto.pareto_front_[["score", "n_params"]].to_numpy()
-    board = auto.leaderboard_.dropna(subset=["score"])[["score", "n_params"]].to_numpy()
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # restored after fit
+    front = auto.pareto_front_[["score", cost]].to_numpy()
+    assert (front[:, 1] > 0).all()
+    board = auto.leaderboard_.dropna(subset=["score"])[["score", cost]].to_numpy()
     for score, cost in front:  # nothing on the leaderboard dominates a front member
         assert not np.any((board[:, 0] >= score) & (board[:, 1] <= cost)
                           & ((board[:, 0] > score) | (board[:, 1] < cost)))

@@ -2,7 +2,7 @@
 
 from moensemble.search._search import SearchCV
 from moensemble.search.auto import FAMILIES, AutoClassifier, AutoRegressor, Family
-from moensemble.search.spaces import moe_space, stacking_space, weighted_space
+from moensemble.search.spaces import gated_space, moe_space, stacking_space, weighted_space
 
 __all__ = [
     "SearchCV",
@@ -10,6 +10,7 @@ __all__ = [
     "AutoRegressor",
     "Family",
     "FAMILIES",
+    "gated_space",
     "moe_space",
     "stacking_space",
     "weighted_space",

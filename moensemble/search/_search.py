@@ -213,22 +213,32 @@ class StopAtDeadline(_CallbackBase):
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
 
-    def on_batch_end(self, net, **kwargs) -> None:
+    def on_epoch_end(self, net, **kwargs) -> None:
+        # Checked per epoch, not per batch: estimators record epoch statistics in their
+        # own epoch-end callbacks and may expect every history row to be complete.
         if time.monotonic() > self.deadline:
             raise KeyboardInterrupt  # skorch ends `fit` cleanly on it
 
-    on_epoch_end = on_batch_end
+
+def callback_owner(estimator: BaseEstimator) -> BaseEstimator | None:
+    """The estimator, or the last step of a pipeline, that takes skorch ``callbacks``."""
+    if "callbacks" in estimator.get_params(deep=False):
+        return estimator
+    steps = getattr(estimator, "steps", None)
+    return callback_owner(steps[-1][1]) if steps else None
 
 
 def accepts_callbacks(estimator: BaseEstimator) -> bool:
-    """Whether ``estimator`` takes skorch callbacks through a ``callbacks`` parameter."""
-    return "callbacks" in estimator.get_params(deep=False)
+    """Whether ``estimator`` (or its final pipeline step) takes skorch callbacks."""
+    return callback_owner(estimator) is not None
 
 
 def with_callbacks(estimator: BaseEstimator, extra: list) -> BaseEstimator:
-    if extra and accepts_callbacks(estimator):
-        existing = list(estimator.get_params(deep=False)["callbacks"] or [])
-        estimator.set_params(callbacks=existing + extra)
+    """Append ``extra`` to the skorch callbacks of ``estimator`` (or its final step)."""
+    owner = callback_owner(estimator)
+    if extra and owner is not None:
+        existing = list(owner.get_params(deep=False)["callbacks"] or [])
+        owner.set_params(callbacks=existing + extra)
     return estimator
 
 
@@ -286,6 +296,10 @@ def _num_rows(X: Any) -> int:
 class TrialOutOfTime(Exception):
     """The trial could not finish its folds before its deadline."""
 
+    def __init__(self, message: str, fold_times: Sequence[float] = ()) -> None:
+        super().__init__(message)
+        self.fold_times = list(fold_times)
+
 
 @dataclass
 class Evaluation:
@@ -312,16 +326,20 @@ def cross_validate_trial(
     report_folds: bool,
     costs: Sequence[str] = (),
     deadline: float | None = None,
+    fold_estimate: float = 0.0,
 ) -> Evaluation:
     """Fit and score ``estimator`` on each fold; report to ``trial`` for pruning.
 
     Estimators with a skorch ``callbacks`` parameter report their per-epoch loss
     on the first fold (``report_epochs``), and stop training when the fold's
     share of ``deadline`` is used up. Others report the running mean score after
-    each fold (``report_folds``). A fold predicted to end after ``deadline``
-    raises :class:`TrialOutOfTime` before it starts.
+    each fold (``report_folds``). For estimators that cannot be stopped, a fold
+    predicted to end after ``deadline`` (from the slowest fold so far, or
+    ``fold_estimate`` before the first) raises :class:`TrialOutOfTime` before it
+    starts.
     """
     result = Evaluation()
+    interruptible = accepts_callbacks(estimator)  # its training stops at the fold deadline
     token = uuid.uuid4().hex
     with _ACTIVE_LOCK:
         _ACTIVE_TRIALS[token] = trial
@@ -331,9 +349,11 @@ def cross_validate_trial(
             fold_deadline = None
             if deadline is not None:
                 now = time.monotonic()
-                expected = max(result.fold_times, default=0.0)
-                if k > 0 and now + expected > deadline:
-                    raise TrialOutOfTime(f"{k} of {len(folds)} folds done at the deadline")
+                expected = max(result.fold_times, default=fold_estimate)
+                if now >= deadline or (not interruptible and now + expected > deadline):
+                    raise TrialOutOfTime(
+                        f"{k} of {len(folds)} folds done at the deadline", result.fold_times
+                    )
                 fold_deadline = start + (deadline - start) * (k + 1) / len(folds)
             model = clone(estimator)
             callbacks: list = []

@@ -46,13 +46,14 @@ from moensemble.search._search import (
     StopAtDeadline,
     TrialOutOfTime,
     _seed,
+    callback_owner,
     cross_validate_trial,
     directions_for,
     make_study,
     quiet_optuna,
     with_callbacks,
 )
-from moensemble.search.spaces import moe_space, stacking_space, weighted_space
+from moensemble.search.spaces import gated_space, moe_space, stacking_space, weighted_space
 
 __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchContext"]
 
@@ -170,6 +171,19 @@ def _moe_space(trial: optuna.Trial, context: SearchContext, prefix: str) -> dict
     return {f"moe__{k}": v for k, v in params.items()}
 
 
+def _make_gated(context: SearchContext) -> BaseEstimator:
+    from moensemble import gated
+
+    cls = getattr(gated, f"GatedEnsemble{_kind(context)}")
+    est = _ensemble_kwargs(cls(list(context.members)), context)
+    known = est.get_params(deep=False)
+    return est.set_params(**{k: v for k, v in {"early_stopping": True}.items() if k in known})
+
+
+def _gated_space(trial: optuna.Trial, context: SearchContext, prefix: str) -> dict:
+    return gated_space(trial, n_members=len(context.members), prefix=prefix)
+
+
 FAMILIES: dict[str, Family] = {
     "weighted": Family(
         "weighted",
@@ -194,8 +208,16 @@ FAMILIES: dict[str, Family] = {
                "expert_depth": 1, "dropout": 0.1, "lr": 3e-3, "batch_size": 64,
                "aux_loss_coef": 1e-2, "max_epochs": 40},
     ),
+    # Not searched by default: opt in with families=(..., "gated").
+    "gated": Family(
+        "gated",
+        _make_gated,
+        _gated_space,
+        first={"router": "topk", "top_k": 1, "router_width": 0, "features": "input",
+               "lr": 1e-2, "max_epochs": 40},
+    ),
 }
-"""Registry of the searchable families; adding one (e.g. a gated ensemble) is one entry."""
+"""Registry of the searchable families; adding one is one entry."""
 
 
 def default_members(task: str, *, sparse: bool, random_state: int | None, non_negative: bool):
@@ -375,6 +397,11 @@ class _BaseAuto(BaseEstimator):
         if self._task == "classification":
             check_classification_targets(y)
             self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least 2 classes in y; got only one class: "
+                    f"{self.classes_[0]!r}."
+                )
         return X, y
 
     def _folds(self, X, y, seed):
@@ -417,30 +444,39 @@ class _BaseAuto(BaseEstimator):
         durations: dict[str, list[float]] = {name: [] for name in names}
         single = len(objectives) == 1
         n_run, skipped = 0, 0
-        self._fold_times: dict[int, float] = {}
+        self._fold_times: dict[int, tuple[str, float]] = {}  # trial -> (family, slowest fold)
         self._last_error: Exception | None = None
+        self._first_folds: dict[str, list[float]] = {name: [] for name in names}
         bar = tqdm(total=round(self.time_budget, 1), unit="s", desc=type(self).__name__,
                    disable=not self.progress_bar or None, leave=False)
         started = time.monotonic()
         try:
             while self.max_trials is None or n_run < self.max_trials:
                 remaining = deadline - time.monotonic() - self._refit_reserve(len(folds))
-                cheapest = min(float(np.median(d)) if d else 0.0 for d in durations.values())
+                cheapest = min(self._expected_time(name, durations) for name in names)
                 if remaining <= 0 or remaining < cheapest or skipped >= 20:
                     break
                 trial = self.study_.ask()
                 family = families[trial.suggest_categorical("family", names)]
-                expected = float(np.median(durations[family.name])) if durations[family.name] else 0
+                expected = self._expected_time(family.name, durations)
                 if expected > remaining:  # would not fit: skip it without fitting
                     trial.set_user_attr("skipped", "not enough time left")
                     self.study_.tell(trial, state=optuna.trial.TrialState.PRUNED)
                     skipped += 1
                     continue
                 tic = time.monotonic()
-                state, values = self._run_trial(
-                    trial, family, context, X, y, folds, scorer, objectives, single,
-                    deadline=tic + remaining,
-                )
+                if self._best_trial(require=False) is None:
+                    # Nothing to refit yet: keep a fold-sized share of the time for the refit.
+                    remaining *= len(folds) / (len(folds) + 1)
+                try:
+                    state, values = self._run_trial(
+                        trial, family, context, X, y, folds, scorer, objectives, single,
+                        deadline=tic + remaining,
+                        fold_estimate=min(self._first_folds[family.name], default=0.0),
+                    )
+                except KeyboardInterrupt:
+                    self.study_.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    raise
                 elapsed = time.monotonic() - tic
                 if state == optuna.trial.TrialState.COMPLETE:
                     durations[family.name].append(elapsed)
@@ -454,19 +490,27 @@ class _BaseAuto(BaseEstimator):
         finally:
             bar.close()
 
+    def _expected_time(self, family: str, durations: dict[str, list[float]]) -> float:
+        """Median duration of the family's finished trials; before any, its fastest fold."""
+        if durations[family]:
+            return float(np.median(durations[family]))
+        return min(self._first_folds[family], default=0.0)
+
     def _run_trial(self, trial, family, context, X, y, folds, scorer, objectives, single,
-                   deadline):
+                   deadline, fold_estimate):
         prefix = f"{family.name}__"
         try:
             model = family.make(context).set_params(**family.space(trial, context, prefix))
             result = cross_validate_trial(
                 trial, model, X, y, folds, scorer, report_epochs=single, report_folds=False,
-                costs=objectives[1:], deadline=deadline,
+                costs=objectives[1:], deadline=deadline, fold_estimate=fold_estimate,
             )
         except optuna.TrialPruned:
             return optuna.trial.TrialState.PRUNED, None
         except TrialOutOfTime as exc:
             trial.set_user_attr("skipped", str(exc))
+            if exc.fold_times:  # a lower bound for the family's next trials
+                self._first_folds[family.name].append(exc.fold_times[0])
             return optuna.trial.TrialState.PRUNED, None
         except Exception as exc:
             if self.error_score == "raise":
@@ -474,16 +518,23 @@ class _BaseAuto(BaseEstimator):
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             self._last_error = exc
             return optuna.trial.TrialState.FAIL, None
-        self._fold_times[trial.number] = max(result.fold_times)
+        self._fold_times[trial.number] = (family.name, max(result.fold_times))
+        self._first_folds[family.name].append(result.fold_times[0])
         values = [result.score] + [result.costs[c] for c in objectives[1:]]
         return optuna.trial.TrialState.COMPLETE, values[0] if single else values
 
     def _refit_reserve(self, n_folds: int) -> float:
-        """Time to keep for the final refit: the best trial's slowest fold, scaled to all rows."""
+        """Time to keep for the final refit, scaled from a fold to all rows.
+
+        The slowest fold of any trial of the best trial's family: an ensemble trial
+        that found its base fits in the cache is fast, but the refit on all rows is not.
+        """
         best = self._best_trial(require=False)
         if best is None or best.number not in self._fold_times:
             return 0.0
-        return 1.2 * self._fold_times[best.number] * n_folds / max(n_folds - 1, 1)
+        family = self._fold_times[best.number][0]
+        slowest = max(t for f, t in self._fold_times.values() if f == family)
+        return 1.2 * slowest * n_folds / max(n_folds - 1, 1)
 
     def _best_trial(self, *, require: bool = True) -> optuna.trial.FrozenTrial | None:
         complete = self.study_.get_trials(
@@ -515,7 +566,7 @@ class _BaseAuto(BaseEstimator):
         self.best_score_ = float(best.values[0])
         self.best_trial_ = best
         model = family.make(context).set_params(**self.best_params_)
-        target = _callback_owner(model)
+        target = callback_owner(model)
         if target is not None:  # MoE: never train past the budget
             original = target.get_params(deep=False)["callbacks"]
             with_callbacks(target, [StopAtDeadline(deadline)])
@@ -539,17 +590,19 @@ class _BaseAuto(BaseEstimator):
             family = t.params.get("family")
             prefix = f"{family}__"
             scores = t.user_attrs.get("fold_scores")
+            # A pruned trial's value is its last intermediate value (a loss), not a score.
+            complete = t.state == optuna.trial.TrialState.COMPLETE
             row = {
                 "trial": t.number,
                 "family": family,
                 "state": t.state.name,
-                "score": t.values[0] if t.values else np.nan,
+                "score": t.values[0] if complete else np.nan,
                 "score_std": float(np.std(scores)) if scores else np.nan,
                 "fit_time": t.user_attrs.get("fit_time", np.nan),
                 "trial_time": t.user_attrs.get("trial_time", np.nan),
             }
             for cost in objectives[1:]:
-                row[cost] = t.values[1] if t.values else np.nan
+                row[cost] = t.values[1] if complete else np.nan
             row["params"] = {k.removeprefix(prefix): v for k, v in t.params.items()
                              if k != "family"}
             row["note"] = t.user_attrs.get("skipped", t.user_attrs.get("error", ""))
@@ -598,14 +651,6 @@ def _seeded(estimator: BaseEstimator, seed: int | None) -> BaseEstimator:
                  if (k == "random_state" or k.endswith("__random_state")) and v is None}
         estimator.set_params(**unset)
     return estimator
-
-
-def _callback_owner(model: BaseEstimator) -> BaseEstimator | None:
-    """The estimator (or the last pipeline step) that takes skorch callbacks, if any."""
-    if "callbacks" in model.get_params(deep=False):
-        return model
-    steps = getattr(model, "steps", None)
-    return _callback_owner(steps[-1][1]) if steps else None
 
 
 class AutoClassifier(ClassifierMixin, _BaseAuto):

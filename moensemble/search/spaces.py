@@ -25,7 +25,7 @@ from typing import Any
 
 import optuna
 
-__all__ = ["moe_space", "weighted_space", "stacking_space"]
+__all__ = ["moe_space", "weighted_space", "stacking_space", "gated_space"]
 
 _MOE_ROUTERS = ("softmax", "topk", "switch", "expert_choice")
 _TOP_K_ROUTERS = ("topk", "expert_choice")  # routers that read `top_k`
@@ -327,4 +327,71 @@ def stacking_space(
     n_layers = _int(trial, f"{p}layers", layers_r)
     if n_layers > 1:
         params["layers"] = n_layers
+    return params
+
+
+# --------------------------------------------------------------------------- gated
+def gated_space(
+    trial: optuna.Trial,
+    *,
+    n_members: int,
+    router: str | Sequence[str] = ("topk", "softmax"),
+    top_k: int | tuple[int, int] = (1, 3),
+    router_width: int | Sequence[int] = (0, 32),
+    features: str | Sequence[str] = ("input", "input+oof"),
+    lr: float | tuple[float, float] = (1e-3, 3e-2),
+    max_epochs: int | tuple[int, int] = (10, 80),
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Search space of the gated ensembles (a learned router over fitted models).
+
+    Parameters
+    ----------
+    trial : optuna.Trial
+        The trial to draw values from.
+    n_members : int
+        Number of base models the router chooses among; caps ``top_k``.
+    router : str or sequence of str
+        'topk' (each row goes to its ``top_k`` best-scored bases) and/or 'softmax'.
+    top_k : int or (int, int)
+        Drawn in ``[low, min(high, n_members)]`` for 'topk'.
+    router_width : int or sequence of int
+        Width of one hidden ReLU layer in front of the gate; 0 is a linear router.
+    features : str or sequence of str
+        What the router sees: 'input' and/or 'input+oof'.
+    lr : float or (float, float)
+        Learning rate range (log scale).
+    max_epochs : int or (int, int)
+        Epochs range.
+    prefix : str, default=""
+        Prepended to every Optuna parameter name.
+
+    Returns
+    -------
+    params : dict
+        ``router``, ``top_k``, ``router_hidden``, ``features``, ``lr``, ``max_epochs``.
+    """
+    if n_members < 1:
+        raise ValueError(f"`n_members` must be at least 1; got {n_members}.")
+    routers = _as_choices(router, "router", allowed=("topk", "softmax"))
+    top_k_r = _as_range(top_k, "top_k", integer=True, low_bound=1)
+    if "topk" in routers and top_k_r[0] > n_members:
+        raise ValueError(
+            f"Inconsistent gated space: top_k starts at {top_k_r[0]} but there are only "
+            f"{n_members} members."
+        )
+    widths = _as_choices(router_width, "router_width")
+    feature_sets = _as_choices(features, "features", allowed=("input", "input+oof"))
+    lr_r = _as_range(lr, "lr", integer=False)
+    epochs_r = _as_range(max_epochs, "max_epochs", integer=True, low_bound=1)
+
+    p = prefix
+    params: dict[str, Any] = {"router": _categorical(trial, f"{p}router", routers)}
+    if params["router"] == "topk":
+        params["top_k"] = _int(trial, f"{p}top_k", (top_k_r[0], min(top_k_r[1], n_members)))
+    width = _categorical(trial, f"{p}router_width", widths)
+    params["router_hidden"] = (width,) if width else ()
+    params["features"] = _categorical(trial, f"{p}features", feature_sets)
+    params["lr"] = _float(trial, f"{p}lr", lr_r, log=True)
+    params["max_epochs"] = _int(trial, f"{p}max_epochs", epochs_r)
     return params
