@@ -179,6 +179,7 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
+        "callbacks": [list, None],
         "random_state": ["random_state"],
     }
 
@@ -205,6 +206,7 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
         n_jobs=None,
         memory=None,
         device="cpu",
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -228,6 +230,7 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
         self.n_jobs = n_jobs
         self.memory = memory
         self.device = device
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -292,6 +295,7 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
                 monitor="valid_loss", patience=self.n_iter_no_change, load_best=True
             )
             callbacks.append(("early_stopping", stopper))
+        callbacks += list(self.callbacks or [])
         net_cls, criterion = self._net()
         return net_cls(
             module=module,
@@ -531,6 +535,9 @@ class GatedEnsembleClassifier(ClassifierMixin, _BaseGatedEnsemble):
         Cache of the out-of-fold fits, shared with every ensemble using the same cache.
     device : {'cpu', 'cuda', 'cuda:N', 'auto'}, default='cpu'
         Where the router trains and runs (the bases run where they run).
+    callbacks : list of skorch callbacks, default=None
+        Passed to the router's skorch net (e.g. optuna-integration's
+        ``SkorchPruningCallback`` on ``valid_loss`` with ``early_stopping=True``).
     random_state : int, RandomState instance or None, default=None
         Seeds the router's initialisation, noise, shuffling and validation split.
     verbose : int, default=0
@@ -666,7 +673,7 @@ class GatedEnsembleRegressor(RegressorMixin, _BaseGatedEnsemble):
         Named base regressors, given ``X`` unchanged.
     router, top_k, router_hidden, features, router_preprocessor, aux_loss_coef, z_loss_coef, \
 max_epochs, lr, batch_size, weight_decay, early_stopping, validation_fraction, \
-n_iter_no_change, cv, refit, n_jobs, memory, device, random_state, verbose :
+n_iter_no_change, cv, refit, n_jobs, memory, device, callbacks, random_state, verbose :
         As in :class:`GatedEnsembleClassifier` (an int ``cv`` gives ``KFold``).
 
     Attributes

@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from skorch.callbacks import Callback
 
 from moensemble import (
     GatedEnsembleClassifier,
@@ -284,6 +285,19 @@ def test_early_stopping_keeps_a_valid_loss():
     ).fit(X, y)
     assert "valid_loss" in gated.history_[-1]
     assert gated.score(X, y) > 0.9
+
+
+class MarkEpochs(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("marked", len(net.history))
+
+
+def test_user_callbacks_reach_the_router_net():
+    X, y, _ = regime_data(300)
+    gated = GatedEnsembleClassifier(
+        REGIME_CLASSIFIERS, callbacks=[("mark", MarkEpochs())], cv=2, max_epochs=4
+    ).fit(X, y)
+    assert gated.history_[:, "marked"] == [1, 2, 3, 4]
 
 
 # ---- scikit-learn conventions --------------------------------------------------------------
