@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
@@ -298,6 +299,17 @@ def test_user_callbacks_reach_the_router_net():
         REGIME_CLASSIFIERS, callbacks=[("mark", MarkEpochs())], cv=2, max_epochs=4
     ).fit(X, y)
     assert gated.history_[:, "marked"] == [1, 2, 3, 4]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_router_on_gpu_routes_like_on_cpu():
+    X, y, _ = regime_data()
+    gpu = GatedEnsembleClassifier(REGIME_CLASSIFIERS, device="cuda", **FAST).fit(X[:800], y[:800])
+    assert gpu.net_.device == "cuda"
+    assert gpu.score(X[800:], y[800:]) > 0.9
+    indices, gates = gpu.route(X[800:])
+    assert indices.dtype == np.int64 and gates.shape == (800, 1)
 
 
 # ---- scikit-learn conventions --------------------------------------------------------------
