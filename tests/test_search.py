@@ -203,6 +203,15 @@ def test_bad_search_parameters_name_the_parameter(noisy):
         SearchCV(LogisticRegression(), c_space, n_trials=0).fit(X, y)
 
 
+def test_an_inconsistent_space_fails_the_fit_with_its_own_message(noisy):
+    from moensemble.moe import MoEClassifier
+
+    X, y = noisy
+    space = partial(moe_space, n_experts=(2, 4), top_k=(3, 4), router="topk")
+    with pytest.raises(ValueError, match="top_k must not exceed n_experts"):
+        SearchCV(MoEClassifier(), space, n_trials=2, cv=2).fit(X, y)
+
+
 def test_moe_space_is_consistent_and_rejects_impossible_ranges():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(40):

@@ -608,12 +608,20 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
     def _optimize(self, X, y, folds, scorer, objectives: list[str]) -> None:
         single = len(objectives) == 1
 
+        self._errors: list[Exception] = []
+
         def objective(trial: optuna.Trial):
-            model = build_estimator(self.estimator, self.space(trial))
-            result = cross_validate_trial(
-                trial, model, X, y, folds, scorer,
-                report_epochs=single, report_folds=single, costs=objectives[1:],
-            )
+            try:
+                model = build_estimator(self.estimator, self.space(trial))
+                result = cross_validate_trial(
+                    trial, model, X, y, folds, scorer,
+                    report_epochs=single, report_folds=single, costs=objectives[1:],
+                )
+            except optuna.TrialPruned:
+                raise
+            except Exception as exc:
+                self._errors.append(exc)  # shown if no trial completes
+                raise
             values = [result.score] + [result.costs[c] for c in objectives[1:]]
             return values[0] if single else values
 
@@ -631,6 +639,9 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         complete = self.study_.get_trials(
             deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
         )
+        errors, self._errors = self._errors, []
+        if not complete and errors:
+            raise errors[-1]  # every trial failed, most likely for the same reason: show it
         if not complete:
             raise RuntimeError(
                 f"No trial of study {self.study_.study_name!r} completed; states: "

@@ -368,6 +368,8 @@ class _BaseAuto(BaseEstimator):
         finally:
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
+            for name in ("_fold_times", "_first_folds", "_last_error"):  # search-time state
+                self.__dict__.pop(name, None)
         self.fit_time_ = time.monotonic() - start
         return self
 
@@ -722,7 +724,7 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
     >>> from sklearn.datasets import load_iris
     >>> from moensemble import AutoClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> auto = AutoClassifier(time_budget=20, families=("weighted",), cv=3,
+    >>> auto = AutoClassifier(time_budget=20, families=("weighted",), cv=3, max_trials=3,
     ...                       progress_bar=False, random_state=0).fit(X, y)
     >>> auto.score(X, y) > 0.9
     True
@@ -762,7 +764,7 @@ class AutoRegressor(RegressorMixin, _BaseAuto):
     >>> from sklearn.datasets import load_diabetes
     >>> from moensemble import AutoRegressor
     >>> X, y = load_diabetes(return_X_y=True)
-    >>> auto = AutoRegressor(time_budget=20, families=("stacking",), cv=3,
+    >>> auto = AutoRegressor(time_budget=20, families=("stacking",), cv=3, max_trials=3,
     ...                      progress_bar=False, random_state=0).fit(X, y)
     >>> auto.best_family_
     'stacking'
