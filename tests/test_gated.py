@@ -46,7 +46,7 @@ REGIME_REGRESSORS = [
     ("left", on_columns([1], LinearRegression())),
     ("right", on_columns([2], LinearRegression())),
 ]
-FAST = dict(cv=3, max_epochs=30, random_state=0)
+FAST = dict(cv=3, max_epochs=60, random_state=0)
 
 
 class RowRecorder(ClassifierMixin, BaseEstimator):
