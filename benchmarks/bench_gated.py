@@ -172,7 +172,7 @@ def run(name, X, y, classification, text, args):
     predict = "predict_proba" if is_classifier(gated) else "predict"
     all_s = best_time(lambda: [getattr(b, predict)(X_time) for b in gated.estimators_])
     router_s = best_time(lambda: gated.route(X_time))
-    per_base = {n: best_time(lambda b=b: getattr(b, predict)(X_time), 1)
+    per_base = {n: best_time(lambda b=b: getattr(b, predict)(X_time))
                 for (n, _), b in zip(members, gated.estimators_, strict=True)}
     top1 = next(r for r in rows if r["method"] == "gated top-1")
     summary = dict(data=name, n_predict_rows=X_time.shape[0], all_bases_s=all_s,
