@@ -55,8 +55,14 @@ from torch import Tensor, nn
 from moensemble._validation import resolve_device
 from moensemble.ensemble._base import _BaseOOFEnsemble
 from moensemble.ensemble._oof import predict_aligned
-from moensemble.moe.net import MoENetClassifier, MoENetRegressor, RowDataset, collate_batch
-from moensemble.moe.routing import Router, Routing, make_router
+from moensemble.moe.net import (
+    MoENetClassifier,
+    MoENetRegressor,
+    RoutingStats,
+    RowDataset,
+    collate_batch,
+)
+from moensemble.moe.routing import Router, Routing, SoftmaxRouter, make_router
 
 __all__ = ["GatedEnsembleClassifier", "GatedEnsembleRegressor"]
 
@@ -82,6 +88,10 @@ class GateModule(nn.Module):
         Maps the router input to the router's ``in_features`` (``nn.Identity`` when linear).
     selection : bool
         Add the expected loss of one base drawn from the router softmax.
+
+    Training batches are counted into ``stat_counts`` / ``stat_sums`` like
+    :class:`~moensemble.moe.net.MoEModule`, so :class:`~moensemble.moe.net.RoutingStats` logs
+    the per-epoch load, its max-violation and the router entropy into the skorch history.
     """
 
     def __init__(self, router: Router, trunk: nn.Module, *, selection: bool) -> None:
@@ -89,6 +99,9 @@ class GateModule(nn.Module):
         self.router = router
         self.trunk = trunk
         self.selection = selection
+        n_experts = router.n_experts
+        self.register_buffer("stat_counts", torch.zeros(n_experts), persistent=False)
+        self.register_buffer("stat_sums", torch.zeros(3), persistent=False)  # rows, H, overflow
 
     def route(self, x: Tensor) -> Routing:
         return self.router(self.trunk(x.float()))
@@ -103,7 +116,27 @@ class GateModule(nn.Module):
             selection = (routing.probs * base_loss.float()).sum(1).mean()
         else:
             selection = mixed.new_zeros(())
+        if self.training:
+            self._record(routing, x.shape[0])
         return mixed, torch.stack([routing.aux_loss, routing.z_loss, selection])
+
+    @torch.no_grad()
+    def _record(self, routing: Routing, batch: int) -> None:
+        # Dense (softmax) routing sends every row everywhere: count the gate mass instead.
+        weights = routing.gates.float() if isinstance(self.router, SoftmaxRouter) else None
+        flat = routing.indices.reshape(-1)
+        counts = torch.bincount(
+            flat,
+            weights=None if weights is None else weights.reshape(-1),
+            minlength=self.router.n_experts,
+        )
+        self.stat_counts += counts.float()
+        rows = torch.tensor(float(batch), device=counts.device)
+        self.stat_sums += torch.stack([rows, routing.entropy * batch, routing.overflow * batch])
+
+    def reset_stats(self) -> None:
+        self.stat_counts.zero_()
+        self.stat_sums.zero_()
 
 
 def _trunk(in_features: int, hidden: tuple[int, ...]) -> tuple[nn.Module, int]:
@@ -289,7 +322,7 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
         top_k = self.top_k if self.router == "topk" else 1
         router = make_router(self.router, width, n_bases, top_k)
         module = GateModule(router, trunk, selection=self.router == "topk")
-        callbacks = []
+        callbacks = [("routing_stats", RoutingStats())]
         if self.early_stopping:
             stopper = EarlyStopping(
                 monitor="valid_loss", patience=self.n_iter_no_change, load_best=True
@@ -556,7 +589,9 @@ class GatedEnsembleClassifier(ClassifierMixin, _BaseGatedEnsemble):
     net_ : skorch.NeuralNetClassifier
         The trained router net; ``net_.module_`` is a :class:`GateModule`.
     history_ : skorch.History
-        Per-epoch ``train_loss`` (and ``valid_loss`` with early stopping).
+        Per-epoch ``train_loss`` (and ``valid_loss`` with early stopping), and the training
+        batches' ``router_entropy``, ``load_max_violation`` (``(max - mean) / mean`` of the
+        load, to catch collapse onto one base) and ``expert_load``.
     expert_load_ : ndarray of shape (n_estimators,)
         Share of the training rows' assignments that each base receives when routed as in
         ``predict`` (mean gate with ``'softmax'``); sums to 1.

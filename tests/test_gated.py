@@ -188,6 +188,11 @@ def test_routing_statistics():
     assert gated.expert_load_.max() < 0.8
     assert list(gated.named_estimators_) == ["one", "two", "three"]
     assert gated.history_[-1, "train_loss"] < gated.history_[0, "train_loss"]
+    # Per-epoch routing statistics of the training batches (the MoE's RoutingStats).
+    last_load = np.array(gated.history_[-1, "expert_load"])
+    assert last_load.shape == (3,) and last_load.sum() == pytest.approx(1.0)
+    assert 0.0 <= gated.history_[-1, "load_max_violation"] < 2.0
+    assert gated.history_[-1, "router_entropy"] < gated.history_[0, "router_entropy"]
 
 
 def test_a_row_is_predicted_the_same_alone_or_in_a_batch():
