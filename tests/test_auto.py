@@ -169,6 +169,15 @@ def test_a_new_family_is_one_registry_entry(task):
         depths.idxmin(), "score"] - 0.05
 
 
+def test_gated_family_is_searchable_on_request(task):
+    X, y = task
+    auto = AutoClassifier(time_budget=60, families=("weighted", "gated"), cv=2, max_trials=3,
+                          progress_bar=False, random_state=0).fit(X, y)
+    assert set(auto.leaderboard_["family"]) == {"weighted", "gated"}
+    gated = auto.leaderboard_[auto.leaderboard_["family"].eq("gated")]
+    assert gated["state"].eq("COMPLETE").all() and (gated["score"] > 0.8).all()
+
+
 def test_regressor_searches_stacking():
     X, y = load_diabetes(return_X_y=True)
     auto = AutoRegressor(time_budget=60, families=("stacking",), cv=3, max_trials=2,

@@ -507,7 +507,8 @@ class _BaseAuto(BaseEstimator):
                 trial, model, X, y, folds, scorer, report_epochs=single, report_folds=False,
                 costs=objectives[1:], deadline=deadline, fold_estimate=fold_estimate,
             )
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr("pruned", str(exc))
             return optuna.trial.TrialState.PRUNED, None
         except TrialOutOfTime as exc:
             trial.set_user_attr("skipped", str(exc))
@@ -607,7 +608,8 @@ class _BaseAuto(BaseEstimator):
                 row[cost] = t.values[1] if complete else np.nan
             row["params"] = {k.removeprefix(prefix): v for k, v in t.params.items()
                              if k != "family"}
-            row["note"] = t.user_attrs.get("skipped", t.user_attrs.get("error", ""))
+            attrs = t.user_attrs
+            row["note"] = attrs.get("skipped", attrs.get("pruned", attrs.get("error", "")))
             rows.append(row)
         frame = pd.DataFrame(rows)
         return frame.sort_values("score", ascending=False, na_position="last", ignore_index=True)
