@@ -462,7 +462,9 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         -------
         y : ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        check_is_fitted(self)
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class MoERegressor(RegressorMixin, _BaseMoE):

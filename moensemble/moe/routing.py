@@ -164,7 +164,12 @@ class Router(nn.Module):
     def _route_topk(self, logits: Tensor, k: int, scores: Tensor | None = None) -> Routing:
         scores = logits if scores is None else scores
         indices = self._select(scores, k)
-        gates = torch.softmax(scores.gather(1, indices), dim=-1)
+        if k == 1:
+            # A softmax over one kept logit is constantly 1 and would give the router no
+            # gradient from the task loss; use the full-softmax probability, as Switch does.
+            gates = torch.softmax(scores, dim=-1).gather(1, indices)
+        else:
+            gates = torch.softmax(scores.gather(1, indices), dim=-1)
         mask = self._gate_dropout(gates)
         if mask is not None:
             gates = gates * mask

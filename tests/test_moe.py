@@ -1,0 +1,332 @@
+"""Mixture-of-experts estimators: sklearn contract, routing, dispatch, bad input."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.datasets import make_classification
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from moensemble.moe import MoEClassifier, MoERegressor
+from moensemble.moe.experts import MLPExpert, StackedMLPExperts
+from moensemble.moe.routing import dispatch, make_router
+
+# Small and quick, but enough epochs that the sklearn score checks
+# (check_classifiers_train, check_regressors_train) pass honestly: no expected failures.
+FAST = dict(n_experts=3, top_k=2, expert_hidden=(16,), max_epochs=10, lr=1e-2, batch_size=32,
+            random_state=0)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@parametrize_with_checks(
+    [MoEClassifier(**FAST), MoERegressor(**FAST)], expected_failed_checks=lambda est: {}
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def clf_data():
+    X, y = make_classification(400, 12, n_informative=8, n_classes=3, random_state=0)
+    return X.astype(np.float64), y
+
+
+# -- routing ---------------------------------------------------------------------------
+@pytest.mark.parametrize("router,k", [("topk", 2), ("topk", 3), ("expert_choice", 2),
+                                      ("switch", 1), ("softmax", 5)])
+def test_each_row_uses_exactly_k_experts(clf_data, router, k):
+    X, y = clf_data
+    clf = MoEClassifier(n_experts=5, top_k=min(k, 5), router=router, max_epochs=2,
+                        expert_hidden=(8,), random_state=0).fit(X, y)
+    indices, gates = clf.route(X)
+    assert indices.shape == gates.shape == (len(X), k)
+    # k distinct experts per row, positive gates
+    assert all(len(set(row)) == k for row in indices)
+    assert (gates > 0).all()
+    np.testing.assert_allclose(clf.expert_load_.sum(), 1.0, rtol=1e-6)
+    assert clf.n_active_params_ > 0
+
+
+def test_load_balancing_loss_evens_out_expert_load():
+    # Imbalanced start: the informative directions make some experts attractive.
+    X, y = make_classification(600, 10, n_informative=4, random_state=1)
+    spreads = {}
+    for coef in (0.0, 1.0):
+        clf = MoEClassifier(n_experts=6, top_k=1, router="topk", aux_loss_coef=coef,
+                            z_loss_coef=0.0, expert_hidden=(8,), max_epochs=15, lr=1e-2,
+                            random_state=0).fit(X, y)
+        spreads[coef] = clf.expert_load_.std()
+    assert spreads[1.0] < spreads[0.0]
+    assert spreads[1.0] < 0.5 / 6  # close to uniform (1/6 each)
+
+
+def test_bias_balancing_updates_bias_and_balances():
+    X, y = make_classification(600, 10, n_informative=4, random_state=1)
+    common = dict(n_experts=6, top_k=1, z_loss_coef=0.0, expert_hidden=(8,), max_epochs=15,
+                  lr=1e-2, random_state=0)
+    free = MoEClassifier(aux_loss_coef=0.0, **common).fit(X, y)
+    biased = MoEClassifier(balance="bias", bias_update_rate=1e-2, **common).fit(X, y)
+    assert biased.net_.module_.router.expert_bias.abs().sum() > 0
+    assert biased.expert_load_.std() < 0.5 * free.expert_load_.std()
+    assert biased.history_[-1, "load_max_violation"] < free.history_[-1, "load_max_violation"]
+
+
+def test_moe_beats_single_expert_on_regimes():
+    # Four regimes (quadrants of x0, x1), each with its own linear law.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2400, 6))
+    regime = (X[:, 0] > 0).astype(int) * 2 + (X[:, 1] > 0)
+    W = rng.normal(size=(4, 6)) * 3
+    y = np.einsum("nd,nd->n", X, W[regime])
+    Xtr, Xte, ytr, yte = X[:2000], X[2000:], y[:2000], y[2000:]
+    common = dict(expert_hidden=(8,), max_epochs=40, lr=1e-2, batch_size=64, random_state=0)
+    single = MoERegressor(n_experts=1, top_k=1, **common).fit(Xtr, ytr).score(Xte, yte)
+    moe = MoERegressor(n_experts=4, top_k=2, **common).fit(Xtr, ytr).score(Xte, yte)
+    assert moe > single + 0.05, (moe, single)
+
+
+def test_switch_overflow_rows_keep_an_output(clf_data):
+    X, y = clf_data
+    clf = MoEClassifier(n_experts=4, router="switch", capacity_factor=0.5, max_epochs=2,
+                        expert_hidden=(8,), random_state=0).fit(X, y)
+    # capacity 0.5 * even share: at least half of the rows overflow in training
+    assert clf.overflow_fraction_ >= 0.5
+    module = clf.net_.module_.train()
+    out, _ = module(torch.as_tensor(X[:64], dtype=torch.float32))
+    assert torch.isfinite(out).all() and (out.abs().sum(1) > 0).all()
+    assert "overflow_fraction" in clf.history_[-1]
+
+
+# -- dispatch --------------------------------------------------------------------------
+class _Counting(nn.Module):
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(d_in, d_out)
+        self.rows = 0
+
+    def forward(self, x):
+        self.rows += x.shape[0]
+        return self.linear(x)
+
+
+def test_dispatch_runs_each_expert_on_its_rows_only():
+    torch.manual_seed(0)
+    batch, dim, n_experts, k = 256, 8, 16, 2
+    x = torch.randn(batch, dim)
+    router = make_router("topk", dim, n_experts, k).eval()
+    r = router(x)
+    experts = nn.ModuleList(_Counting(dim, 3) for _ in range(n_experts))
+    out, counts = dispatch(x, r.indices, r.gates, experts)
+    routed = torch.bincount(r.indices.reshape(-1), minlength=n_experts)
+    assert [e.rows for e in experts] == routed.tolist() == counts.tolist()
+    assert sum(e.rows for e in experts) == batch * k  # not batch * n_experts
+    # same result as the dense mixture restricted to the chosen experts
+    dense = torch.stack([e.linear(x) for e in experts], 1)  # (batch, E, 3)
+    ref = (dense.gather(1, r.indices[..., None].expand(-1, -1, 3)) * r.gates[..., None]).sum(1)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dispatch_mask_and_elementwise_gates():
+    torch.manual_seed(0)
+    x = torch.randn(10, 4)
+    experts = nn.ModuleList(_Counting(4, 2) for _ in range(3))
+    indices = torch.tensor([[0, 1]] * 10)
+    gates = torch.rand(10, 2, 2)  # one weight per assignment and output
+    mask = torch.zeros(10, 2, dtype=torch.bool)
+    mask[:, 0] = True
+    out, counts = dispatch(x, indices, gates, experts, mask)
+    assert counts.tolist() == [10, 0, 0] and experts[1].rows == 0
+    torch.testing.assert_close(out, experts[0].linear(x) * gates[:, 0])
+
+
+@pytest.mark.parametrize("hidden,out", [((16,), 4), ((6, 5), 3)])
+def test_stacked_experts_grouped_mm_equals_loop_and_modules(hidden, out):
+    torch.manual_seed(0)
+    stacked = StackedMLPExperts(4, 7, hidden, out)
+    x = torch.randn(30, 7)
+    counts = torch.tensor([10, 0, 15, 5])
+    ids = torch.repeat_interleave(torch.arange(4), counts)
+    stacked.impl = "grouped_mm"
+    y_grouped = stacked.forward_sorted(x, ids, counts)
+    stacked.impl = "loop"
+    y_loop = stacked.forward_sorted(x, ids, counts)
+    torch.testing.assert_close(y_grouped, y_loop, rtol=1e-5, atol=1e-5)
+    y_mod = torch.cat([stacked.expert(e)(xe) for e, xe in enumerate(x.split(counts.tolist()))])
+    torch.testing.assert_close(y_grouped, y_mod, rtol=1e-5, atol=1e-5)
+
+
+def test_upcycled_experts_reproduce_the_dense_mlp():
+    torch.manual_seed(0)
+    mlp = MLPExpert(5, (8,), 2)
+    stacked = StackedMLPExperts.from_mlp(mlp, 3)
+    x = torch.randn(6, 5)
+    ids = torch.tensor([0, 0, 1, 2, 2, 2])
+    torch.testing.assert_close(stacked.forward_sorted(x, ids, torch.tensor([2, 1, 3])), mlp(x))
+
+
+# -- estimator behaviour ---------------------------------------------------------------
+@pytest.mark.parametrize("router", ["topk", "softmax", "switch", "expert_choice"])
+def test_prediction_of_a_row_does_not_depend_on_its_batch(clf_data, router):
+    X, y = clf_data
+    clf = MoEClassifier(n_experts=4, router=router, capacity_factor=1.0, max_epochs=3,
+                        expert_hidden=(8,), random_state=0).fit(X, y)
+    proba = clf.predict_proba(X[:20])
+    one_by_one = np.vstack([clf.predict_proba(X[i:i + 1]) for i in range(20)])
+    np.testing.assert_allclose(proba, one_by_one, rtol=0, atol=1e-6)
+    assert (clf.predict(X[:20]) == [clf.predict(X[i:i + 1])[0] for i in range(20)]).all()
+    idx, gates = clf.route(X[:20])
+    idx1 = np.vstack([clf.route(X[i:i + 1])[0] for i in range(20)])
+    assert (idx == idx1).all()
+
+
+def test_same_seed_same_predictions_and_pickle(clf_data):
+    X, y = clf_data
+    params = dict(n_experts=4, max_epochs=3, expert_hidden=(8,), gate_dropout=0.2,
+                  dropout=0.1, random_state=3)
+    a = MoEClassifier(**params).fit(X, y)
+    b = MoEClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(a.predict_proba(X), c.predict_proba(X))
+    np.testing.assert_array_equal(a.route(X)[0], c.route(X)[0])
+
+
+def test_early_stopping_records_valid_loss_and_restores_best(clf_data):
+    X, y = clf_data
+    clf = MoEClassifier(n_experts=4, max_epochs=30, lr=0.05, early_stopping=True,
+                        n_iter_no_change=3, expert_hidden=(8,), random_state=0).fit(X, y)
+    valid = clf.history_[:, "valid_loss"]
+    assert len(valid) < 30  # stopped early
+    assert len(clf.history_[:, "router_entropy"]) == len(valid)
+    # the weights in use are the best epoch's: recompute the validation loss
+    best = min(valid)
+    assert valid[-1] > best
+
+
+def test_regressor_multi_output_and_pandas():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 4)), columns=list("abcd"))
+    Y = np.c_[X["a"] * 3 + 100, X["b"] - X["c"]]
+    reg = MoERegressor(n_experts=4, max_epochs=30, lr=1e-2, expert_hidden=(16,),
+                       random_state=0).fit(X, Y)
+    assert reg.predict(X).shape == (300, 2)
+    assert reg.score(X, Y) > 0.9
+    assert list(reg.feature_names_in_) == list("abcd")
+    assert MoERegressor(max_epochs=1).fit(X, Y[:, 0]).predict(X).shape == (300,)
+
+
+def test_sparse_pipeline_and_grid_search():
+    docs = [f"{w} {w} common word{i % 7}" for i, w in
+            enumerate(["alpha", "beta", "gamma"] * 40)]
+    labels = [i % 3 for i in range(len(docs))]
+    pipe = make_pipeline(TfidfVectorizer(),
+                         MoEClassifier(n_experts=2, max_epochs=15, lr=1e-2,
+                                       expert_hidden=(8,), random_state=0))
+    pipe.fit(docs, labels)
+    assert pipe.score(docs, labels) > 0.9
+    grid = GridSearchCV(
+        MoEClassifier(max_epochs=2, expert_hidden=(4,), random_state=0),
+        {"n_experts": [2, 3], "top_k": [1, 2]}, cv=2,
+    ).fit(TfidfVectorizer().fit_transform(docs), labels)
+    assert set(grid.best_params_) == {"n_experts", "top_k"}
+
+
+def test_sparse_rows_are_densified_one_batch_at_a_time(monkeypatch):
+    X = sp.random(500, 20_000, density=1e-3, format="csr", random_state=0)
+    y = np.arange(500) % 2
+    seen = []
+    real = sp.csr_matrix.toarray
+
+    def spy(self, *a, **k):
+        seen.append(self.shape[0])
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
+    MoEClassifier(n_experts=2, max_epochs=1, batch_size=64, expert_hidden=(4,)).fit(X, y)
+    assert seen and max(seen) <= 64
+
+
+# -- bad input -------------------------------------------------------------------------
+@pytest.mark.parametrize("params,match", [
+    (dict(n_experts=0), "n_experts"),
+    (dict(top_k=0), "top_k"),
+    (dict(router="random"), "router"),
+    (dict(capacity_factor=0.0), "capacity_factor"),
+    (dict(precision="float8"), "precision"),
+])
+def test_bad_parameters_name_the_parameter(clf_data, params, match):
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match=match):
+        MoEClassifier(**params).fit(X, y)
+
+
+def test_bad_input(clf_data):
+    X, y = clf_data
+    with pytest.raises(ValueError, match=r"top_k.*n_experts"):
+        MoEClassifier(n_experts=2, top_k=3).fit(X, y)
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        MoEClassifier(max_epochs=1).fit(X_nan, y)
+    with pytest.raises(ValueError, match="one class"):
+        MoEClassifier(max_epochs=1).fit(X, np.zeros(len(X)))
+    clf = MoEClassifier(max_epochs=1, expert_hidden=(4,)).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(X[:, :5])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU errors")
+def test_cuda_without_gpu(clf_data):
+    X, y = clf_data
+    with pytest.raises(ValueError, match="cuda"):
+        MoEClassifier(device="cuda", max_epochs=1).fit(X, y)
+    with pytest.warns(UserWarning, match="auto"):
+        clf = MoEClassifier(device="auto", max_epochs=1, expert_hidden=(4,)).fit(X, y)
+    assert clf.net_.device == "cpu"
+
+
+def test_unsupported_precision_is_an_error(clf_data, monkeypatch):
+    import moensemble._validation as v
+
+    X, y = clf_data
+
+    class _NoAutocast:
+        def __init__(self, *a, **k):
+            raise RuntimeError("dtype not supported")
+
+    monkeypatch.setattr(torch, "autocast", _NoAutocast)
+    with pytest.raises(ValueError, match="precision"):
+        v.check_precision("float16", "cpu")
+
+
+def test_bfloat16_autocast_on_cpu_trains(clf_data):
+    X, y = clf_data
+    clf = MoEClassifier(n_experts=4, precision="bfloat16", max_epochs=5, lr=1e-2,
+                        expert_hidden=(16,), random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.5
+    assert clf.net_.module_.router.linear.weight.dtype == torch.float32
+
+
+@CUDA
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+def test_gpu_fit_then_cpu_predict(clf_data, precision):
+    X, y = clf_data
+    clf = MoEClassifier(n_experts=4, device="cuda", precision=precision, max_epochs=5,
+                        lr=1e-2, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.5
+    gpu_proba = clf.predict_proba(X)
+    blob = pickle.dumps(clf)
+    restored = pickle.loads(blob)
+    restored.net_.set_params(device="cpu")
+    restored.net_.module_.to("cpu")
+    np.testing.assert_allclose(restored.predict_proba(X), gpu_proba, atol=1e-2)
