@@ -88,9 +88,10 @@ class StackedMLPExperts(nn.Module):
         How :meth:`forward_sorted` runs the experts. ``'grouped_mm'`` makes one
         ``torch.nn.functional.grouped_mm`` call per layer over all routed rows;
         ``'loop'`` runs each expert with a non-empty slice in turn. ``'auto'`` picks
-        ``grouped_mm`` on CPU (float32/bfloat16, measured faster in
-        ``benchmarks/bench_moe.py``) and on CUDA only for bfloat16, which is what its
-        CUDA kernels accept; otherwise the loop.
+        ``grouped_mm`` on CPU while experts average fewer than 64 rows (measured faster
+        there in ``benchmarks/bench_moe.py``; the loop is faster for bigger slices) and
+        on CUDA only for bfloat16, which is what its CUDA kernels accept; otherwise the
+        loop.
     """
 
     def __init__(
@@ -133,7 +134,11 @@ class StackedMLPExperts(nn.Module):
         if self.impl != "auto":
             return self.impl == "grouped_mm"
         if x.device.type == "cpu":
-            return dtype in (torch.float32, torch.bfloat16)
+            # Measured (benchmarks/bench_moe.py, torch 2.13 CPU): grouped_mm wins while
+            # experts get few rows (per-expert overhead dominates), the loop of addmm
+            # wins from ~64 rows per expert on (1.2-1.5x at the 4096 x 256 x 512 size).
+            rows_per_expert = x.shape[0] / max(self.n_experts, 1)
+            return dtype in (torch.float32, torch.bfloat16) and rows_per_expert < 64
         return x.device.type == "cuda" and dtype == torch.bfloat16
 
     def forward_sorted(self, x: Tensor, expert_ids: Tensor, counts: Tensor) -> Tensor:
@@ -173,14 +178,19 @@ class StackedMLPExperts(nn.Module):
 
     def _loop(self, x: Tensor, counts: Tensor) -> Tensor:
         act = ACTIVATIONS[self.activation]
-        n_layers = len(self.weights)
+        # unbind once per layer: indexing w[e] per expert would make autograd build a
+        # full (n_experts, in, out) zero gradient for every expert.
+        layers = [
+            (w.unbind(0), b.unbind(0))
+            for w, b in zip(self.weights, self.biases, strict=True)
+        ]
         outs = []
         for e, xe in enumerate(torch.split(x, counts.tolist())):
             if xe.shape[0] == 0:
                 continue
-            for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-                xe = torch.addmm(b[e], xe, w[e])
-                if i < n_layers - 1:
+            for i, (ws, bs) in enumerate(layers):
+                xe = torch.addmm(bs[e], xe, ws[e])
+                if i < len(layers) - 1:
                     xe = F.dropout(act(xe), self.dropout, self.training)
             outs.append(xe)
         if not outs:
