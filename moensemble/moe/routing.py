@@ -242,7 +242,9 @@ class TopKRouter(Router):
     """Noisy top-k gating (Shazeer et al. 2017).
 
     In training, ``softplus(W_noise x) * N(0, 1)`` is added to the logits before the
-    top-k; gates are the softmax over the k kept (noisy) logits.
+    top-k; gates are the softmax over the k kept (noisy) logits. With ``top_k=1`` the
+    gate is the full-softmax probability of the chosen expert instead (as in Switch), so
+    the router still gets a gradient from the task loss.
     """
 
     def __init__(self, in_features: int, n_experts: int, top_k: int = 2, **kwargs) -> None:
