@@ -32,7 +32,9 @@ def check_estimators(estimators, *, param: str = "estimators", kind: str | None 
             )
         name, est = item
         if "__" in name or not name:
-            raise ValueError(f"Estimator names in `{param}` must be non-empty and contain no '__'; got {name!r}.")
+            raise ValueError(
+                f"Estimator names in `{param}` must be non-empty and contain no '__'; got {name!r}."
+            )
         if not hasattr(est, "fit"):
             raise TypeError(f"`{param}` member {name!r} has no `fit` method: {est!r}.")
         if kind == "classifier" and not is_classifier(est):
@@ -58,7 +60,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
-        warnings.warn("device='auto': no CUDA device found, using the CPU.", UserWarning, stacklevel=3)
+        warnings.warn(
+            "device='auto': no CUDA device found, using the CPU.", UserWarning, stacklevel=3
+        )
         return "cpu"
     if device == "cpu":
         return "cpu"
@@ -71,7 +75,9 @@ def resolve_device(device: str) -> str:
         return device
     if device == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ValueError("device='mps' but no Apple MPS device is available; use 'cpu' or 'auto'.")
+            raise ValueError(
+                "device='mps' but no Apple MPS device is available; use 'cpu' or 'auto'."
+            )
         return device
     raise ValueError(f"`device` must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'; got {device!r}.")
 
