@@ -1,0 +1,205 @@
+"""compare(): shared folds, shared cache, metrics, ranking and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import load_diabetes, load_iris, make_classification
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.model_selection import KFold
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
+
+from moensemble import compare
+from moensemble.leaderboard import default_models, make_folds, max_violation
+
+
+class CountingClassifier(ClassifierMixin, BaseEstimator):
+    """Logistic regression that appends a line to ``log`` on every fit (process-safe)."""
+
+    def __init__(self, log: str = "", C: float = 1.0):
+        self.log = log
+        self.C = C
+
+    def fit(self, X, y):
+        with open(self.log, "a") as f:
+            f.write(f"{len(y)}\n")
+        self.model_ = LogisticRegression(C=self.C, max_iter=500).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+
+class FakeMoE(ClassifierMixin, BaseEstimator):
+    """A classifier with the fitted MoE attributes that compare() reports."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.n_active_params_ = 1234
+        self.expert_load_ = np.array([0.5, 0.25, 0.25, 0.0])
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+
+class FailingClassifier(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        raise RuntimeError("boom")
+
+
+def test_same_fold_scores_as_fitting_by_hand():
+    X, y = make_classification(n_samples=240, n_features=8, n_informative=5, n_classes=3,
+                               random_state=0)
+    models = {"logreg": LogisticRegression(max_iter=500),
+              "tree": DecisionTreeClassifier(max_depth=4, random_state=0)}
+    folds = make_folds(4, X, y, task="classification", random_state=3)
+    board, table = compare(models, X, y, cv=4, random_state=3, progress=False,
+                           return_folds=True)
+    for name, est in models.items():
+        for i, (train, test) in enumerate(folds):
+            fitted = est.fit(X[train], y[train])
+            row = table[(table.model == name) & (table.fold == i)].iloc[0]
+            pred = fitted.predict(X[test])
+            assert row["accuracy"] == pytest.approx(accuracy_score(y[test], pred))
+            assert row["f1_macro"] == pytest.approx(f1_score(y[test], pred, average="macro"))
+            assert row["log_loss"] == pytest.approx(
+                log_loss(y[test], fitted.predict_proba(X[test])), rel=1e-6)
+        scores = table[table.model == name]["accuracy"]
+        assert board.loc[name, "accuracy_mean"] == pytest.approx(scores.mean())
+        assert board.loc[name, "accuracy_std"] == pytest.approx(scores.std(ddof=0))
+    # Passing the materialised folds gives the same table.
+    again = compare(models, X, y, cv=folds, progress=False)
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(again.attrs["fold_scores"])[["model", "fold", "accuracy"]],
+        table[["model", "fold", "accuracy"]])
+
+
+def test_leaderboard_sorted_best_first_with_all_columns():
+    X, y = load_iris(return_X_y=True)
+    board = compare([("stump", DecisionTreeClassifier(max_depth=1, random_state=0)),
+                     ("logreg", LogisticRegression(max_iter=500))], X, y, cv=3,
+                    progress=False)
+    assert list(board.index) == ["logreg", "stump"]
+    assert board.index.name == "model"
+    assert board.loc["stump", "accuracy_mean"] < 0.75 < board.loc["logreg", "accuracy_mean"]
+    for column in ["accuracy_mean", "accuracy_std", "f1_macro_mean", "log_loss_mean",
+                   "fit_time_s", "predict_time_per_1k_s", "active_params_per_row",
+                   "expert_load_max_violation"]:
+        assert column in board
+    assert (board["fit_time_s"] > 0).all() and (board["predict_time_per_1k_s"] > 0).all()
+    assert board["active_params_per_row"].isna().all()
+    assert board.attrs["metric"] == "accuracy" and board.attrs["higher_is_better"]
+
+
+def test_regression_metrics_and_extra_scorer_ranks():
+    X, y = load_diabetes(return_X_y=True)
+    board = compare([Ridge(alpha=0.01), Ridge(alpha=100.0)], X, y, cv=3, progress=False,
+                    scoring="neg_mean_absolute_error")
+    assert list(board.index) == ["Ridge", "Ridge_2"]  # unnamed models get class names
+    assert board.attrs == {"task": "regression", "metric": "neg_mean_absolute_error",
+                           "higher_is_better": True, "fold_scores": board.attrs["fold_scores"]}
+    assert {"rmse_mean", "rmse_std", "r2_mean", "r2_std"} <= set(board.columns)
+    assert board.loc["Ridge", "r2_mean"] > board.loc["Ridge_2", "r2_mean"]
+    assert board.loc["Ridge", "rmse_mean"] == pytest.approx(
+        np.mean([r["rmse"] for r in board.attrs["fold_scores"] if r["model"] == "Ridge"]))
+
+
+def test_ensembles_in_a_fold_share_base_fits(tmp_path):
+    from moensemble.ensemble import StackingEnsembleClassifier, WeightedEnsembleClassifier
+
+    X, y = make_classification(n_samples=120, n_features=6, random_state=1)
+    log = tmp_path / "fits.log"
+    bases = [("a", CountingClassifier(str(log), C=1.0)), ("b", CountingClassifier(str(log), C=0.1))]
+    models = {
+        "weighted": WeightedEnsembleClassifier(bases, cv=2, refit=False),
+        "stacked": StackingEnsembleClassifier(bases, cv=2, refit=False),
+    }
+    compare(models, X, y, cv=3, progress=False)
+    # 3 outer folds x 2 inner folds x 2 bases: the stacked ensemble finds all in the cache.
+    assert len(log.read_text().splitlines()) == 3 * 2 * 2
+    log.unlink()
+    compare(models, X, y, cv=3, progress=False, memory=None, n_jobs=2)
+    assert len(log.read_text().splitlines()) == 3 * 2 * 2
+
+
+def test_moe_columns_and_max_violation():
+    X, y = load_iris(return_X_y=True)
+    board = compare({"moe": FakeMoE(), "tree": DecisionTreeClassifier(random_state=0)}, X, y,
+                    cv=3, progress=False)
+    assert board.loc["moe", "active_params_per_row"] == 1234
+    assert board.loc["moe", "expert_load_max_violation"] == pytest.approx(1.0)
+    assert np.isnan(board.loc["tree", "expert_load_max_violation"])
+    assert np.isnan(board.loc["moe", "log_loss_mean"])  # no predict_proba
+    assert max_violation([1, 1, 1, 1]) == 0.0
+    assert max_violation([4, 0, 0, 0]) == pytest.approx(3.0)
+    assert max_violation([[1, 1], [2, 0]]) == pytest.approx(1.0)  # the worst layer
+
+
+def test_failed_model_gets_error_score_or_raises():
+    X, y = load_iris(return_X_y=True)
+    models = {"ok": LogisticRegression(max_iter=500), "bad": FailingClassifier()}
+    with pytest.warns(UserWarning, match="'bad' failed on fold"):
+        board = compare(models, X, y, cv=2, progress=False)
+    assert list(board.index) == ["ok", "bad"]
+    assert np.isnan(board.loc["bad", "accuracy_mean"])
+    with pytest.raises(RuntimeError, match="boom"):
+        compare(models, X, y, cv=2, progress=False, error_score="raise")
+
+
+def test_return_estimators_and_text_pipelines():
+    texts = [f"{w} {w} item {i}" for i in range(30) for w in ("cat", "dog", "fish")]
+    labels = np.array([w for _ in range(30) for w in ("cat", "dog", "fish")])
+    pipe = Pipeline([("tfidf", TfidfVectorizer()), ("nb", ComplementNB())])
+    board, table = compare({"nb": pipe}, np.array(texts, dtype=object), labels, cv=3,
+                           progress=False, return_folds=True, return_estimators=True)
+    assert board.loc["nb", "accuracy_mean"] == 1.0
+    assert len(table) == 3 and all(hasattr(e, "classes_") for e in table["estimator"])
+    assert "estimator" not in board.attrs["fold_scores"][0]
+
+
+def test_bad_inputs():
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="all classifiers or all regressors"):
+        compare([LogisticRegression(), Ridge()], X, y, progress=False)
+    with pytest.raises(ValueError, match="at least two classes"):
+        compare([LogisticRegression()], X, np.zeros(len(y)), progress=False)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        compare([LogisticRegression()], X, y, cv=1, progress=False)
+    with pytest.raises(ValueError, match="unique"):
+        compare([("a", LogisticRegression()), ("a", FakeMoE())], X, y, progress=False)
+
+
+def test_default_models_shapes():
+    names = [n for n, _ in default_models("classification", sparse=True)]
+    assert names == ["logreg", "naive_bayes", "extra_trees", "weighted", "stacked", "moe"]
+    models = dict(default_models("classification", features=TfidfVectorizer(), sparse=True,
+                                 quick=True))
+    assert all(isinstance(m, Pipeline) and m.steps[0][0] == "features" for m in models.values())
+    assert models["moe"][-1].get_params()["max_epochs"] == 20
+    assert models["weighted"][-1].get_params()["refit"] is False
+    # Dense-only members get an SVD projection of sparse input.
+    assert models["extra_trees"][-1].steps[0][0] == "svd"
+    regression = [n for n, _ in default_models("regression")]
+    assert regression == ["ridge", "extra_trees", "weighted", "stacked", "moe"]
+    with pytest.raises(ValueError, match="task"):
+        default_models("clustering")
+
+
+def test_cv_splitter_is_used_as_given():
+    X, y = load_diabetes(return_X_y=True)
+    splitter = KFold(4)
+    table = compare([Ridge()], X, y, cv=splitter, progress=False, return_folds=True)[1]
+    assert len(table) == 4
+    expected = [Ridge().fit(X[tr], y[tr]).score(X[te], y[te]) for tr, te in splitter.split(X)]
+    np.testing.assert_allclose(table["r2"], expected)
