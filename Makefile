@@ -19,10 +19,10 @@ demo: install
 	$(BIN)/moensemble compare
 
 lint: install
-	$(BIN)/ruff check moensemble tests examples benchmarks
+	$(BIN)/ruff check moensemble tests examples benchmarks scripts
 
 docs: install
-	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 test: install lint docs
 	$(BIN)/python -m pytest -n 2 --durations=15
