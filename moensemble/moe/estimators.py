@@ -26,8 +26,12 @@ from .net import (
     collate_batch,
 )
 from .routing import ROUTERS, make_router
+from .variants import build_experts, describe_spec_error, split_expert, upcycle
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+# Relative noise on upcycled / split expert copies: enough to break the tie between copies,
+# small enough that the network's function barely moves.
+_COPY_NOISE = 0.01
 
 
 class _BaseMoE(BaseEstimator):
@@ -38,6 +42,10 @@ class _BaseMoE(BaseEstimator):
         "top_k": [Interval(Integral, 1, None, closed="left")],
         "router": [StrOptions(set(ROUTERS))],
         "expert_hidden": [tuple, list, Interval(Integral, 1, None, closed="left")],
+        "experts": [list, None],
+        "gating": [StrOptions({"expert", "elementwise"})],
+        "init": [StrOptions({"random", "upcycle"})],
+        "upcycle_epochs": [Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"relu", "gelu", "tanh", "silu"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "gate_dropout": [Interval(Real, 0, 1, closed="left")],
@@ -69,6 +77,10 @@ class _BaseMoE(BaseEstimator):
         top_k: int = 2,
         router: str = "topk",
         expert_hidden: tuple[int, ...] | int = (64,),
+        experts: list | None = None,
+        gating: str = "expert",
+        init: str = "random",
+        upcycle_epochs: int = 10,
         activation: str = "relu",
         dropout: float = 0.0,
         gate_dropout: float = 0.0,
@@ -96,6 +108,10 @@ class _BaseMoE(BaseEstimator):
         self.top_k = top_k
         self.router = router
         self.expert_hidden = expert_hidden
+        self.experts = experts
+        self.gating = gating
+        self.init = init
+        self.upcycle_epochs = upcycle_epochs
         self.activation = activation
         self.dropout = dropout
         self.gate_dropout = gate_dropout
@@ -122,9 +138,12 @@ class _BaseMoE(BaseEstimator):
     # -- fitting ------------------------------------------------------------------------
     def _check_params(self) -> tuple[tuple[int, ...], str]:
         """Checks that need more than one parameter or more than a type/range."""
-        if self.top_k > self.n_experts:
+        self._check_experts()
+        n_experts = self.n_experts if self.experts is None else len(self.experts)
+        if self.top_k > n_experts:
+            source = "`n_experts`" if self.experts is None else "len(`experts`)"
             raise ValueError(
-                f"`top_k`={self.top_k} must be <= `n_experts`={self.n_experts}: a row cannot "
+                f"`top_k`={self.top_k} must be <= {source}={n_experts}: a row cannot "
                 "be routed to more experts than there are."
             )
         hidden = (self.expert_hidden,) if isinstance(self.expert_hidden, Integral) else tuple(
@@ -139,20 +158,68 @@ class _BaseMoE(BaseEstimator):
         check_precision(self.precision, device)
         return hidden, device
 
+    def _check_experts(self) -> None:
+        if self.experts is None:
+            return
+        if len(self.experts) == 0:
+            raise ValueError("`experts` must be None or a non-empty list of expert specs.")
+        for i, spec in enumerate(self.experts):
+            why = describe_spec_error(spec)
+            if why is not None:
+                raise ValueError(
+                    f"`experts[{i}]`: {why}. A spec is 'linear', a hidden width or tuple of "
+                    "widths such as (64, 64), an nn.Module, or a factory "
+                    "f(in_features, out_features) -> nn.Module."
+                )
+        if self.init == "upcycle":
+            raise ValueError(
+                "`init`='upcycle' copies one dense expert into identical experts; it cannot "
+                "be combined with heterogeneous `experts`. Use `experts`=None."
+            )
+
     def _fit_net(self, X, y: np.ndarray, net_cls, criterion, out_features: int) -> None:
         hidden, device = self._check_params()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, seed)
+        self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
+        self.dense_history_ = None
         devices = [device] if device.startswith("cuda") else []
         # Fork the RNG so fitting is reproducible without touching the user's torch seed.
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            module = self._build_module(X.shape[1], out_features, hidden)
+            if self.init == "upcycle":
+                module = self._upcycled_module(
+                    net_cls, criterion, train, valid, device, out_features, hidden
+                )
+            else:
+                module = self._build_module(X.shape[1], out_features, hidden)
             self.net_ = self._make_net(net_cls, criterion, module, valid, device)
             self.net_.fit(train, None)
+        self._finish_fit(X)
+
+    def _finish_fit(self, X) -> None:
         self.history_ = self.net_.history
         self.n_active_params_ = self.net_.module_.n_active_params(self._active_k())
         self._set_routing_stats(X)
+
+    def _upcycled_module(self, net_cls, criterion, train, valid, device, out_features, hidden):
+        """Sparse upcycling: train one dense expert, then copy it into ``n_experts``."""
+        in_features = train.X.shape[1]
+        dense = self._build_module(
+            in_features, out_features, hidden, n_experts=1, top_k=1, router="topk"
+        )
+        # The user's callbacks (pruning, logging) see the mixture's epochs only.
+        dense_net = self._make_net(
+            net_cls, criterion, dense, valid, device,
+            max_epochs=self.upcycle_epochs, user_callbacks=False,
+        )
+        dense_net.fit(train, None)
+        self.dense_history_ = dense_net.history
+        trained = dense_net.module_
+        module = self._build_module(in_features, out_features, hidden)  # fresh router
+        module.experts = upcycle(trained.experts, self.n_experts, noise=_COPY_NOISE)
+        module.shared_expert, module.fallback = trained.shared_expert, trained.fallback
+        return module.to(device)
 
     def _split(self, X, y: np.ndarray, seed: int) -> tuple[RowDataset, RowDataset | None]:
         if not self.early_stopping:
@@ -172,22 +239,37 @@ class _BaseMoE(BaseEstimator):
     def _is_classification(self) -> bool:
         return False
 
-    def _build_module(self, in_features: int, out_features: int, hidden: tuple[int, ...]):
+    def _build_module(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: tuple[int, ...],
+        n_experts: int | None = None,
+        top_k: int | None = None,
+        router: str | None = None,
+    ):
+        n_experts = self.n_experts_ if n_experts is None else n_experts
         router = make_router(
-            self.router,
+            self.router if router is None else router,
             in_features,
-            self.n_experts,
-            self.top_k,
+            n_experts,
+            self.top_k if top_k is None else top_k,
             capacity_factor=self.capacity_factor,
             gate_dropout=self.gate_dropout,
             balance=self.balance,
             bias_update_rate=self.bias_update_rate,
         )
+        experts = None
+        if self.experts is not None and n_experts == len(self.experts):
+            experts = build_experts(
+                self.experts, in_features, out_features,
+                activation=self.activation, dropout=self.dropout,
+            )
         return build_module(
             router,
             in_features,
             out_features,
-            n_experts=self.n_experts,
+            n_experts=n_experts,
             hidden=hidden,
             activation=self.activation,
             dropout=self.dropout,
@@ -195,9 +277,14 @@ class _BaseMoE(BaseEstimator):
             # Switch overflow rows need a path to the output: a linear skip for every row.
             fallback=self.router == "switch",
             precision=self.precision,
+            experts=experts,
+            elementwise=self.gating == "elementwise",
         )
 
-    def _make_net(self, net_cls, criterion, module, valid, device: str):
+    def _make_net(
+        self, net_cls, criterion, module, valid, device: str, *,
+        max_epochs: int | None = None, user_callbacks: bool = True,
+    ):
         callbacks = [("routing_stats", RoutingStats())]
         if self.early_stopping:
             callbacks.append(
@@ -208,7 +295,8 @@ class _BaseMoE(BaseEstimator):
                     ),
                 )
             )
-        callbacks += list(self.callbacks or [])
+        if user_callbacks:
+            callbacks += list(self.callbacks or [])
         optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
         extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
         return net_cls(
@@ -217,7 +305,7 @@ class _BaseMoE(BaseEstimator):
             optimizer=optimizer,
             lr=self.lr,
             optimizer__weight_decay=self.weight_decay,
-            max_epochs=self.max_epochs,
+            max_epochs=self.max_epochs if max_epochs is None else max_epochs,
             batch_size=self.batch_size,
             iterator_train__shuffle=True,
             iterator_train__collate_fn=collate_batch,
@@ -236,7 +324,7 @@ class _BaseMoE(BaseEstimator):
 
     def _active_k(self) -> int:
         if self.router == "softmax":
-            return self.n_experts
+            return self.n_experts_
         return 1 if self.router == "switch" else self.top_k
 
     # -- routing introspection ----------------------------------------------------------
@@ -246,10 +334,23 @@ class _BaseMoE(BaseEstimator):
             # Dense routing: every row uses every expert; report the mean gate instead.
             load = gates.mean(0) / max(gates.mean(0).sum(), 1e-12)
         else:
-            load = np.bincount(indices.ravel(), minlength=self.n_experts) / indices.size
+            load = np.bincount(indices.ravel(), minlength=self.n_experts_) / indices.size
         self.expert_load_ = load
         self.router_entropy_ = float(entropy)
-        self.overflow_fraction_ = float(self.history_[-1, "overflow_fraction"])
+        self.overflow_fraction_ = self._last_overflow()
+
+    def _last_overflow(self) -> float:
+        """Overflow of the last complete epoch.
+
+        Training interrupted inside an epoch (Ctrl-C: skorch stops and keeps the weights)
+        leaves a history row without the epoch-end statistics; fall back to the batches
+        of the interrupted epoch, which the module counted.
+        """
+        for row in reversed(self.history_):
+            if "overflow_fraction" in row:
+                return float(row["overflow_fraction"])
+        rows, _, overflow = self.net_.module_.stat_sums.cpu().tolist()
+        return overflow / rows if rows > 0 else 0.0
 
     @torch.no_grad()
     def _route(self, X) -> tuple[np.ndarray, np.ndarray, float]:
@@ -291,6 +392,95 @@ class _BaseMoE(BaseEstimator):
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
         indices, gates, _ = self._route(X)
         return indices, gates
+
+    @torch.no_grad()
+    def output_gates(self, X) -> np.ndarray:
+        """Per-output gates of each row's experts (``gating='elementwise'``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        gates : ndarray of shape (n_samples, k, n_outputs), float32
+            Weight of each routed expert's output unit ``o`` (class logit or standardised
+            target) in the row's output; with ``gating='expert'`` every output of an
+            expert has the same weight, the one :meth:`route` returns.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        module = self.net_.module_
+        was_training = module.training
+        module.eval()
+        ds, out = RowDataset(X), []
+        try:
+            for start in range(0, len(ds), self.net_.batch_size):
+                xb, _ = ds.__getitems__(range(start, min(start + self.net_.batch_size, len(ds))))
+                xb = xb.to(self.net_.device)
+                gates = module.gates(xb, module.route(xb))
+                out.append(gates.float().cpu().numpy())
+        finally:
+            module.train(was_training)
+        gates = np.concatenate(out)
+        if gates.ndim == 2:
+            gates = np.repeat(gates[:, :, None], self._n_outputs(), axis=2)
+        return gates
+
+    # -- growing ------------------------------------------------------------------------
+    def grow(self, X, y, n_new: int = 1, max_epochs: int | None = None):
+        """Add experts to the fitted mixture by splitting the most loaded ones; train on.
+
+        Each new expert is a copy (with a little noise) of the currently most loaded
+        expert; the router gets a copy of that expert's row with both biases lowered by
+        ``log 2``, so the pair starts by sharing the rows the original took, and the
+        network's predictions barely change. Training then continues on ``(X, y)`` with a
+        fresh optimizer for ``max_epochs``. ``n_experts_`` grows by ``n_new``; the
+        ``n_experts`` parameter is left as given (``clone`` builds the original size).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels seen in ``fit`` (classifier) or targets.
+        n_new : int, default=1
+            Experts to add.
+        max_epochs : int, default=None
+            Epochs of training after the split; ``None`` uses ``max_epochs``.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        if not isinstance(n_new, Integral) or isinstance(n_new, bool) or n_new < 1:
+            raise ValueError(f"`n_new` must be an int >= 1; got {n_new!r}.")
+        if max_epochs is not None and (
+            not isinstance(max_epochs, Integral) or isinstance(max_epochs, bool) or max_epochs < 1
+        ):
+            raise ValueError(f"`max_epochs` must be None or an int >= 1; got {max_epochs!r}.")
+        X, y = self._validate_grow(X, y)
+        net_cls, criterion = self._net_spec()
+        module, device = self.net_.module_, self.net_.device
+        load = list(np.asarray(self.expert_load_, dtype=float))
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed = (seed + 7919 * self.n_experts_) % np.iinfo(np.int32).max  # new per size
+        train, valid = self._split(X, y, seed)
+        devices = [device] if str(device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for _ in range(n_new):
+                index = int(np.argmax(load))
+                split_expert(module, index, noise=_COPY_NOISE)
+                load[index] /= 2
+                load.append(load[index])
+            self.n_experts_ = len(module.experts)
+            self.net_ = self._make_net(
+                net_cls, criterion, module, valid, device, max_epochs=max_epochs
+            )
+            self.net_.fit(train, None)
+        self._finish_fit(X)
+        return self
 
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -437,6 +627,22 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     def _is_classification(self) -> bool:
         return True
 
+    def _net_spec(self):
+        return MoENetClassifier, torch.nn.CrossEntropyLoss
+
+    def _n_outputs(self) -> int:
+        return len(self.classes_)
+
+    def _validate_grow(self, X, y):
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float32, reset=False)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unknown):
+            raise ValueError(
+                f"`y` has labels not seen in fit: {unknown[:5].tolist()}; grow continues "
+                f"training on the fitted classes {self.classes_.tolist()}."
+            )
+        return X, np.searchsorted(self.classes_, y).astype(np.int64)
+
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities.
 
@@ -473,9 +679,7 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     Targets are standardised internally (and predictions mapped back), so the learning
     rate does not depend on their scale. 1-D and multi-output ``y`` are supported.
 
-    Parameters
-    ----------
-    See :class:`MoEClassifier`; every parameter means the same.
+    Parameters are the same as :class:`MoEClassifier`'s.
 
     Attributes
     ----------
@@ -531,6 +735,24 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         """
         y = self._forward(X).astype(np.float64) * self._y_scale + self._y_mean
         return y.ravel() if self._y_ndim == 1 else y
+
+    def _net_spec(self):
+        return MoENetRegressor, torch.nn.MSELoss
+
+    def _n_outputs(self) -> int:
+        return len(self._y_mean)
+
+    def _validate_grow(self, X, y):
+        X, y = validate_data(
+            self, X, y, accept_sparse="csr", dtype=np.float32, reset=False,
+            multi_output=True, y_numeric=True,
+        )
+        y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        if y2.shape[1] != len(self._y_mean):
+            raise ValueError(
+                f"`y` has {y2.shape[1]} outputs; the model was fitted on {len(self._y_mean)}."
+            )
+        return X, ((y2 - self._y_mean) / self._y_scale).astype(np.float32)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
