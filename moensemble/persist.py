@@ -29,6 +29,7 @@ import importlib
 import io
 import json
 import os
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -45,6 +46,7 @@ FORMAT = "moensemble-model"
 FORMAT_VERSION = 1
 MANIFEST = "moensemble.json"
 MODEL = "model.skops"
+FRAME_KEY = "__moensemble_pandas__"
 
 #: scikit-learn / numpy types that skops does not trust by default and that we vetted:
 #: plain data holders whose loading runs no user code.
@@ -190,6 +192,10 @@ def _strip_nets(obj: Any, nets: list[Any], memo: dict[int, Any]) -> Any:
     key = id(obj)
     if key in memo:
         return memo[key]
+    if _is_frame(obj):
+        # skops stores no pandas objects: keep the columns as numpy arrays, rebuilt on load.
+        memo[key] = _frame_state(obj)
+        return memo[key]
     if _holds_net(obj):
         stripped = copy.copy(obj)
         for name in ("net_", "history_"):
@@ -222,6 +228,38 @@ def _strip_nets(obj: Any, nets: list[Any], memo: dict[int, Any]) -> Any:
         out = obj
     memo[key] = out
     return out
+
+
+def _is_frame(obj: Any) -> bool:
+    pd = sys.modules.get("pandas")  # no pandas object can exist unless pandas is imported
+    return pd is not None and isinstance(obj, pd.DataFrame | pd.Series)
+
+
+def _frame_state(frame: Any) -> dict:
+    """A DataFrame or Series as a plain dict of lists and numpy arrays."""
+    import pandas as pd
+
+    is_series = isinstance(frame, pd.Series)
+    table = frame.to_frame() if is_series else frame
+    return {
+        FRAME_KEY: "series" if is_series else "frame",
+        "name": frame.name if is_series else None,
+        "columns": list(table.columns),
+        "index": [np.asarray(table.index.get_level_values(i)) for i in range(table.index.nlevels)],
+        "index_names": list(table.index.names),
+        "data": [np.asarray(table.iloc[:, j]) for j in range(table.shape[1])],
+    }
+
+
+def _frame_from_state(state: dict) -> Any:
+    import pandas as pd
+
+    index = pd.MultiIndex.from_arrays(state["index"], names=state["index_names"]) if len(
+        state["index"]
+    ) > 1 else pd.Index(state["index"][0], name=state["index_names"][0])
+    frame = pd.DataFrame(dict(enumerate(state["data"])), index=index)
+    frame.columns = state["columns"]
+    return frame.iloc[:, 0].rename(state["name"]) if state[FRAME_KEY] == "series" else frame
 
 
 def _holds_net(obj: Any) -> bool:
@@ -433,28 +471,36 @@ def _load_skops(data: bytes, path: Path, extra: Iterable[str] | None) -> Any:
 
 
 def _restore_nets(obj: Any, nets: list[tuple[bytes, bytes]], memo: dict[int, Any]) -> Any:
-    """Rebuild the networks of every estimator that :func:`_strip_nets` marked, in place."""
+    """Undo :func:`_strip_nets`: rebuild marked networks and pandas objects; return ``obj``.
+
+    Containers and estimators are updated in place (tuples are rebuilt).
+    """
     key = id(obj)
     if key in memo:
-        return obj
+        return memo[key]
     memo[key] = obj
+    if isinstance(obj, dict) and FRAME_KEY in obj:
+        memo[key] = _frame_from_state(obj)
+        return memo[key]
     index = getattr(obj, "__dict__", {}).get("_moensemble_net")
     if index is not None:
         del obj.__dict__["_moensemble_net"]
         if not isinstance(index, int) or not 0 <= index < len(nets):
             raise ValueError(f"Model file is damaged: network {index!r} is not stored.")
         _rebuild_net(obj, *nets[index])
-        return obj
-    if isinstance(obj, list | tuple):
-        for value in obj:
-            _restore_nets(value, nets, memo)
+    if isinstance(obj, list):
+        obj[:] = [_restore_nets(v, nets, memo) for v in obj]
+    elif isinstance(obj, tuple):
+        items = [_restore_nets(v, nets, memo) for v in obj]
+        if any(a is not b for a, b in zip(items, obj, strict=True)):
+            memo[key] = type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     elif isinstance(obj, dict):
-        for value in obj.values():
-            _restore_nets(value, nets, memo)
+        for k, v in list(obj.items()):
+            obj[k] = _restore_nets(v, nets, memo)
     elif _is_estimator_like(obj):
-        for value in vars(obj).values():
-            _restore_nets(value, nets, memo)
-    return obj
+        for k, v in list(vars(obj).items()):
+            setattr(obj, k, _restore_nets(v, nets, memo))
+    return memo[key]
 
 
 def _rebuild_net(estimator: Any, weights: bytes, history: bytes) -> None:
