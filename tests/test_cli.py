@@ -1,0 +1,150 @@
+"""The ``moensemble`` command line: end to end runs and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moensemble.cli import _write_atomic, main
+
+FAST = ["--cv", "2", "--quiet"]
+
+
+@pytest.fixture
+def text_csv(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    topics = {"sport": "ball goal team match", "food": "bread cheese soup taste",
+              "music": "song guitar band tune"}
+    rows = []
+    for label, words in topics.items():
+        for _ in range(40):
+            text = " ".join(rng.choice(words.split() + ["the", "a", "very"], size=6))
+            rows.append({"review": text, "stars": rng.integers(1, 6), "topic": label,
+                         "price": rng.normal(), "constant": "same"})
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_bundled_data_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["compare", "--n-samples", "400", "--cv", "2", "--output", str(out),
+                 "--models", "logreg,naive_bayes,weighted,moe"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "bundled WordNet glosses" in captured.out
+    lines = captured.out.splitlines()
+    header = next(i for i, line in enumerate(lines) if "accuracy" in line and "log_loss" in line)
+    ranked = [line.split()[0] for line in lines[header + 1: header + 5]]
+    assert sorted(ranked) == ["logreg", "moe", "naive_bayes", "weighted"]
+    assert {p.name for p in out.iterdir()} == {
+        "leaderboard.csv", "leaderboard.json", "leaderboard.png", "routing_heatmap.png",
+        "expert_load.png"}
+    board = pd.read_csv(out / "leaderboard.csv", index_col="model")
+    assert list(board.index) == ranked
+    assert board["accuracy_mean"].is_monotonic_decreasing
+    assert board.loc["moe", "active_params_per_row"] > 0
+    report = json.loads((out / "leaderboard.json").read_text())
+    assert report["metric"] == "accuracy" and report["cv"] == 2
+    assert len(report["folds"]) == 4 * 2
+    assert [r["model"] for r in report["leaderboard"]] == ranked
+
+
+def test_subprocess_user_csv_text_and_numeric(text_csv, tmp_path):
+    out = tmp_path / "csv-out"
+    result = subprocess.run(
+        [sys.executable, "-m", "moensemble", "compare", "--data", str(text_csv),
+         "--text-column", "review", "--features", "price", "--target", "topic",
+         "--models", "logreg,naive_bayes", "--output", str(out), *FAST],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "accuracy" in result.stdout and "naive_bayes" in result.stdout
+    board = pd.read_csv(out / "leaderboard.csv", index_col="model")
+    # The topic words separate the classes perfectly.
+    assert board.loc["naive_bayes", "accuracy_mean"] > 0.9
+    assert not (out / "routing_heatmap.png").exists()  # no MoE among the models
+
+
+def test_numeric_regression_from_csv(text_csv, tmp_path, capsys):
+    code = main(["compare", "--data", str(text_csv), "--features", "price", "--target",
+                 "price_copy", *FAST, "--output", str(tmp_path)])
+    assert code == 2 and "price_copy" in capsys.readouterr().err
+    frame = pd.read_csv(text_csv)
+    frame["score"] = 3 * frame["price"] + 0.1 * np.random.default_rng(1).normal(size=len(frame))
+    frame.to_csv(text_csv, index=False)
+    code = main(["compare", "--data", str(text_csv), "--features", "price", "--target",
+                 "score", "--models", "ridge", *FAST, "--output", str(tmp_path)])
+    assert code == 0
+    board = pd.read_csv(tmp_path / "leaderboard.csv", index_col="model")
+    assert board.loc["ridge", "r2_mean"] > 0.95
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "{tmp}/nope.csv", "--target", "t", "--text-column", "x"],
+         "data file not found"),
+        (["--data", "{csv}", "--target", "topic", "--text-column", "body"],
+         "available columns: ['review', 'stars', 'topic', 'price', 'constant']"),
+        (["--data", "{csv}", "--target", "constant", "--text-column", "review"],
+         "single class"),
+        (["--data", "{empty}", "--target", "t", "--text-column", "x"], "empty"),
+        (["--data", "{csv}", "--target", "topic"], "--text-column"),
+        (["--data", "{csv}", "--text-column", "review"], "--target"),
+        (["--data", "{csv}", "--target", "topic", "--features", "review"], "not numeric"),
+        (["--data", "{csv}", "--target", "topic", "--text-column", "review", "--models",
+          "logreg,gpt"], "available: ['logreg'"),
+        (["--target", "topic"], "need --data"),
+        (["--output", "{file}/sub"], "cannot write to output folder"),
+    ],
+)
+def test_user_errors_exit_nonzero_without_traceback(args, message, text_csv, tmp_path,
+                                                    capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    args = [a.format(tmp=tmp_path, csv=text_csv, empty=empty, file=blocker) for a in args]
+    code = main(["compare", *args, "--cv", "2", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert captured.err.startswith("moensemble: error: ")
+
+
+def test_unsupported_suffix_and_bad_option(tmp_path, capsys):
+    path = tmp_path / "data.xlsx"
+    path.write_text("x")
+    assert main(["compare", "--data", str(path), "--target", "t", "--text-column", "x"]) == 2
+    assert "use a .csv, .tsv or .parquet" in capsys.readouterr().err
+    assert main(["compare", "--cv", "zero"]) == 2  # argparse's own usage error
+    assert "positive integer" in capsys.readouterr().err
+    assert main(["--version"]) == 0
+    assert main([]) == 0 and "compare" in capsys.readouterr().out
+
+
+def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "leaderboard.csv"
+    target.write_text("old results\n")
+
+    def half_then_crash(f):
+        f.write("new, half-writ")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        _write_atomic(target, half_then_crash)
+    assert target.read_text() == "old results\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["leaderboard.csv"]  # no temp file left
+    _write_atomic(target, lambda f: f.write("new results\n"))
+    assert target.read_text() == "new results\n"
