@@ -86,7 +86,7 @@ class CountingLogistic(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         with open(self.log, "a") as f:
-            f.write("fit\n")
+            f.write(f"fit {X.shape[1]}\n")  # the width tells base fits from upper stack levels
         self.model_ = LogisticRegression(C=self.C).fit(X, y)
         self.classes_ = self.model_.classes_
         return self
@@ -110,7 +110,7 @@ def test_ensemble_trials_share_one_cache_of_base_fits(task, tmp_path):
     using = board[board["params"].map(lambda p: p.get("use_counted", True))
                   & board["state"].eq("COMPLETE")]
     assert len(using) >= 3
-    fits = log.read_text().count("fit")
+    fits = log.read_text().count(f"fit {X.shape[1]}\n")  # on X, not on a level below
     # Once per (outer fold, inner fold), plus the final refit's inner folds; without the
     # shared cache every trial using the member would fit it cv * inner_cv = 6 times.
     assert fits <= 3 * 2 + 2

@@ -9,7 +9,11 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import HasMethods
@@ -17,11 +21,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import (
     _check_sample_weight,
+    _num_samples,
     check_array,
     check_consistent_length,
+    check_is_fitted,
     check_memory,
     column_or_1d,
     get_tags,
+    has_fit_parameter,
     validate_data,
 )
 
@@ -43,6 +50,44 @@ def _as_rows(X):
     )
 
 
+def _numeric_values(X) -> np.ndarray | None:
+    """The numeric values of ``X`` (to look for NaN/inf), or None when it has none."""
+    if sp.issparse(X):
+        return X.data
+    if hasattr(X, "select_dtypes"):  # pandas: object/category columns are the bases' business
+        return X.select_dtypes("number").to_numpy(dtype=np.float64, na_value=np.nan)
+    X = np.asarray(X)
+    return X if X.dtype.kind in "fc" else None
+
+
+def _check_finite_for(pairs, X) -> None:
+    """Refuse inf, and NaN unless every base takes it, naming the bases that do not."""
+    values = _numeric_values(X)
+    if values is None or values.size == 0 or np.isfinite(values).all():
+        return
+    if np.isinf(values).any():
+        raise ValueError("Input X contains infinity; replace it (no base model takes it).")
+    refusing = [name for name, est in pairs if not get_tags(est).input_tags.allow_nan]
+    if refusing:
+        raise ValueError(
+            f"Input X contains NaN, which the base(s) {refusing} cannot take; impute it first "
+            "(e.g. a Pipeline with SimpleImputer) or use bases that accept missing values."
+        )
+
+
+def check_sample_weight_support(pairs, sample_weight, where: str = "estimators") -> None:
+    """With sample weights, every base that is fitted must take them in ``fit``."""
+    if sample_weight is None:
+        return
+    for name, est in pairs:
+        if not isinstance(est, FrozenEstimator) and not has_fit_parameter(est, "sample_weight"):
+            raise ValueError(
+                f"sample_weight was given but `{where}` member {name!r} ({type(est).__name__}) "
+                "takes no `sample_weight` in fit; drop it or fit without weights (a Pipeline "
+                "needs metadata routing to pass weights to its steps)."
+            )
+
+
 class _BaseOOFEnsemble(BaseEstimator):
     """Fit bases out of fold, learn a combiner, then refit (or bag) the bases it uses."""
 
@@ -55,6 +100,9 @@ class _BaseOOFEnsemble(BaseEstimator):
         "verbose": ["verbose"],
     }
     _kind: str  # "classifier" or "regressor", for check_estimators
+    # An int `cv` becomes a shuffled (Stratified)KFold seeded by `random_state` when that is
+    # set; subclasses that tune on fixed folds (the gated ensemble) keep check_cv's folds.
+    _shuffle_int_cv = False
 
     # ---- input -----------------------------------------------------------------------------
 
@@ -62,7 +110,10 @@ class _BaseOOFEnsemble(BaseEstimator):
         """Check X lightly (the bases check it fully) and y fully; encode class labels."""
         # X goes to the bases as given (DataFrame columns, sparse matrices), so only its
         # feature count and names are recorded here.
-        self._pairs = check_estimators(self.estimators, kind=self._kind)
+        self._pairs = [
+            (name, self._as_member(name, est))
+            for name, est in check_estimators(self.estimators, kind=self._kind)
+        ]
         X = _as_rows(X)
         X, y = validate_data(self, X, y, skip_check_array=True)
         if self._kind == "classifier":
@@ -70,14 +121,52 @@ class _BaseOOFEnsemble(BaseEstimator):
             check_classification_targets(y)
             self._label_encoder = LabelEncoder().fit(y)
             self.classes_ = self._label_encoder.classes_
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"`y` has only one class ({self.classes_[0]!r}); a classifier needs at "
+                    "least 2."
+                )
             y = self._label_encoder.transform(y)
         else:
             y = check_array(y, ensure_2d=False, dtype="numeric", input_name="y")
             self._y_ndim = y.ndim
         check_consistent_length(X, y)
+        _check_finite_for(self._pairs, X)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
+        check_sample_weight_support(self._pairs, sample_weight)
         return X, y, sample_weight
+
+    def _is_prefit(self) -> bool:
+        return isinstance(self.cv, str) and self.cv == "prefit"
+
+    def _as_member(self, name: str, est):
+        """With ``cv='prefit'``, a fitted base frozen so that no fit (fold or refit) changes it."""
+        if not self._is_prefit() or isinstance(est, FrozenEstimator):
+            return est
+        try:
+            check_is_fitted(est)
+        except NotFittedError as exc:
+            raise NotFittedError(
+                f"cv='prefit' needs fitted estimators, but member {name!r} is not fitted."
+            ) from exc
+        return FrozenEstimator(est)
+
+    def _base_targets(self, y):
+        """Bases see the labels as given (so prefit and frozen bases line up with them)."""
+        return self.classes_[y] if self._kind == "classifier" else y
+
+    def _engine_cv(self, X):
+        """The folds handed to the engine: one fold of every row for prefit bases."""
+        if self._is_prefit():
+            rows = np.arange(_num_samples(X))
+            return [(rows, rows)]
+        if self._shuffle_int_cv and isinstance(self.cv, Integral) and (
+            self.random_state is not None
+        ):
+            splitter = StratifiedKFold if self._kind == "classifier" else KFold
+            return splitter(self.cv, shuffle=True, random_state=self.random_state)
+        return self.cv
 
     def _validate_predict_input(self, X):
         return validate_data(self, _as_rows(X), reset=False, skip_check_array=True)
@@ -88,8 +177,8 @@ class _BaseOOFEnsemble(BaseEstimator):
         return out_of_fold(
             self._pairs,
             X,
-            y,
-            cv=self.cv,
+            self._base_targets(y),
+            cv=self._engine_cv(X),
             method=method,
             sample_weight=sample_weight,
             n_jobs=self.n_jobs,
@@ -108,7 +197,8 @@ class _BaseOOFEnsemble(BaseEstimator):
             # Through the same cache as the folds: another ensemble may have refitted these.
             fit_all = check_memory(self.memory).cache(fit_full)
             fitted = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(fit_all)(clone(self._pairs[i][1]), X, y, sample_weight) for i in used
+                delayed(fit_all)(clone(self._pairs[i][1]), X, self._base_targets(y), sample_weight)
+                for i in used
             )
         else:
             fitted = [oof.fold_estimators[name] for name in names]
@@ -119,8 +209,12 @@ class _BaseOOFEnsemble(BaseEstimator):
 
     def _base_predictions(self, X) -> list[np.ndarray]:
         """Predictions of each used base, shape (n_samples, n_columns), in ``estimators_`` order."""
+        return self._predict_models(self.estimators_, self.stack_method_, X)
+
+    def _predict_models(self, entries, methods, X) -> list[np.ndarray]:
+        """Each fitted model's (or fold bag's mean) aligned prediction on ``X``."""
         out = []
-        for entry, method in zip(self.estimators_, self.stack_method_, strict=True):
+        for entry, method in zip(entries, methods, strict=True):
             models = entry if isinstance(entry, list) else [entry]
             preds = [predict_aligned(m, X, method, self._classes_codes) for m in models]
             out.append(np.mean(preds, axis=0) if len(preds) > 1 else preds[0])

@@ -137,8 +137,11 @@ def _fit_predict_fold(estimator, X, y, train, test, method, classes, sample_weig
 def make_folds(cv, X, y, *, classifier: bool, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Materialize the folds of ``cv`` once and check that the test folds partition the rows."""
     splitter = check_cv(cv, y, classifier=classifier)
-    folds = [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y, groups)]
     n_samples = _num_samples(X)
+    try:
+        folds = [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y, groups)]
+    except ValueError as exc:  # e.g. more folds than samples, or than members of every class
+        raise ValueError(f"`cv`={cv!r} cannot split these {n_samples} samples: {exc}") from exc
     tested = np.sort(np.concatenate([te for _, te in folds]))
     if not np.array_equal(tested, np.arange(n_samples)):
         raise ValueError(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import ClassifierMixin, RegressorMixin, TransformerMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression, RidgeCV
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils import Bunch
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_feature_names_in, check_array, check_is_fitted
 
-from moensemble.ensemble._base import _BaseOOFEnsemble
-from moensemble.ensemble._oof import fit_full
+from moensemble._validation import check_estimators
+from moensemble.ensemble._base import _BaseOOFEnsemble, check_sample_weight_support
+from moensemble.ensemble._oof import fit_full, out_of_fold
 
 
 def _final_has(method: str):
@@ -29,24 +34,44 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
         **_BaseOOFEnsemble._parameter_constraints,
         "final_estimator": [None, HasMethods("fit")],
         "passthrough": ["boolean"],
+        "layers": [None, Interval(Integral, 1, None, closed="left"), list],
+        "cv": ["cv_object", StrOptions({"prefit"})],
+        "random_state": ["random_state"],
     }
+    _shuffle_int_cv = True
 
     def _default_final(self):
         if self.final_estimator is not None:
             return self.final_estimator
         return LogisticRegression() if self._kind == "classifier" else RidgeCV()
 
-    def _meta_features(self, predictions: list[np.ndarray], X):
-        """Join base predictions (and X with ``passthrough``) into the meta-model's input."""
-        n_classes = len(getattr(self, "classes_", ()))
-        columns = []
-        for pred, method in zip(predictions, self.stack_method_, strict=True):
-            # Binary probabilities (or one-hot votes) sum to one: the second column says it all.
-            if n_classes == 2 and method in ("predict_proba", "predict"):
-                pred = pred[:, 1:]
-            columns.append(pred)
-        self._meta_widths = [c.shape[1] for c in columns]
-        meta = np.hstack(columns)
+    def _upper_levels(self) -> list[list[tuple[str, Any]]]:
+        """Levels between the bases and the meta-model (an int repeats the bases)."""
+        if self.layers is None:
+            return []
+        if isinstance(self.layers, Integral):
+            levels = [self.estimators] * (self.layers - 1)
+        else:
+            levels = self.layers
+        if levels and self._is_prefit():
+            raise ValueError(
+                "`layers` are trained on out-of-fold predictions, which cv='prefit' does not "
+                "make; use one level (layers=None) with cv='prefit', or a cross-validation cv."
+            )
+        return [
+            check_estimators(level, param=f"layers[{i}]", kind=self._kind)
+            for i, level in enumerate(levels)
+        ]
+
+    def _columns(self, pred: np.ndarray, method: str) -> np.ndarray:
+        # Binary probabilities (or one-hot votes) sum to one: the second column says it all.
+        if len(getattr(self, "classes_", ())) == 2 and method in ("predict_proba", "predict"):
+            return pred[:, 1:]
+        return pred
+
+    def _meta_features(self, predictions: list[np.ndarray], methods: list[str], X):
+        """Join a level's predictions (and X with ``passthrough``) into the next level's input."""
+        meta = np.hstack([self._columns(p, m) for p, m in zip(predictions, methods, strict=True)])
         if not self.passthrough:
             return meta
         X = check_array(X, accept_sparse=["csr", "csc", "coo"], input_name="X")
@@ -55,15 +80,50 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
         return np.hstack([meta, X])
 
     def _fit_stack(self, X, y, sample_weight, method) -> None:
+        levels = self._upper_levels()
+        final = self._default_final()
+        for level in levels:
+            check_sample_weight_support(level, sample_weight, where="layers")
+        check_sample_weight_support([("final_estimator", final)], sample_weight, where="final")
         # Every base is used, so its refit joins the folds' parallel batch.
         oof = self._out_of_fold(X, y, sample_weight, method, refit=self.refit)
-        used = list(range(len(self._pairs)))
-        self._fit_final_bases(oof, X, y, sample_weight, used)
-        meta = self._meta_features([oof.predictions[name] for name, _ in self._pairs], X)
-        self.final_estimator_ = fit_full(clone(self._default_final()), meta, y, sample_weight)
+        self._fit_final_bases(oof, X, y, sample_weight, list(range(len(self._pairs))))
+        names, methods = [name for name, _ in self._pairs], self.stack_method_
+        preds = [oof.predictions[name] for name in names]
+        meta = self._meta_features(preds, methods, X)
+        self.layers_, self._layer_methods = [], []
+        for level in levels:
+            # The same folds at every level: a row's input to level k comes from models of
+            # level k-1 that did not see it.
+            level_oof = out_of_fold(
+                level,
+                meta,
+                self._base_targets(y),
+                cv=oof.folds,
+                method=method,
+                sample_weight=sample_weight,
+                n_jobs=self.n_jobs,
+                memory=self.memory,
+                refit=self.refit,
+                keep_fold_estimators=not self.refit,
+                verbose=self.verbose,
+            )
+            names = [name for name, _ in level]
+            models = level_oof.refitted if self.refit else level_oof.fold_estimators
+            self.layers_.append(Bunch(**{name: models[name] for name in names}))
+            methods = [level_oof.methods[name] for name in names]
+            self._layer_methods.append(methods)
+            preds = [level_oof.predictions[name] for name in names]
+            meta = self._meta_features(preds, methods, X)
+        self._meta_names = [
+            f"{name}_{j}"
+            for name, pred, method in zip(names, preds, methods, strict=True)
+            for j in range(self._columns(pred, method).shape[1])
+        ]
+        self.final_estimator_ = fit_full(clone(final), meta, y, sample_weight)
 
     def transform(self, X):
-        """Meta-features: the bases' predictions (and ``X`` with ``passthrough=True``).
+        """Meta-features: the last level's predictions (and ``X`` with ``passthrough=True``).
 
         Parameters
         ----------
@@ -76,7 +136,7 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
         return self._meta(X)
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the meta-features: ``<base>_<column>``, then the inputs with passthrough.
+        """Names of the meta-features: ``<member>_<column>``, then the inputs with passthrough.
 
         Parameters
         ----------
@@ -88,11 +148,7 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
         names : ndarray of str
         """
         check_is_fitted(self)
-        names = [
-            f"{name}_{j}"
-            for name, width in zip(self.named_estimators_, self._meta_widths, strict=True)
-            for j in range(width)
-        ]
+        names = list(self._meta_names)
         if self.passthrough:
             names += list(_check_feature_names_in(self, input_features))
         return np.asarray(names, dtype=object)
@@ -100,7 +156,11 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
     def _meta(self, X):
         check_is_fitted(self)
         X = self._validate_predict_input(X)
-        return self._meta_features(self._base_predictions(X), X)
+        meta = self._meta_features(self._base_predictions(X), self.stack_method_, X)
+        for level, methods in zip(self.layers_, self._layer_methods, strict=True):
+            preds = self._predict_models(list(level.values()), methods, meta)
+            meta = self._meta_features(preds, methods, X)
+        return meta
 
 
 class StackingEnsembleClassifier(ClassifierMixin, _BaseStackingEnsemble):
@@ -113,22 +173,36 @@ class StackingEnsembleClassifier(ClassifierMixin, _BaseStackingEnsemble):
     Parameters
     ----------
     estimators : list of (str, estimator)
-        Named base classifiers, given ``X`` unchanged and labels encoded as ``0..n_classes-1``.
+        Named base classifiers, given ``X`` and ``y`` as given.
     final_estimator : estimator, default=None
         Meta-classifier; ``LogisticRegression()`` when None.
     stack_method : {'auto', 'predict_proba', 'decision_function', 'predict'}, default='auto'
         Base output fed to the meta-model; ``'auto'`` takes the first available in that order.
         ``'predict'`` gives one-hot votes. Binary probabilities keep one column.
     passthrough : bool, default=False
-        Also give the meta-model the original features (numeric, dense or sparse).
-    cv : int, cross-validation generator or iterable, default=5
-        Folds for the out-of-fold predictions; an int gives ``StratifiedKFold``.
+        Also give the meta-model (and every upper level) the original features (numeric, dense
+        or sparse).
+    layers : list of list of (str, estimator), int or None, default=None
+        Stacking levels between ``estimators`` and ``final_estimator``. Each level is fitted,
+        on the same folds, on the out-of-fold predictions of the level below (plus ``X`` with
+        ``passthrough=True``), and the meta-model on the last level's. An int ``n`` means ``n``
+        levels in all, the ``n - 1`` upper ones made of clones of ``estimators`` (AutoGluon's
+        multi-layer stacking); None or 1: the bases only.
+    cv : int, cross-validation generator, iterable or 'prefit', default=5
+        Folds for the out-of-fold predictions; an int gives ``StratifiedKFold`` (shuffled with
+        ``random_state`` when that is set). ``'prefit'``: the bases are already fitted and are
+        not refitted; the meta-model is learned on their predictions for the ``X, y`` given to
+        ``fit``, which must be held out from their training (as in scikit-learn's
+        ``StackingClassifier``). Members wrapped in ``sklearn.frozen.FrozenEstimator`` are used
+        the same way with any ``cv``.
     refit : bool, default=True
         Refit the bases on all rows; if False, keep their fold models as a bag.
     n_jobs : int, default=None
         Parallel jobs over all ``(base, fold)`` fits (joblib).
     memory : str, joblib.Memory or None, default=None
         Cache of the out-of-fold fits, shared across ensembles.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffle of an int ``cv`` (the meta-model keeps its own seed).
     verbose : int, default=0
         joblib verbosity.
 
@@ -138,6 +212,8 @@ class StackingEnsembleClassifier(ClassifierMixin, _BaseStackingEnsemble):
         Fitted bases, in ``estimators`` order.
     named_estimators_ : Bunch
         The same, by name.
+    layers_ : list of Bunch
+        Fitted models of each upper level, by name (fold bags with ``refit=False``).
     final_estimator_ : estimator
         Fitted meta-classifier.
     stack_method_ : list of str
@@ -176,20 +252,24 @@ class StackingEnsembleClassifier(ClassifierMixin, _BaseStackingEnsemble):
         *,
         stack_method="auto",
         passthrough=False,
+        layers=None,
         cv=5,
         refit=True,
         n_jobs=None,
         memory=None,
+        random_state=None,
         verbose=0,
     ):
         self.estimators = estimators
         self.final_estimator = final_estimator
         self.stack_method = stack_method
         self.passthrough = passthrough
+        self.layers = layers
         self.cv = cv
         self.refit = refit
         self.n_jobs = n_jobs
         self.memory = memory
+        self.random_state = random_state
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -203,7 +283,8 @@ class StackingEnsembleClassifier(ClassifierMixin, _BaseStackingEnsemble):
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), default=None
-            Passed to the bases' and the meta-model's ``fit``.
+            Passed to the ``fit`` of every base, level and the meta-model (an error names one
+            that cannot take it).
 
         Returns
         -------
@@ -268,15 +349,26 @@ class StackingEnsembleRegressor(RegressorMixin, _BaseStackingEnsemble):
     final_estimator : estimator, default=None
         Meta-regressor; ``RidgeCV()`` when None.
     passthrough : bool, default=False
-        Also give the meta-model the original features (numeric, dense or sparse).
-    cv : int, cross-validation generator or iterable, default=5
-        Folds for the out-of-fold predictions; an int gives ``KFold``.
+        Also give the meta-model (and every upper level) the original features (numeric, dense
+        or sparse).
+    layers : list of list of (str, estimator), int or None, default=None
+        Stacking levels between ``estimators`` and ``final_estimator``. Each level is fitted,
+        on the same folds, on the out-of-fold predictions of the level below (plus ``X`` with
+        ``passthrough=True``), and the meta-model on the last level's. An int ``n`` means ``n``
+        levels in all, the ``n - 1`` upper ones made of clones of ``estimators`` (AutoGluon's
+        multi-layer stacking); None or 1: the bases only.
+    cv : int, cross-validation generator, iterable or 'prefit', default=5
+        Folds for the out-of-fold predictions; an int gives ``KFold`` (shuffled with
+        ``random_state`` when that is set). ``'prefit'`` and ``FrozenEstimator`` members as in
+        :class:`StackingEnsembleClassifier`.
     refit : bool, default=True
         Refit the bases on all rows; if False, keep their fold models as a bag.
     n_jobs : int, default=None
         Parallel jobs over all ``(base, fold)`` fits (joblib).
     memory : str, joblib.Memory or None, default=None
         Cache of the out-of-fold fits, shared across ensembles.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffle of an int ``cv`` (the meta-model keeps its own seed).
     verbose : int, default=0
         joblib verbosity.
 
@@ -286,6 +378,8 @@ class StackingEnsembleRegressor(RegressorMixin, _BaseStackingEnsemble):
         Fitted bases, in ``estimators`` order.
     named_estimators_ : Bunch
         The same, by name.
+    layers_ : list of Bunch
+        Fitted models of each upper level, by name (fold bags with ``refit=False``).
     final_estimator_ : estimator
         Fitted meta-regressor.
     stack_method_ : list of str
@@ -317,19 +411,23 @@ class StackingEnsembleRegressor(RegressorMixin, _BaseStackingEnsemble):
         final_estimator=None,
         *,
         passthrough=False,
+        layers=None,
         cv=5,
         refit=True,
         n_jobs=None,
         memory=None,
+        random_state=None,
         verbose=0,
     ):
         self.estimators = estimators
         self.final_estimator = final_estimator
         self.passthrough = passthrough
+        self.layers = layers
         self.cv = cv
         self.refit = refit
         self.n_jobs = n_jobs
         self.memory = memory
+        self.random_state = random_state
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -343,7 +441,8 @@ class StackingEnsembleRegressor(RegressorMixin, _BaseStackingEnsemble):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None
-            Passed to the bases' and the meta-model's ``fit``.
+            Passed to the ``fit`` of every base, level and the meta-model (an error names one
+            that cannot take it).
 
         Returns
         -------

@@ -1,10 +1,11 @@
 """Weighted ensembles: ``y = sum_i w_i y_i`` with weights learned on out-of-fold predictions.
 
-Weights lie on the simplex (non-negative, summing to one). The default solver is greedy ensemble
-selection with replacement (Caruana et al., 2004, as in auto-sklearn and AutoGluon): it adds, one
-at a time, the base that most lowers the out-of-fold loss of the running average; a base's weight
-is the share of the picks that chose it, so bases that never help get weight 0 and are never
-refitted.
+Weights lie on the simplex (non-negative, summing to one). The default ``weighting`` is greedy
+ensemble selection with replacement (Caruana et al., 2004, as in auto-sklearn and AutoGluon): it
+adds, one at a time, the base that most lowers the out-of-fold loss of the running average; a
+base's weight is the share of the picks that chose it, so bases that never help get weight 0 and
+are never refitted. ``'optimize'`` minimizes the same loss over the simplex with scipy,
+``'uniform'`` averages, and an array gives the weights outright.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Callable
 from numbers import Integral
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
-from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from moensemble.ensemble._base import _BaseOOFEnsemble
@@ -87,7 +91,7 @@ def greedy_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float], n_ite
     return best_counts / best_counts.sum()
 
 
-def slsqp_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float]) -> np.ndarray:
+def optimize_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float]) -> np.ndarray:
     """Minimize ``loss(sum_i w_i preds[i])`` over the simplex with SLSQP; see greedy_weights."""
     n_bases = len(preds)
 
@@ -114,24 +118,90 @@ def _combine(weights: np.ndarray, preds: np.ndarray) -> np.ndarray:
     return (w * preds).sum(axis=0)
 
 
+def check_weights(weighting, n_estimators: int) -> np.ndarray:
+    """Validate explicit ``weighting``: one finite, non-negative weight per estimator, not all 0.
+
+    Returns the weights scaled to sum to 1.
+    """
+    try:
+        weights = np.asarray(weighting, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`weighting` must be numbers; got {weighting!r}.") from exc
+    if weights.shape != (n_estimators,):
+        raise ValueError(
+            f"`weighting` must have one weight per estimator ({n_estimators}); got shape "
+            f"{weights.shape}."
+        )
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f"`weighting` must be finite and non-negative; got {weights.tolist()}.")
+    if weights.sum() == 0:
+        raise ValueError("`weighting` is all zero; at least one estimator needs a weight > 0.")
+    return weights / weights.sum()
+
+
+class _StoredPredictions(BaseEstimator):
+    """Serves out-of-fold predictions to a scikit-learn scorer (scorers take an estimator)."""
+
+    def __init__(self, prediction, proba=None, classes=None):
+        self.prediction = prediction
+        self.proba = proba
+        self.classes = classes
+
+    def fit(self, X, y):  # pragma: no cover - never fitted, only scored
+        return self
+
+    def predict(self, X):
+        return self.prediction
+
+    @available_if(lambda self: self.proba is not None)
+    def predict_proba(self, X):
+        return self.proba
+
+    @property
+    def classes_(self):
+        return self.classes
+
+
+class _StoredClassifier(ClassifierMixin, _StoredPredictions):
+    pass
+
+
+class _StoredRegressor(RegressorMixin, _StoredPredictions):
+    pass
+
+
 class _BaseWeightedEnsemble(_BaseOOFEnsemble):
     _parameter_constraints: dict = {
         **_BaseOOFEnsemble._parameter_constraints,
-        "solver": [StrOptions({"greedy", "slsqp"})],
+        "weighting": [StrOptions({"greedy", "optimize", "uniform"}), "array-like"],
         "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "scoring": [None, StrOptions(set(get_scorer_names())), callable],
+        "cv": ["cv_object", StrOptions({"prefit"})],
+        "random_state": ["random_state"],
     }
+    _shuffle_int_cv = True
+
+    def _explicit_weights(self) -> np.ndarray | None:
+        if isinstance(self.weighting, str):
+            return None
+        return check_weights(self.weighting, len(self._pairs))
 
     def _solve(self, preds: np.ndarray, loss: Callable[[np.ndarray], float]) -> np.ndarray:
-        if self.solver == "greedy":
+        explicit = self._explicit_weights()
+        if explicit is not None:
+            return explicit
+        if self.weighting == "uniform":
+            return np.full(len(preds), 1.0 / len(preds))
+        if self.weighting == "greedy":
             return greedy_weights(preds, loss, self.n_iter)
-        return slsqp_weights(preds, loss)
+        return optimize_weights(preds, loss)
 
-    def _fit_weights(self, X, y, sample_weight, method, target) -> np.ndarray:
+    def _fit_weights(self, X, y, sample_weight, method, target, loss_name) -> None:
         """Learn weights on out-of-fold predictions, then refit the bases that got weight."""
         oof = self._out_of_fold(X, y, sample_weight, method)
         preds = np.stack([oof.predictions[name] for name, _ in self._pairs])
         sw = np.ones(len(target)) if sample_weight is None else sample_weight
-        base_loss = _LOSSES[self.loss]
+        base_loss = _LOSSES[loss_name]
         weights = self._weights_for(preds, lambda p, t=target: base_loss(p, t, sw), target, sw)
         self.base_losses_ = np.array([base_loss(p, target, sw) for p in preds])
         used = np.flatnonzero(weights.reshape(len(preds), -1).sum(axis=1) > 0).tolist()
@@ -139,7 +209,24 @@ class _BaseWeightedEnsemble(_BaseOOFEnsemble):
         self._used_weights = weights[used]
         blended = _combine(self._used_weights, preds[used])
         self.ensemble_loss_ = base_loss(blended, target, sw)
-        return weights
+        self.weights_ = weights
+        self.oof_scores_ = self._oof_table(oof, preds, blended, y, sample_weight)
+
+    def _oof_table(self, oof, preds, blended, y, sample_weight) -> pd.DataFrame:
+        """One row per member and one for the ensemble: score, loss, weight, fit seconds."""
+        names = [name for name, _ in self._pairs]
+        scores = [self._oof_score(p, y, sample_weight) for p in [*preds, blended]]
+        weights = self.weights_.reshape(len(names), -1).mean(axis=1)
+        seconds = [oof.fit_seconds[name] for name in names]
+        return pd.DataFrame(
+            {
+                "score": scores,
+                "loss": [*self.base_losses_, self.ensemble_loss_],
+                "weight": [*weights, weights.sum()],
+                "fit_seconds": [*seconds, sum(seconds)],
+            },
+            index=pd.Index([*names, "ensemble"], name="member"),
+        )
 
     def _weights_for(self, preds, loss, target, sw) -> np.ndarray:
         return self._solve(preds, loss)
@@ -149,27 +236,45 @@ class _BaseWeightedEnsemble(_BaseOOFEnsemble):
 
 
 class WeightedEnsembleClassifier(ClassifierMixin, _BaseWeightedEnsemble):
-    """Average the class probabilities of several classifiers with learned weights.
+    """Average the class probabilities (or votes) of several classifiers with learned weights.
 
     Each base is fitted on ``cv`` folds; the weights that minimize ``loss`` on the out-of-fold
-    probabilities are found; then only the bases with non-zero weight are refitted on all rows
-    (or, with ``refit=False``, their fold models are kept and averaged). Bases without
-    ``predict_proba`` vote with one-hot predictions.
+    predictions are found; then only the bases with non-zero weight are refitted on all rows
+    (or, with ``refit=False``, their fold models are kept and averaged). Bases with weight 0
+    are neither refitted nor run at predict time.
 
     Parameters
     ----------
     estimators : list of (str, estimator)
-        Named base classifiers. They receive ``X`` unchanged and labels encoded as
-        ``0..n_classes-1``.
-    solver : {'greedy', 'slsqp'}, default='greedy'
-        ``'greedy'``: ensemble selection with replacement, ``n_iter`` steps. ``'slsqp'``: direct
-        minimization of ``loss`` over the simplex with scipy (weights under 1e-3 dropped).
+        Named base classifiers. They receive ``X`` and ``y`` as given.
+    weighting : {'greedy', 'optimize', 'uniform'} or array-like of shape (n_estimators,), \
+            default='greedy'
+        ``'greedy'``: ensemble selection with replacement (Caruana et al., 2004), ``n_iter``
+        steps; the best prefix is kept, so the out-of-fold loss is never worse than the best
+        single base's. ``'optimize'``: direct minimization of ``loss`` over the simplex with
+        scipy's SLSQP (weights under 1e-3 dropped). ``'uniform'``: the plain average. An array:
+        these weights (non-negative, not all zero; scaled to sum to 1).
     n_iter : int, default=50
-        Number of greedy selections (ignored by ``'slsqp'``).
-    loss : {'log_loss', 'brier_score'}, default='log_loss'
-        Out-of-fold loss that the weights minimize.
-    cv : int, cross-validation generator or iterable, default=5
-        Folds for the out-of-fold predictions; an int gives ``StratifiedKFold``.
+        Greedy selections. AutoGluon uses 25 and auto-sklearn 50; 50 is kept because a weight
+        is a multiple of ``1/n_iter`` (so 2% resolution) and the steps cost only numpy work on
+        the stored out-of-fold predictions, never a model fit.
+    voting : {'soft', 'hard'}, default='soft'
+        ``'soft'``: weighted average of ``predict_proba``; every base with a possible non-zero
+        weight must have it. ``'hard'``: weighted majority of the predicted labels (ties go to
+        the first class); ``predict_proba`` is then unavailable.
+    loss : {'auto', 'log_loss', 'brier_score'}, default='auto'
+        Out-of-fold loss that ``'greedy'`` and ``'optimize'`` minimize: ``'auto'`` is the
+        log-loss for soft voting and the Brier score of the vote shares for hard voting.
+    scoring : str, callable or None, default=None
+        scikit-learn scorer reported in ``oof_scores_`` (``None``: accuracy). It does not steer
+        the weights: a smooth loss suits the greedy steps and the optimizer better than most
+        scores.
+    cv : int, cross-validation generator, iterable or 'prefit', default=5
+        Folds for the out-of-fold predictions; an int gives ``StratifiedKFold`` (shuffled with
+        ``random_state`` when that is set). ``'prefit'``: the bases are already fitted; they are
+        not refitted and the weights are learned on their predictions for the ``X, y`` given to
+        ``fit``, which must be held out from their training. Members wrapped in
+        ``sklearn.frozen.FrozenEstimator`` are handled the same way with any ``cv``.
     refit : bool, default=True
         Refit the selected bases on all rows; if False, keep their fold models as a bag (no
         extra fit, ``cv`` models per base at predict time).
@@ -178,6 +283,9 @@ class WeightedEnsembleClassifier(ClassifierMixin, _BaseWeightedEnsemble):
     memory : str, joblib.Memory or None, default=None
         Cache of the out-of-fold fits, shared by every ensemble that uses the same cache, bases,
         data and folds.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffle of an int ``cv``. Nothing else is random: greedy ties go to the
+        earlier base.
     verbose : int, default=0
         joblib verbosity.
 
@@ -191,6 +299,10 @@ class WeightedEnsembleClassifier(ClassifierMixin, _BaseWeightedEnsemble):
         The same, by name.
     stack_method_ : list of str
         Prediction method of each fitted base.
+    oof_scores_ : pandas.DataFrame
+        One row per base and a last row ``'ensemble'``: ``score`` (by ``scoring``), ``loss``,
+        ``weight`` and ``fit_seconds`` (over all folds; the ensemble row sums them), all out
+        of fold.
     base_losses_ : ndarray of shape (n_estimators,)
         Out-of-fold loss of each base alone.
     ensemble_loss_ : float
@@ -217,35 +329,44 @@ class WeightedEnsembleClassifier(ClassifierMixin, _BaseWeightedEnsemble):
     ... ).fit(X, y)
     >>> bool(ens.ensemble_loss_ <= ens.base_losses_.min())
     True
+    >>> list(ens.oof_scores_.index)
+    ['lr', 'nb', 'ensemble']
     """
 
     _kind = "classifier"
     _parameter_constraints: dict = {
         **_BaseWeightedEnsemble._parameter_constraints,
-        "loss": [StrOptions({"log_loss", "brier_score"})],
+        "voting": [StrOptions({"soft", "hard"})],
+        "loss": [StrOptions({"auto", "log_loss", "brier_score"})],
     }
 
     def __init__(
         self,
         estimators,
         *,
-        solver="greedy",
+        weighting="greedy",
         n_iter=50,
-        loss="log_loss",
+        voting="soft",
+        loss="auto",
+        scoring=None,
         cv=5,
         refit=True,
         n_jobs=None,
         memory=None,
+        random_state=None,
         verbose=0,
     ):
         self.estimators = estimators
-        self.solver = solver
+        self.weighting = weighting
         self.n_iter = n_iter
+        self.voting = voting
         self.loss = loss
+        self.scoring = scoring
         self.cv = cv
         self.refit = refit
         self.n_jobs = n_jobs
         self.memory = memory
+        self.random_state = random_state
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -255,26 +376,60 @@ class WeightedEnsembleClassifier(ClassifierMixin, _BaseWeightedEnsemble):
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Training input, passed to the bases unchanged.
+            Training input (with ``cv='prefit'``, the held-out set), passed to the bases
+            unchanged.
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), default=None
-            Passed to every base's ``fit`` and used in the loss.
+            Passed to every base's ``fit`` (an error names a base that cannot take it) and used
+            in the loss and the scores.
 
         Returns
         -------
         self : object
         """
         X, y, sample_weight = self._validate_fit_input(X, y, sample_weight)
-        method = {
+        method = self._methods()
+        loss = self.loss
+        if loss == "auto":
+            loss = "log_loss" if self.voting == "soft" else "brier_score"
+        self._fit_weights(X, y, sample_weight, method, y, loss)
+        return self
+
+    def _methods(self) -> dict[str, str]:
+        """``predict_proba`` for soft voting (required where the weight may be > 0)."""
+        if self.voting == "hard":
+            return {name: "predict" for name, _ in self._pairs}
+        explicit = self._explicit_weights()
+        lacking = [
+            name
+            for i, (name, est) in enumerate(self._pairs)
+            if not hasattr(est, "predict_proba") and (explicit is None or explicit[i] > 0)
+        ]
+        if lacking:
+            raise ValueError(
+                f"voting='soft' averages predict_proba, which the member(s) {lacking} lack; use "
+                "voting='hard', give them weight 0 in `weighting`, or wrap them in "
+                "sklearn.calibration.CalibratedClassifierCV."
+            )
+        return {
             name: "predict_proba" if hasattr(est, "predict_proba") else "predict"
             for name, est in self._pairs
         }
-        self.weights_ = self._fit_weights(X, y, sample_weight, method, y)
-        return self
 
+    def _oof_score(self, pred: np.ndarray, y: np.ndarray, sample_weight) -> float:
+        stored = _StoredClassifier(
+            self.classes_[np.argmax(pred, axis=1)],
+            proba=pred if self.voting == "soft" else None,
+            classes=self.classes_,
+        )
+        scorer = check_scoring(stored, scoring=self.scoring or "accuracy")
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return float(scorer(stored, np.zeros((len(y), 1)), self.classes_[y], **kwargs))
+
+    @available_if(lambda self: self.voting == "soft")
     def predict_proba(self, X):
-        """Weighted average of the bases' class probabilities.
+        """Weighted average of the bases' class probabilities (soft voting only).
 
         Parameters
         ----------
@@ -290,7 +445,7 @@ class WeightedEnsembleClassifier(ClassifierMixin, _BaseWeightedEnsemble):
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X):
-        """Class with the highest weighted probability.
+        """Class with the highest weighted probability (soft) or weighted vote (hard).
 
         Parameters
         ----------
@@ -300,8 +455,9 @@ class WeightedEnsembleClassifier(ClassifierMixin, _BaseWeightedEnsemble):
         -------
         y : ndarray of shape (n_samples,)
         """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        check_is_fitted(self)
+        X = self._validate_predict_input(X)
+        return self.classes_[np.argmax(self._blend(X), axis=1)]
 
 
 class WeightedEnsembleRegressor(RegressorMixin, _BaseWeightedEnsemble):
@@ -315,23 +471,30 @@ class WeightedEnsembleRegressor(RegressorMixin, _BaseWeightedEnsemble):
     ----------
     estimators : list of (str, estimator)
         Named base regressors, given ``X`` unchanged.
-    solver : {'greedy', 'slsqp'}, default='greedy'
-        ``'greedy'``: ensemble selection with replacement, ``n_iter`` steps. ``'slsqp'``: direct
-        minimization of ``loss`` over the simplex with scipy (weights under 1e-3 dropped).
+    weighting : {'greedy', 'optimize', 'uniform'} or array-like of shape (n_estimators,), \
+            default='greedy'
+        As in :class:`WeightedEnsembleClassifier`.
     n_iter : int, default=50
-        Number of greedy selections (ignored by ``'slsqp'``).
+        Greedy selections (AutoGluon uses 25, auto-sklearn 50; see the classifier).
     loss : {'squared_error', 'absolute_error'}, default='squared_error'
-        Out-of-fold loss that the weights minimize.
+        Out-of-fold loss that ``'greedy'`` and ``'optimize'`` minimize.
     per_output : bool, default=False
-        With a 2-D target, learn one weight vector per output column (element-wise weighting).
-    cv : int, cross-validation generator or iterable, default=5
-        Folds for the out-of-fold predictions; an int gives ``KFold``.
+        With a 2-D target, learn one weight vector per output column (element-wise weighting;
+        ``'greedy'`` and ``'optimize'`` only).
+    scoring : str, callable or None, default=None
+        scikit-learn scorer reported in ``oof_scores_`` (``None``: R^2); it does not steer the
+        weights.
+    cv : int, cross-validation generator, iterable or 'prefit', default=5
+        Folds; an int gives ``KFold`` (shuffled with ``random_state`` when that is set).
+        ``'prefit'`` and ``FrozenEstimator`` members as in the classifier.
     refit : bool, default=True
         Refit the selected bases on all rows; if False, keep their fold models as a bag.
     n_jobs : int, default=None
         Parallel jobs over all ``(base, fold)`` fits (joblib).
     memory : str, joblib.Memory or None, default=None
         Cache of the out-of-fold fits, shared across ensembles.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the shuffle of an int ``cv``.
     verbose : int, default=0
         joblib verbosity.
 
@@ -345,6 +508,9 @@ class WeightedEnsembleRegressor(RegressorMixin, _BaseWeightedEnsemble):
         The same, by name.
     stack_method_ : list of str
         Prediction method of each fitted base.
+    oof_scores_ : pandas.DataFrame
+        One row per base and a last row ``'ensemble'``: ``score``, ``loss``, ``weight`` (the
+        mean over outputs with ``per_output=True``) and ``fit_seconds``, all out of fold.
     base_losses_ : ndarray of shape (n_estimators,)
         Out-of-fold loss of each base alone.
     ensemble_loss_ : float
@@ -380,25 +546,29 @@ class WeightedEnsembleRegressor(RegressorMixin, _BaseWeightedEnsemble):
         self,
         estimators,
         *,
-        solver="greedy",
+        weighting="greedy",
         n_iter=50,
         loss="squared_error",
         per_output=False,
+        scoring=None,
         cv=5,
         refit=True,
         n_jobs=None,
         memory=None,
+        random_state=None,
         verbose=0,
     ):
         self.estimators = estimators
-        self.solver = solver
+        self.weighting = weighting
         self.n_iter = n_iter
         self.loss = loss
         self.per_output = per_output
+        self.scoring = scoring
         self.cv = cv
         self.refit = refit
         self.n_jobs = n_jobs
         self.memory = memory
+        self.random_state = random_state
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -408,11 +578,12 @@ class WeightedEnsembleRegressor(RegressorMixin, _BaseWeightedEnsemble):
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
-            Training input, passed to the bases unchanged.
+            Training input (with ``cv='prefit'``, the held-out set), passed to the bases
+            unchanged.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None
-            Passed to every base's ``fit`` and used in the loss.
+            Passed to every base's ``fit`` and used in the loss and the scores.
 
         Returns
         -------
@@ -420,11 +591,15 @@ class WeightedEnsembleRegressor(RegressorMixin, _BaseWeightedEnsemble):
         """
         X, y, sample_weight = self._validate_fit_input(X, y, sample_weight)
         target = y.reshape(len(y), -1)
-        self.weights_ = self._fit_weights(X, y, sample_weight, "predict", target)
+        self._fit_weights(X, y, sample_weight, "predict", target, self.loss)
         return self
 
     def _weights_for(self, preds, loss, target, sw) -> np.ndarray:
-        if not (self.per_output and target.shape[1] > 1):
+        if (
+            not (self.per_output and target.shape[1] > 1)
+            or not isinstance(self.weighting, str)
+            or self.weighting == "uniform"
+        ):
             return self._solve(preds, loss)
         base_loss = _LOSSES[self.loss]
         columns = [
@@ -432,6 +607,12 @@ class WeightedEnsembleRegressor(RegressorMixin, _BaseWeightedEnsemble):
             for j in range(target.shape[1])
         ]
         return np.stack(columns, axis=1)
+
+    def _oof_score(self, pred: np.ndarray, y: np.ndarray, sample_weight) -> float:
+        stored = _StoredRegressor(self._shape_regression(pred))
+        scorer = check_scoring(stored, scoring=self.scoring or "r2")
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return float(scorer(stored, np.zeros((len(y), 1)), y, **kwargs))
 
     def predict(self, X):
         """Weighted average of the bases' predictions.

@@ -123,13 +123,8 @@ def _make_weighted(context: SearchContext) -> BaseEstimator:
 
 
 def _weighted_space(trial: optuna.Trial, context: SearchContext, prefix: str) -> dict:
-    params = _make_weighted(context).get_params(deep=False)
-    if "weighting" in params:
-        name, choices = "weighting", ("greedy", "optimize", "uniform")
-    else:  # the ensemble calls its method `solver`
-        name, choices = "solver", ("greedy", "slsqp")
     return weighted_space(
-        trial, context.members, weighting=choices, weighting_param=name, prefix=prefix
+        trial, context.members, weighting=("greedy", "optimize", "uniform"), prefix=prefix
     )
 
 

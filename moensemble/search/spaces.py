@@ -215,8 +215,7 @@ def weighted_space(
     n_iter_param : str, default="n_iter"
         Name of the ensemble parameter that takes the greedy iterations.
     weighting_param : str, default="weighting"
-        Name of the ensemble parameter that takes the weighting method
-        (``"solver"`` for ensembles that call it so).
+        Name of the ensemble parameter that takes the weighting method.
     prefix : str, default=""
         Prepended to every Optuna parameter name.
 
