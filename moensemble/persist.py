@@ -71,6 +71,12 @@ VETTED_TYPES = (
     "sklearn.feature_extraction.text.CountVectorizer",
     "sklearn.compose._column_transformer.ColumnTransformer",
     "sklearn.pipeline.Pipeline",
+    # skops stores sparse matrices as .npz members, read without pickle.
+    "scipy.sparse._csr.csr_matrix",
+    "scipy.sparse._csc.csc_matrix",
+    "scipy.sparse._coo.coo_matrix",
+    "scipy.sparse._csr.csr_array",
+    "scipy.sparse._csc.csc_array",
     "collections.OrderedDict",
     "builtins.slice",
     "numpy.dtype",

@@ -1,0 +1,524 @@
+"""Distributed search workers: any number of processes or machines share one Optuna study.
+
+``moensemble tune --storage URL --study-name NAME --n-trials N`` starts one worker; start as
+many as you like, on one machine or many, with the same storage and study name. Each worker
+joins the study (``create_study(load_if_exists=True)``), runs ``N`` trials of one family's
+search space (the spaces of :mod:`moensemble.search`) scored by cross-validation, and stops.
+``moensemble tune --refit-best --output model.moe`` then refits the best trial on all the data
+and saves it with :func:`moensemble.save`.
+
+Storages
+    ``postgresql+psycopg://user:password@host:5432/db`` (or any SQLAlchemy URL) for workers
+    on many machines, ``journal:/path/study.log`` (Optuna's ``JournalStorage`` on a file) for
+    processes on one machine, ``sqlite:///study.db`` for a quick single-machine run.
+
+Faults
+    With a database URL every running trial sends a heartbeat; a trial whose worker died
+    (SIGKILL, a lost machine) is marked FAIL once its heartbeat is older than the grace
+    period, and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` queues it again
+    with the same parameters; the next worker to ask for a trial runs it. Journal files have
+    no heartbeat: a worker starting on the same machine fails and re-queues the running
+    trials whose worker process no longer exists. Finished trials are stored as they finish,
+    so killing a worker never loses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+__all__ = ["open_storage", "join_study", "run_worker", "make_objective", "refit_best",
+           "register", "run", "main"]
+
+#: Seconds between heartbeats of a running trial (database storages).
+HEARTBEAT_INTERVAL = 30
+#: A running trial whose heartbeat is older than this is taken as dead.
+GRACE_PERIOD = 120
+#: How many times a trial killed with its worker is queued again.
+MAX_RETRY = 2
+CONFIG_ATTR = "moensemble_tune"
+WORKER_ATTR = "worker"
+
+
+# ---- storage and study -----------------------------------------------------------------------
+
+
+def open_storage(
+    url: str | optuna.storages.BaseStorage,
+    *,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL,
+    grace_period: int | None = GRACE_PERIOD,
+    max_retry: int = MAX_RETRY,
+) -> optuna.storages.BaseStorage:
+    """Open a storage for workers: heartbeats and retries on databases, a journal on a file.
+
+    Parameters
+    ----------
+    url : str or optuna storage
+        ``journal:<path>`` for a journal file; any other string is an SQLAlchemy URL
+        (``postgresql+psycopg://...``, ``sqlite:///...``). A storage object is returned as is.
+    heartbeat_interval : int, default=30
+        Seconds between the heartbeats of a running trial (database storages).
+    grace_period : int or None, default=120
+        Age of the last heartbeat after which a running trial is taken as dead; None uses
+        Optuna's default (twice the interval).
+    max_retry : int, default=2
+        Times a dead worker's trial is queued again.
+
+    Returns
+    -------
+    storage : optuna.storages.BaseStorage
+
+    Raises
+    ------
+    ValueError
+        When the storage cannot be opened; the message masks any password in ``url``.
+    """
+    from moensemble.search._search import _password, mask_url
+    from moensemble.search._search import open_storage as open_plain
+
+    if not isinstance(url, str) or url.startswith("journal:"):
+        return open_plain(url)
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    retry = retry or optuna.storages.RetryFailedTrialCallback  # Optuna < 5
+    kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat_interval,
+                              "grace_period": grace_period}
+    key = "heartbeat_stale_trial_callback"
+    if key not in optuna.storages.RDBStorage.__init__.__code__.co_varnames:
+        key = "failed_trial_callback"  # Optuna < 5
+    with warnings.catch_warnings():  # stable in practice since Optuna 2.8, still "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        kwargs[key] = retry(max_retry=max_retry)
+    try:
+        return _open_rdb(url, kwargs)
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        secret = _password(url)
+        if secret:
+            message = message.replace(secret, "***")
+        raise ValueError(f"Could not open the Optuna storage {mask_url(url)!r}: {message}") \
+            from None
+
+
+def _open_rdb(url: str, kwargs: dict, attempts: int = 5) -> optuna.storages.RDBStorage:
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # pool_pre_ping: a worker outlives database restarts and idle timeouts.
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs={"pool_pre_ping": True}, **kwargs
+                )
+        except (IntegrityError, ProgrammingError):
+            # Workers started together on an empty database race to create Optuna's tables;
+            # the losers find them created on the next attempt.
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def join_study(
+    storage: optuna.storages.BaseStorage, study_name: str, *, seed: int | None = None
+) -> optuna.Study:
+    """Create the study, or load it when another worker already did (a maximised score).
+
+    Each worker's sampler gets its own seed (``seed`` plus the process id): equal seeds
+    would make workers that start together propose the same first trials.
+    """
+    worker_seed = None if seed is None else (seed + os.getpid()) % (2**31)
+    return optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=worker_seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+        load_if_exists=True,
+    )
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, stored on each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def requeue_dead_local_trials(study: optuna.Study) -> list[int]:
+    """Fail and queue again the RUNNING trials of dead processes on this machine.
+
+    For storages without heartbeats (journal files, which serve one machine): a trial whose
+    worker process no longer exists will never finish. Returns the failed trial numbers.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if is_heartbeat_enabled(study._storage):
+        return []  # the storage's heartbeat handles it, across machines
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        owner_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        # Only one worker wins the RUNNING -> FAIL transition, so the trial is queued once.
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except UpdateFinishedTrialError:  # another worker got there first
+            continue
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        failed.append(trial.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def run_worker(
+    storage: str | optuna.storages.BaseStorage,
+    study_name: str,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    config: dict | None = None,
+    seed: int | None = None,
+    catch: tuple[type[Exception], ...] = (Exception,),
+) -> list[int]:
+    """Join ``study_name`` in ``storage`` and run ``n_trials`` trials of ``objective``.
+
+    Parameters
+    ----------
+    storage : str or optuna storage
+        See :func:`open_storage`.
+    study_name : str
+        The shared study; created by the first worker.
+    objective : callable
+        ``objective(trial) -> float`` to maximise (e.g. from :func:`make_objective`).
+    n_trials, timeout : int or float, default=None
+        This worker's share: trials to run, seconds after which no new trial starts.
+    config : dict, default=None
+        Settings stored on the study by the first worker; a later worker whose settings
+        differ is refused, so that all trials of a study are comparable.
+    seed : int, default=None
+        Base seed of this worker's sampler.
+    catch : tuple of exception types, default=(Exception,)
+        Errors that fail one trial without stopping the worker.
+
+    Returns
+    -------
+    numbers : list of int
+        Numbers of the trials this worker ran.
+    """
+    if n_trials is None and timeout is None:
+        raise ValueError("Give `n_trials` or `timeout`: a worker without either never stops.")
+    opened = open_storage(storage)
+    study = join_study(opened, study_name, seed=seed)
+    if config is not None:
+        _check_config(study, config)
+    requeue_dead_local_trials(study)
+    mine: list[int] = []
+    me = worker_id()
+
+    def tagged(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, me)
+        mine.append(trial.number)
+        return objective(trial)
+
+    study.optimize(tagged, n_trials=n_trials, timeout=timeout, catch=catch, gc_after_trial=True)
+    return mine
+
+
+def _check_config(study: optuna.Study, config: dict) -> None:
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, config)
+        stored = study.user_attrs.get(CONFIG_ATTR, config)  # another worker may have won
+    if stored != config:
+        differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+        raise ValueError(
+            f"Study {study.study_name!r} was started with other settings ({', '.join(differ)}): "
+            f"{ {k: stored.get(k) for k in differ} }; this worker has "
+            f"{ {k: config.get(k) for k in differ} }. Use the same options, or a new study name."
+        )
+
+
+# ---- objective -------------------------------------------------------------------------------
+
+
+@dataclass
+class Problem:
+    """Data and the family to tune: what every worker of a study must agree on."""
+
+    X: Any
+    y: np.ndarray
+    task: str  # 'classification' | 'regression'
+    text: bool  # X holds raw texts (TF-IDF features are fitted inside each fold)
+    family: str = "weighted"
+    cv: int = 3
+    inner_cv: int = 3
+    random_state: int | None = 0
+
+    def make(self) -> tuple[Any, Callable[[optuna.Trial], dict]]:
+        """The family's estimator (behind TF-IDF for text) and its space."""
+        from sklearn.pipeline import Pipeline
+
+        from moensemble.search.auto import FAMILIES, SearchContext, default_members
+
+        if self.family not in FAMILIES:
+            raise ValueError(f"Unknown family {self.family!r}; known: {sorted(FAMILIES)}.")
+        family = FAMILIES[self.family]
+        context = SearchContext(
+            task=self.task,
+            members=default_members(self.task, sparse=self.text, random_state=self.random_state,
+                                    non_negative=True),
+            inner_cv=self.inner_cv, memory=None, n_jobs=None, random_state=self.random_state,
+            sparse=self.text, n_samples=len(self.y), n_features=0,
+        )
+        estimator = family.make(context)
+        space = functools.partial(family.space, context=context, prefix="")
+        if not self.text:
+            return estimator, space
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32)
+
+        def text_space(trial: optuna.Trial) -> dict:
+            return {f"model__{k}": v for k, v in space(trial).items()}
+
+        return Pipeline([("features", tfidf), ("model", estimator)]), text_space
+
+    def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        splitter = StratifiedKFold if self.task == "classification" else KFold
+        return list(splitter(self.cv, shuffle=True, random_state=self.random_state)
+                    .split(np.zeros(len(self.y)), self.y))
+
+    def config(self) -> dict:
+        return {"family": self.family, "task": self.task, "cv": self.cv,
+                "inner_cv": self.inner_cv, "random_state": self.random_state,
+                "n_samples": int(len(self.y))}
+
+
+def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
+    """A trial: draw the family's parameters, cross-validate, report folds for pruning."""
+    from sklearn.metrics import check_scoring
+
+    from moensemble.search._search import build_estimator, cross_validate_trial
+
+    estimator, space = problem.make()
+    folds = problem.folds()
+    scorer = check_scoring(estimator, scoring=None)
+
+    def objective(trial: optuna.Trial) -> float:
+        model = build_estimator(estimator, space(trial))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence notes of capped members
+            result = cross_validate_trial(trial, model, problem.X, problem.y, folds, scorer,
+                                          report_epochs=True, report_folds=True)
+        return result.score
+
+    return objective
+
+
+def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, problem: Problem):
+    """Refit the study's best trial on all of ``problem``'s data; return the fitted model."""
+    from moensemble.search._search import build_estimator, replay_space
+
+    opened = open_storage(storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=opened)
+    except KeyError:
+        raise ValueError(f"No study named {study_name!r} in this storage.") from None
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise ValueError(f"Study {study_name!r} has no complete trial to refit yet.")
+    estimator, space = problem.make()
+    model = build_estimator(estimator, replay_space(space, study.best_trial))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(problem.X, problem.y)
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``tune`` subcommand to a ``moensemble`` argument parser.
+
+    Parameters
+    ----------
+    subparsers : argparse subparsers action
+        From ``parser.add_subparsers()``.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        The ``tune`` parser (its ``run`` default is :func:`run`).
+    """
+    from moensemble.search.auto import FAMILIES
+
+    tune = subparsers.add_parser(
+        "tune",
+        help="run search trials as one worker of a shared Optuna study",
+        description="Join an Optuna study (created by the first worker) and run trials; start "
+        "any number of workers on the same --storage and --study-name. --refit-best refits "
+        "the best trial on all the data and saves it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    study = tune.add_argument_group("study")
+    study.add_argument("--storage", required=True, metavar="URL",
+                       help="postgresql+psycopg://user:pw@host/db (many machines), "
+                       "journal:/path/study.log (one machine) or sqlite:///study.db")
+    study.add_argument("--study-name", required=True, metavar="NAME")
+    study.add_argument("--n-trials", type=_positive_int, metavar="N",
+                       help="trials this worker runs")
+    study.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="no new trial starts after this many seconds")
+    study.add_argument("--family", default="weighted", choices=sorted(FAMILIES),
+                       help="the model family whose space is searched")
+    study.add_argument("--heartbeat", type=_positive_int, default=HEARTBEAT_INTERVAL,
+                       metavar="SECONDS", help="heartbeat interval of running trials (database)")
+    study.add_argument("--grace-period", type=_positive_int, default=GRACE_PERIOD,
+                       metavar="SECONDS", help="a trial silent this long is failed and retried")
+    study.add_argument("--refit-best", action="store_true",
+                       help="instead of running trials, refit the best one and save it")
+    study.add_argument("--output", type=Path, default=Path("model.moe"), metavar="FILE",
+                       help="where --refit-best saves the model (moensemble.save)")
+    data = tune.add_argument_group("data (default: the bundled WordNet glosses)")
+    data.add_argument("--data", type=Path, metavar="FILE", help="a .csv, .tsv or .parquet file")
+    data.add_argument("--target", metavar="COL")
+    data.add_argument("--text-column", metavar="COL")
+    data.add_argument("--features", nargs="+", metavar="COL", default=[])
+    data.add_argument("--task", choices=["auto", "classification", "regression"],
+                      default="auto")
+    data.add_argument("--n-samples", type=_positive_int, metavar="N", default=None,
+                      help="stratified subset of N rows (bundled data: 1000)")
+    data.add_argument("--cv", type=_positive_int, default=3, metavar="K")
+    data.add_argument("--random-state", type=int, default=0, metavar="SEED")
+    data.add_argument("--quiet", action="store_true", help="print only the summary line")
+    tune.set_defaults(run=run)
+    return tune
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """``moensemble tune``: run trials as a worker, or refit the best trial and save it."""
+    from moensemble.cli import UserError
+
+    problem = _problem(args)
+    try:
+        storage = open_storage(args.storage, heartbeat_interval=args.heartbeat,
+                               grace_period=args.grace_period)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if args.refit_best:
+        return _run_refit(args, storage, problem)
+    if args.n_trials is None and args.timeout is None:
+        raise UserError("give --n-trials N or --timeout SECONDS (or --refit-best).")
+    objective = make_objective(problem)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        mine = run_worker(storage, args.study_name, objective, n_trials=args.n_trials,
+                          timeout=args.timeout, config=problem.config(), seed=args.random_state)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    study = optuna.load_study(study_name=args.study_name, storage=storage)
+    states = _state_counts(study)
+    best = f"; best score {study.best_value:.4f}" if states.get("COMPLETE") else ""
+    print(f"worker {worker_id()} ran {len(mine)} trials; study {args.study_name!r}: "
+          f"{', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))}{best}",
+          flush=True)
+    return 0
+
+
+def _run_refit(args: argparse.Namespace, storage, problem: Problem) -> int:
+    from moensemble.cli import UserError
+    from moensemble.persist import save
+
+    output: Path = args.output
+    if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
+        raise UserError(f"cannot write {output}: folder {output.parent} is missing or not "
+                        "writable.")
+    try:
+        model = refit_best(storage, args.study_name, problem)
+        save(model, output)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:  # disk full, permissions: save() left any earlier file intact
+        raise UserError(f"cannot write {output}: {exc.strerror or exc}; the study is "
+                        "unchanged and any earlier file there is intact.") from None
+    if not args.quiet:
+        print(f"refit the best trial of {args.study_name!r} on {len(problem.y)} rows; "
+              f"saved {output}", flush=True)
+    return 0
+
+
+def _state_counts(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def _problem(args: argparse.Namespace) -> Problem:
+    from moensemble.cli import load_data
+
+    args.n_samples = args.n_samples or (1000 if args.data is None else None)
+    dataset = load_data(args)
+    X = dataset["X"]
+    if dataset["text"] and dataset.get("numeric"):
+        from moensemble.cli import UserError
+
+        raise UserError("tune takes either --text-column or --features, not both.")
+    if not dataset["text"]:
+        X = np.asarray(X, dtype=np.float64)
+    return Problem(X=X, y=np.asarray(dataset["y"]), task=dataset["task"], text=dataset["text"],
+                   family=args.family, cv=args.cv, random_state=args.random_state)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m moensemble.tune ...``: the ``tune`` subcommand on its own."""
+    from moensemble.cli import EXIT_USAGE, UserError
+
+    parser = argparse.ArgumentParser(prog="moensemble")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["tune", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"moensemble: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

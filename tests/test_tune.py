@@ -1,0 +1,278 @@
+"""Distributed search workers on one Optuna study: PostgreSQL and journal storages, faults."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+
+from moensemble.tune import main, open_storage, requeue_dead_local_trials
+
+ROOT = Path(__file__).resolve().parents[1]
+State = optuna.trial.TrialState
+
+
+# ---- a private PostgreSQL server -------------------------------------------------------------
+
+
+def _pg_bin() -> Path | None:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                      key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    return Path(versions[-1]).parent if versions else None
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run it as `postgres` (or `nobody`) then."""
+    if os.geteuid() != 0:
+        return command
+    user = "postgres" if _user_exists("postgres") else "nobody"
+    return ["runuser", "-u", user, "--", *command]
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway server on 127.0.0.1 (trust auth, fsync off); its URL for SQLAlchemy."""
+    pytest.importorskip("psycopg", reason="needs the `distributed` extra (psycopg)")
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tests: install Debian's `postgresql`.")
+        pytest.skip("no PostgreSQL binaries (initdb) found; install Debian's `postgresql`")
+    # Not under pytest's tmp_path: the server user must be able to reach its folder.
+    base = Path(tempfile.mkdtemp(prefix="moensemble-pg-"))
+    data = base / "data"
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres" if _user_exists("postgres") else "nobody")
+        os.chown(base, user.pw_uid, user.pw_gid)
+    port = _free_port()
+    run = {"check": True, "capture_output": True, "timeout": 120}
+    try:
+        subprocess.run(_as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "tune",
+                                        "--auth=trust", "-E", "UTF8", "--no-sync"]), **run)
+        options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' "
+                   "-c fsync=off -c max_connections=50")
+        subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
+                                        "-l", str(base / "server.log"), "-w", "-t", "60",
+                                        "start"]), **run)
+    except subprocess.CalledProcessError as exc:
+        log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"could not start PostgreSQL: {exc.stderr.decode()} {log}")
+    try:
+        yield f"postgresql+psycopg://tune@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m",
+                                        "immediate", "-w", "-t", "60", "stop"]),
+                       capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["postgresql", "journal"])
+def storage_url(request, tmp_path):
+    if request.param == "journal":
+        return f"journal:{tmp_path / 'study.log'}"
+    return request.getfixturevalue("postgres_url")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    storage = open_storage(url)
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def _wait_for(predicate, what: str, seconds: float = 90.0) -> None:
+    for _ in range(int(seconds / 0.2)):  # bounded: fail rather than hang
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+WORKER = """
+import sys, time
+from moensemble.tune import open_storage, run_worker
+
+url, name, n_trials, stall = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+
+def objective(trial):
+    x = trial.suggest_float("x", 0.0, 1.0)
+    # Trial `stall` hangs, so that the test can kill the worker in the middle of it.
+    time.sleep(600 if trial.number == stall else 0.1)
+    return x
+
+storage = open_storage(url, heartbeat_interval=1, grace_period=2)
+run_worker(storage, name, objective, n_trials=n_trials, seed=0)
+"""
+
+
+# ---- two workers on one study ----------------------------------------------------------------
+
+
+def test_two_cli_workers_share_one_study(storage_url, tmp_path):
+    """Two ``moensemble tune`` processes: every trial lands once, the count is exact."""
+    command = [sys.executable, "-m", "moensemble.tune", "--storage", storage_url,
+               "--study-name", "shared", "--n-trials", "3", "--family", "weighted",
+               "--n-samples", "200", "--cv", "2", "--quiet"]
+    workers = [subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outputs]
+    trials = _trials(storage_url, "shared")
+    assert len(trials) == 6
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert len({t._trial_id for t in trials}) == 6
+    assert all(t.state == State.COMPLETE for t in trials), [t.state for t in trials]
+    per_worker: dict[str, int] = {}
+    for t in trials:
+        per_worker[t.user_attrs["worker"]] = per_worker.get(t.user_attrs["worker"], 0) + 1
+    assert sorted(per_worker.values()) == [3, 3]
+    assert all("ran 3 trials" in out for out, _ in outputs)
+
+    # The best trial is refit on all rows and saved safely.
+    output = tmp_path / "best.moe"
+    code = main(["--storage", storage_url, "--study-name", "shared", "--refit-best",
+                 "--output", str(output), "--family", "weighted", "--n-samples", "200",
+                 "--cv", "2", "--quiet"])
+    assert code == 0
+    import moensemble
+
+    model = moensemble.load(output)
+    best = max(trials, key=lambda t: t.value)
+    assert model.named_steps["model"].weighting == best.params["weighting"]
+
+
+def test_a_worker_with_other_settings_is_refused(tmp_path, capsys):
+    url = f"journal:{tmp_path / 'study.log'}"
+    common = ["--storage", url, "--study-name", "s", "--n-trials", "1", "--n-samples", "200",
+              "--cv", "2", "--quiet"]
+    assert main([*common, "--family", "weighted"]) == 0
+    assert main([*common, "--family", "stacking"]) == 2
+    assert "started with other settings (family)" in capsys.readouterr().err
+    assert len(_trials(url, "s")) == 1
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys):
+    url = f"journal:{tmp_path / 'study.log'}"
+    code = main(["--storage", url, "--study-name", "s", "--refit-best", "--output",
+                 str(tmp_path / "missing" / "m.moe"), "--n-samples", "200", "--quiet"])
+    assert code == 2
+    assert "is missing or not writable" in capsys.readouterr().err
+
+
+def test_bad_storage_url_masks_the_password(capsys):
+    code = main(["--storage", "postgresql+psycopg://me:s3cret@127.0.0.1:1/db",
+                 "--study-name", "s", "--n-trials", "1", "--n-samples", "200", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "s3cret" not in err and "***" in err
+
+
+# ---- faults ----------------------------------------------------------------------------------
+
+
+def test_sigkilled_worker_loses_no_finished_trial_and_its_trial_is_retried(storage_url,
+                                                                          tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    name = "faults"
+
+    def start(n_trials: int, stall: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), storage_url, name, str(n_trials),
+                                 str(stall)], env=_env(), stderr=subprocess.PIPE, text=True)
+
+    def states() -> list[State]:
+        with contextlib.suppress(KeyError):  # the study may not exist yet
+            return [t.state for t in sorted(_trials(storage_url, name), key=lambda t: t.number)]
+        return []
+
+    first = start(10, stall=3)
+    try:
+        _wait_for(lambda: states()[:4] == [State.COMPLETE] * 3 + [State.RUNNING],
+                  "three finished trials and a fourth running")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    before = {t.number: t.value for t in _trials(storage_url, name)
+              if t.state == State.COMPLETE}
+    assert sorted(before) == [0, 1, 2]
+    stalled = next(t for t in _trials(storage_url, name) if t.number == 3)
+    assert stalled.state == State.RUNNING  # left behind by the dead worker
+
+    time.sleep(3.5)  # past the 2 s grace period of the last heartbeat
+    second = start(2, stall=-1)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+
+    trials = {t.number: t for t in _trials(storage_url, name)}
+    # No finished trial was lost, and none ran twice.
+    assert {n: trials[n].value for n in before} == before
+    assert trials[3].state == State.FAIL
+    retries = [t for t in trials.values() if t.number > 3
+               and _retry_of(t) == 3]
+    assert len(retries) == 1
+    assert retries[0].state == State.COMPLETE
+    assert retries[0].params == stalled.params  # the same configuration, run again
+    assert sorted(trials) == list(range(6))
+    assert not [t for t in trials.values() if t.state in (State.RUNNING, State.WAITING)]
+
+
+def _retry_of(trial: optuna.trial.FrozenTrial) -> int | None:
+    if "retry_of" in trial.user_attrs:  # journal: moensemble re-queues the dead trial
+        return trial.user_attrs["retry_of"]
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback",
+                    optuna.storages.RetryFailedTrialCallback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return retry.retried_trial_number(trial)
+
+
+def test_requeue_leaves_live_workers_alone(tmp_path):
+    url = f"journal:{tmp_path / 'study.log'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    alive = study.ask()
+    alive.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    elsewhere = study.ask()
+    elsewhere.set_user_attr("worker", "another-host:1")
+    assert requeue_dead_local_trials(study) == []
+    assert [t.state for t in study.trials] == [State.RUNNING, State.RUNNING]
