@@ -10,7 +10,7 @@ from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -18,14 +18,12 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import (
     _check_sample_weight,
     _num_samples,
     check_array,
     check_consistent_length,
     check_is_fitted,
-    check_memory,
     column_or_1d,
     get_tags,
     has_fit_parameter,
@@ -33,7 +31,7 @@ from sklearn.utils.validation import (
 )
 
 from moensemble._validation import check_estimators
-from moensemble.ensemble._oof import OutOfFold, fit_full, out_of_fold, predict_aligned
+from moensemble.ensemble._oof import OutOfFold, out_of_fold, predict_aligned, refit_all
 
 
 def _as_rows(X):
@@ -195,10 +193,9 @@ class _BaseOOFEnsemble(BaseEstimator):
             fitted = [oof.refitted[name] for name in names]
         elif self.refit:
             # Through the same cache as the folds: another ensemble may have refitted these.
-            fit_all = check_memory(self.memory).cache(fit_full)
-            fitted = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(fit_all)(clone(self._pairs[i][1]), X, self._base_targets(y), sample_weight)
-                for i in used
+            fitted = refit_all(
+                [self._pairs[i][1] for i in used], X, self._base_targets(y), sample_weight,
+                memory=self.memory, n_jobs=self.n_jobs, verbose=self.verbose,
             )
         else:
             fitted = [oof.fold_estimators[name] for name in names]

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import joblib
 import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
@@ -113,12 +114,57 @@ def predict_aligned(estimator, X, method: str, classes: np.ndarray | None) -> np
 
 
 def fit_full(estimator, X, y, sample_weight):
-    """Fit ``estimator`` on all rows (a cacheable unit, shared with the ensembles' refits)."""
+    """Fit ``estimator`` on all rows."""
     kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
     return estimator.fit(X, y, **kwargs)
 
 
-def _fit_predict_fold(estimator, X, y, train, test, method, classes, sample_weight, keep):
+# The cacheable units take the data with a `data` token, its hash computed once per call of the
+# engine: the cache then hashes only the estimator and the fold indices of each task, instead
+# of X once per (base, fold) in every worker.
+_DATA_ARGS = ["X", "y", "sample_weight"]
+
+
+def _fit_all(estimator, X, y, sample_weight, data):
+    """``fit_full`` as a cacheable unit (shared by the engine's and the ensembles' refits)."""
+    return fit_full(estimator, X, y, sample_weight)
+
+
+def _data_token(memory, X, y, sample_weight) -> str | None:
+    return None if memory.location is None else joblib.hash((X, y, sample_weight))
+
+
+def _run(tasks: list[tuple[Any, tuple]], n_jobs, verbose) -> list:
+    """Run ``(cached function, args)`` tasks: cache hits are read here, the rest in parallel.
+
+    Shipping X to a worker only to read a result back from disk costs more than the read.
+    """
+    results: list = [None] * len(tasks)
+    todo = []
+    for i, (func, args) in enumerate(tasks):
+        if func.check_call_in_cache(*args):
+            results[i] = func(*args)
+        else:
+            todo.append(i)
+    fresh = Parallel(n_jobs=n_jobs, verbose=verbose)(
+        delayed(tasks[i][0])(*tasks[i][1]) for i in todo
+    )
+    for i, result in zip(todo, fresh, strict=True):
+        results[i] = result
+    return results
+
+
+def refit_all(estimators: Sequence[Any], X, y, sample_weight=None, *, memory=None,
+              n_jobs=None, verbose=0) -> list:
+    """Fit clones of ``estimators`` on all rows in parallel, through the engine's cache."""
+    cache = check_memory(memory)
+    fit_all, data = cache.cache(_fit_all, ignore=_DATA_ARGS), _data_token(
+        cache, X, y, sample_weight)
+    return _run([(fit_all, (clone(est), X, y, sample_weight, data)) for est in estimators],
+                n_jobs, verbose)
+
+
+def _fit_predict_fold(estimator, X, y, train, test, method, classes, sample_weight, keep, data):
     """Fit ``estimator`` on the ``train`` rows; predict the ``test`` rows (a cacheable unit).
 
     The fitted model comes back only when ``keep``: shipping every fold's forest or neighbour
@@ -233,18 +279,18 @@ def out_of_fold(
     folds = make_folds(cv, X, y, classifier=all_classifiers, groups=groups)
 
     cache = check_memory(memory)
-    fit_predict, fit_all = cache.cache(_fit_predict_fold), cache.cache(fit_full)
+    fit_predict = cache.cache(_fit_predict_fold, ignore=_DATA_ARGS)
+    fit_all = cache.cache(_fit_all, ignore=_DATA_ARGS)
+    data = _data_token(cache, X, y, sample_weight)
     # Refits first: they are the longest tasks, so they should not be the last to start.
-    tasks = [delayed(fit_all)(clone(est), X, y, sample_weight) for _, est in pairs if refit]
+    tasks = [(fit_all, (clone(est), X, y, sample_weight, data)) for _, est in pairs if refit]
     tasks += [
-        delayed(fit_predict)(
-            clone(est), X, y, train, test, methods[name], classes, sample_weight,
-            keep_fold_estimators,
-        )
+        (fit_predict, (clone(est), X, y, train, test, methods[name], classes, sample_weight,
+                       keep_fold_estimators, data))
         for name, est in pairs
         for train, test in folds
     ]
-    results = Parallel(n_jobs=n_jobs, verbose=verbose)(tasks)
+    results = _run(tasks, n_jobs, verbose)
     n_refit = len(pairs) if refit else 0
     oof = _assemble(names, methods, folds, results[n_refit:], classes, _num_samples(X))
     if not keep_fold_estimators:
