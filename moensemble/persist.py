@@ -33,7 +33,7 @@ import sys
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,7 @@ def _manifest(model: Any, nets: list[Any]) -> dict:
             {
                 "estimator": _qualname(type(owner)),
                 "params": owner.get_params(deep=False),
+                "in_features": _net_in_features(owner),
                 "weights": f"nets/{i}.safetensors",
                 "history": f"nets/{i}.history.json",
             }
@@ -366,13 +367,20 @@ def load(path: str | os.PathLike, trusted: Iterable[str] | None = None) -> Any:
     with _open_zip(path) as archive:
         manifest = _read_manifest(archive, path)
         model_bytes = _read_member(archive, MODEL, path)
-        nets = [
-            (
-                _read_member(archive, entry["weights"], path),
-                _read_member(archive, entry["history"], path),
-            )
-            for entry in manifest.get("nets", [])
-        ]
+        try:
+            nets = [
+                (
+                    _read_member(archive, entry["weights"], path),
+                    _read_member(archive, entry["history"], path),
+                    int(entry["in_features"]),
+                )
+                for entry in manifest.get("nets", [])
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ValueError) and "damaged" in str(exc):
+                raise
+            raise ValueError(f"{path} is damaged: bad network entry in {MANIFEST} ({exc}).") \
+                from None
     model = _load_skops(model_bytes, path, trusted)
     return _restore_nets(model, nets, {})
 
@@ -476,7 +484,7 @@ def _load_skops(data: bytes, path: Path, extra: Iterable[str] | None) -> Any:
 # ---- torch networks --------------------------------------------------------------------------
 
 
-def _restore_nets(obj: Any, nets: list[tuple[bytes, bytes]], memo: dict[int, Any]) -> Any:
+def _restore_nets(obj: Any, nets: list[tuple[bytes, bytes, int]], memo: dict[int, Any]) -> Any:
     """Undo :func:`_strip_nets`: rebuild marked networks and pandas objects; return ``obj``.
 
     Containers and estimators are updated in place (tuples are rebuilt).
@@ -509,25 +517,32 @@ def _restore_nets(obj: Any, nets: list[tuple[bytes, bytes]], memo: dict[int, Any
     return memo[key]
 
 
-def _rebuild_net(estimator: Any, weights: bytes, history: bytes) -> None:
-    """Build ``estimator.net_`` from its parameters, then load the saved weights into it."""
+def _net_in_features(owner: Any) -> int:
+    """Input width of ``owner.net_``'s module: the first linear layer of the gated router's
+    trunk (or of the router itself), the estimator's features for a mixture of experts."""
     import torch
-    from sklearn.base import is_classifier
+
+    module = owner.net_.module_
+    for part in (getattr(module, "trunk", None), getattr(module, "router", None)):
+        linear = next((m for m in part.modules() if isinstance(m, torch.nn.Linear)), None) if (
+            part is not None and hasattr(owner, "_check_router_params")
+        ) else None
+        if linear is not None:
+            return int(linear.in_features)
+    return int(owner.n_features_in_)
+
+
+def _rebuild_net(estimator: Any, weights: bytes, history: bytes, in_features: int) -> None:
+    """Build ``estimator.net_`` from its parameters, then load the saved weights into it."""
     from skorch.history import History
 
-    from moensemble.moe.net import MoENetClassifier, MoENetRegressor
-
-    if not hasattr(estimator, "_build_module"):
-        raise ValueError(f"Cannot rebuild the network of {type(estimator).__name__}.")
-    hidden, device = _check_for_this_machine(estimator)
-    if is_classifier(estimator):
-        net_cls, criterion, out = MoENetClassifier, torch.nn.CrossEntropyLoss, len(
-            estimator.classes_
-        )
+    if hasattr(estimator, "_build_module"):  # MoEClassifier / MoERegressor
+        net = _moe_net(estimator, in_features)
+    elif hasattr(estimator, "_check_router_params"):  # GatedEnsembleClassifier / Regressor
+        hidden, device = _check_for_this_machine(estimator, estimator._check_router_params)
+        net = estimator._make_net(in_features, hidden, None, device)
     else:
-        net_cls, criterion, out = MoENetRegressor, torch.nn.MSELoss, len(estimator._y_mean)
-    module = estimator._build_module(estimator.n_features_in_, out, hidden)
-    net = estimator._make_net(net_cls, criterion, module, None, device)
+        raise ValueError(f"Cannot rebuild the network of {type(estimator).__name__}.")
     net.initialize()
     try:
         net.load_params(f_params=io.BytesIO(weights), use_safetensors=True)
@@ -539,10 +554,26 @@ def _rebuild_net(estimator: Any, weights: bytes, history: bytes) -> None:
     estimator.history_ = net.history
 
 
-def _check_for_this_machine(estimator: Any) -> tuple[tuple[int, ...], str]:
+def _moe_net(estimator: Any, in_features: int) -> Any:
+    import torch
+    from sklearn.base import is_classifier
+
+    from moensemble.moe.net import MoENetClassifier, MoENetRegressor
+
+    hidden, device = _check_for_this_machine(estimator, estimator._check_params)
+    if is_classifier(estimator):
+        net_cls, criterion = MoENetClassifier, torch.nn.CrossEntropyLoss
+        out = len(estimator.classes_)
+    else:
+        net_cls, criterion, out = MoENetRegressor, torch.nn.MSELoss, len(estimator._y_mean)
+    module = estimator._build_module(in_features, out, hidden)
+    return estimator._make_net(net_cls, criterion, module, None, device)
+
+
+def _check_for_this_machine(estimator: Any, check: Callable[[], Any]) -> Any:
     """Check the parameters; a model fitted on a GPU loads on the CPU when there is none."""
     try:
-        return estimator._check_params()
+        return check()
     except ValueError as exc:
         if str(estimator.device) == "cpu":
             raise
@@ -550,17 +581,19 @@ def _check_for_this_machine(estimator: Any) -> tuple[tuple[int, ...], str]:
             f"The model was fitted with device={estimator.device!r}, which this machine cannot "
             f"use ({exc}); it is loaded on the CPU (device='cpu').",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         estimator.set_params(device="cpu")
     try:
-        return estimator._check_params()
+        return check()
     except ValueError:
+        if getattr(estimator, "precision", "float32") == "float32":
+            raise
         warnings.warn(
             f"precision={estimator.precision!r} is not supported on the CPU here; the model "
             "predicts in float32.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         estimator.set_params(precision="float32")
-        return estimator._check_params()
+        return check()

@@ -126,6 +126,18 @@ def test_ensembles_round_trip_with_a_moe_inside(tmp_path, classification):
     assert all(hasattr(m, "net_") for m in stacked.named_estimators_["moe"])
 
 
+@pytest.mark.parametrize("router_hidden", [(), (8,)])
+def test_gated_ensemble_round_trip(tmp_path, classification, router_hidden):
+    from moensemble.gated import GatedEnsembleClassifier
+
+    X, y = classification
+    gated = GatedEnsembleClassifier(
+        [("nb", GaussianNB()), ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))],
+        router_hidden=router_hidden, max_epochs=3, cv=3, random_state=0).fit(X, y)
+    loaded = load(save(gated, tmp_path / "gated.moe"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), gated.predict_proba(X))
+
+
 def test_regression_stack_in_a_pipeline_round_trip(tmp_path):
     X, y = make_regression(n_samples=100, n_features=4, random_state=0)
     model = make_pipeline(StandardScaler(), StackingEnsembleRegressor(
