@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,docs,text,persist
+EXTRAS ?= dev,docs,text,persist,distributed
 
 .PHONY: install demo test lint docs clean
 
