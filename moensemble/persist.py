@@ -149,6 +149,8 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     skeleton = _strip_nets(model, nets, {})
     try:
         model_bytes = sio.dumps(skeleton)
+    except OSError:  # out of memory for the archive, not an unsupported part
+        raise
     except Exception as exc:  # skops raises several types for what it cannot store
         raise TypeError(
             f"Cannot save {type(model).__name__} safely: {exc}. Models with such parts can be "

@@ -200,6 +200,34 @@ def test_unwritable_output_folder_is_a_clear_error(tmp_path, capsys):
     assert "is missing or not writable" in capsys.readouterr().err
 
 
+def test_disk_full_while_saving_keeps_the_earlier_model(tmp_path, capsys, monkeypatch):
+    import errno
+    import io
+    import zipfile
+
+    url = f"journal:{tmp_path / 'study.log'}"
+    data = ["--n-samples", "200", "--cv", "2", "--quiet"]
+    assert main(["--storage", url, "--study-name", "s", "--n-trials", "1", *data]) == 0
+    output = tmp_path / "model.moe"
+    refit = ["--storage", url, "--study-name", "s", "--refit-best", "--output", str(output)]
+    assert main([*refit, *data]) == 0
+    before = output.read_bytes()
+
+    writestr = zipfile.ZipFile.writestr
+
+    def full(self, *args, **kwargs):
+        if isinstance(self.fp, io.BytesIO):  # skops builds its archive in memory: let it
+            return writestr(self, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", full)
+    assert main([*refit, *data]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert output.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.moe", "study.log"]
+    assert len(_trials(url, "s")) == 1  # the study is untouched
+
+
 def test_bad_storage_url_masks_the_password(capsys):
     code = main(["--storage", "postgresql+psycopg://me:s3cret@127.0.0.1:1/db",
                  "--study-name", "s", "--n-trials", "1", "--n-samples", "200", "--quiet"])
