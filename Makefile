@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev,docs,text,persist,distributed
 
-.PHONY: install demo test lint docs clean
+.PHONY: install system-deps demo test lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ lint: install
 docs: install
 	$(BIN)/mkdocs build --strict --site-dir build/site
 
-test: install lint docs
+# The distributed-search tests start a private PostgreSQL server on loopback; install
+# Debian's server when it is absent and we may (outside CI those tests skip without it).
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null); } || \
+	  echo "note: no PostgreSQL server found; its tests will be skipped"
+
+test: system-deps install lint docs
 	$(BIN)/python -m pytest -n 2 --durations=15
 
 clean:
