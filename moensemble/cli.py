@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true",
                      help="print only the leaderboard (no progress bar, no notes)")
     compare.set_defaults(run=run_compare)
+    from moensemble.tune import register as register_tune
+
+    register_tune(commands)  # `moensemble tune`: a worker of a shared Optuna study
     return parser
 
 

@@ -34,10 +34,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
+
+if TYPE_CHECKING:  # optuna is imported where used: `moensemble --help` stays fast
+    import optuna
 
 __all__ = ["open_storage", "join_study", "run_worker", "make_objective", "refit_best",
            "register", "run", "main"]
@@ -86,6 +88,8 @@ def open_storage(
     ValueError
         When the storage cannot be opened; the message masks any password in ``url``.
     """
+    import optuna
+
     from moensemble.search._search import _password, mask_url
     from moensemble.search._search import open_storage as open_plain
 
@@ -113,6 +117,7 @@ def open_storage(
 
 
 def _open_rdb(url: str, kwargs: dict, attempts: int = 5) -> optuna.storages.RDBStorage:
+    import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     for attempt in range(attempts):
@@ -140,6 +145,8 @@ def join_study(
     Each worker's sampler gets its own seed (``seed`` plus the process id): equal seeds
     would make workers that start together propose the same first trials.
     """
+    import optuna
+
     worker_seed = None if seed is None else (seed + os.getpid()) % (2**31)
     return optuna.create_study(
         storage=storage,
@@ -162,6 +169,7 @@ def requeue_dead_local_trials(study: optuna.Study) -> list[int]:
     For storages without heartbeats (journal files, which serve one machine): a trial whose
     worker process no longer exists will never finish. Returns the failed trial numbers.
     """
+    import optuna
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
@@ -229,6 +237,7 @@ def run_worker(
     numbers : list of int
         Numbers of the trials this worker ran.
     """
+
     if n_trials is None and timeout is None:
         raise ValueError("Give `n_trials` or `timeout`: a worker without either never stops.")
     opened = open_storage(storage)
@@ -343,6 +352,8 @@ def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
 
 def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, problem: Problem):
     """Refit the study's best trial on all of ``problem``'s data; return the fitted model."""
+    import optuna
+
     from moensemble.search._search import build_estimator, replay_space
 
     opened = open_storage(storage)
@@ -376,8 +387,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser : argparse.ArgumentParser
         The ``tune`` parser (its ``run`` default is :func:`run`).
     """
-    from moensemble.search.auto import FAMILIES
-
     tune = subparsers.add_parser(
         "tune",
         help="run search trials as one worker of a shared Optuna study",
@@ -395,8 +404,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        help="trials this worker runs")
     study.add_argument("--timeout", type=float, metavar="SECONDS",
                        help="no new trial starts after this many seconds")
-    study.add_argument("--family", default="weighted", choices=sorted(FAMILIES),
-                       help="the model family whose space is searched")
+    study.add_argument("--family", default="weighted", metavar="NAME",
+                       help="the model family whose space is searched: weighted, stacking, moe "
+                       "or gated (moensemble.search.auto.FAMILIES)")
     study.add_argument("--heartbeat", type=_positive_int, default=HEARTBEAT_INTERVAL,
                        metavar="SECONDS", help="heartbeat interval of running trials (database)")
     study.add_argument("--grace-period", type=_positive_int, default=GRACE_PERIOD,
@@ -433,8 +443,13 @@ def _positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``moensemble tune``: run trials as a worker, or refit the best trial and save it."""
-    from moensemble.cli import UserError
+    import optuna
 
+    from moensemble.cli import UserError
+    from moensemble.search.auto import FAMILIES
+
+    if args.family not in FAMILIES:
+        raise UserError(f"unknown --family {args.family!r}; known: {', '.join(FAMILIES)}.")
     problem = _problem(args)
     try:
         storage = open_storage(args.storage, heartbeat_interval=args.heartbeat,

@@ -24,7 +24,7 @@ distributed = pytest.importorskip("distributed", reason="needs the `distributed`
 def client():
     # One in-process worker with two threads: a real scheduler and worker, started in ~1 s.
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
     ) as cluster, distributed.Client(cluster) as dask_client:
         yield dask_client
 

@@ -151,7 +151,7 @@ run_worker(storage, name, objective, n_trials=n_trials, seed=0)
 
 def test_two_cli_workers_share_one_study(storage_url, tmp_path):
     """Two ``moensemble tune`` processes: every trial lands once, the count is exact."""
-    command = [sys.executable, "-m", "moensemble.tune", "--storage", storage_url,
+    command = [sys.executable, "-m", "moensemble", "tune", "--storage", storage_url,
                "--study-name", "shared", "--n-trials", "3", "--family", "weighted",
                "--n-samples", "200", "--cv", "2", "--quiet"]
     workers = [subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
