@@ -139,7 +139,7 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     >>> clf = LogisticRegression(max_iter=500).fit(X, y)
     >>> path = os.path.join(tempfile.mkdtemp(), "clf.moe")
     >>> _ = moensemble.save(clf, path)
-    >>> (moensemble.load(path).predict(X) == clf.predict(X)).all()
+    >>> bool((moensemble.load(path).predict(X) == clf.predict(X)).all())
     True
     """
     import skops.io as sio

@@ -92,3 +92,19 @@ def test_regressor_stack_same_on_dask(client):
     local = make().fit(X, y)
     remote = _on_dask(client, lambda: make().fit(X, y))
     np.testing.assert_allclose(remote.predict(X), local.predict(X))
+
+
+def test_weighted_ensemble_same_on_ray():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (optional joblib backend)")
+    from ray.util.joblib import register_ray
+
+    X, y = make_classification(n_samples=150, n_features=6, random_state=2)
+    local = WeightedEnsembleClassifier(_bases(), cv=3, n_jobs=2).fit(X, y)
+    register_ray()
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    try:
+        with joblib.parallel_config(backend="ray"):
+            remote = WeightedEnsembleClassifier(_bases(), cv=3, n_jobs=2).fit(X, y)
+    finally:
+        ray.shutdown()
+    np.testing.assert_allclose(remote.predict_proba(X), local.predict_proba(X))
