@@ -138,6 +138,15 @@ def test_gated_ensemble_round_trip(tmp_path, classification, router_hidden):
     np.testing.assert_array_equal(loaded.predict_proba(X), gated.predict_proba(X))
 
 
+def test_moe_in_a_pipeline_round_trip(tmp_path, classification):
+    X, y = classification
+    pipe = make_pipeline(StandardScaler(), MoEClassifier(n_experts=3, max_epochs=2,
+                                                         random_state=0)).fit(X, y)
+    loaded = load(save(pipe, tmp_path / "pipe.moe"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), pipe.predict_proba(X))
+    assert pipe.steps[-1][1].net_ is not loaded.steps[-1][1].net_
+
+
 def test_regression_stack_in_a_pipeline_round_trip(tmp_path):
     X, y = make_regression(n_samples=100, n_features=4, random_state=0)
     model = make_pipeline(StandardScaler(), StackingEnsembleRegressor(
