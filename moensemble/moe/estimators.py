@@ -34,6 +34,27 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 _COPY_NOISE = 0.01
 
 
+def _inherit_optimizer_state(dense_opt, dense_module, opt, module) -> None:
+    """Copy per-parameter optimizer state by parameter name, broadcast over the experts.
+
+    A dense tensor of shape ``(1, ...)`` (the one stacked expert) is expanded to the
+    ``(n_experts, ...)`` shape of its copies; parameters without a dense twin (the new
+    router) start with an empty state, as usual.
+    """
+    dense_params = dict(dense_module.named_parameters())
+    for name, p in module.named_parameters():
+        src = dense_params.get(name)
+        state = dense_opt.state.get(src) if src is not None else None
+        if not state:
+            continue
+        opt.state[p] = {
+            key: value.expand_as(p).clone()
+            if torch.is_tensor(value) and value.shape == src.shape and value.dim() > 0
+            else (value.clone() if torch.is_tensor(value) else value)
+            for key, value in state.items()
+        }
+
+
 class _BaseMoE(BaseEstimator):
     """Shared parameters, fitting and routing introspection of the MoE estimators."""
 
@@ -46,6 +67,8 @@ class _BaseMoE(BaseEstimator):
         "gating": [StrOptions({"expert", "elementwise"})],
         "init": [StrOptions({"random", "upcycle"})],
         "upcycle_epochs": [Interval(Integral, 1, None, closed="left")],
+        "grow_steps": [Interval(Integral, 0, None, closed="left")],
+        "grow_epochs": [Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"relu", "gelu", "tanh", "silu"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "gate_dropout": [Interval(Real, 0, 1, closed="left")],
@@ -81,6 +104,8 @@ class _BaseMoE(BaseEstimator):
         gating: str = "expert",
         init: str = "random",
         upcycle_epochs: int = 10,
+        grow_steps: int = 0,
+        grow_epochs: int = 5,
         activation: str = "relu",
         dropout: float = 0.0,
         gate_dropout: float = 0.0,
@@ -112,6 +137,8 @@ class _BaseMoE(BaseEstimator):
         self.gating = gating
         self.init = init
         self.upcycle_epochs = upcycle_epochs
+        self.grow_steps = grow_steps
+        self.grow_epochs = grow_epochs
         self.activation = activation
         self.dropout = dropout
         self.gate_dropout = gate_dropout
@@ -188,22 +215,30 @@ class _BaseMoE(BaseEstimator):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             if self.init == "upcycle":
-                module = self._upcycled_module(
+                self.net_ = self._upcycled_net(
                     net_cls, criterion, train, valid, device, out_features, hidden
                 )
+                self.net_.partial_fit(train, None)  # keeps the inherited optimizer state
             else:
                 module = self._build_module(X.shape[1], out_features, hidden)
-            self.net_ = self._make_net(net_cls, criterion, module, valid, device)
-            self.net_.fit(train, None)
+                self.net_ = self._make_net(net_cls, criterion, module, valid, device)
+                self.net_.fit(train, None)
         self._finish_fit(X)
+        for _ in range(self.grow_steps):
+            self._grow(X, y, 1, self.grow_epochs)
 
     def _finish_fit(self, X) -> None:
         self.history_ = self.net_.history
         self.n_active_params_ = self.net_.module_.n_active_params(self._active_k())
         self._set_routing_stats(X)
 
-    def _upcycled_module(self, net_cls, criterion, train, valid, device, out_features, hidden):
-        """Sparse upcycling: train one dense expert, then copy it into ``n_experts``."""
+    def _upcycled_net(self, net_cls, criterion, train, valid, device, out_features, hidden):
+        """Sparse upcycling: train one dense expert, then copy it into ``n_experts``.
+
+        The copies also inherit the dense expert's optimizer moments (Adam's running
+        averages): a fresh optimizer's first steps at full learning rate would throw the
+        copies off the dense solution they start from. The router starts fresh.
+        """
         in_features = train.X.shape[1]
         dense = self._build_module(
             in_features, out_features, hidden, n_experts=1, top_k=1, router="topk"
@@ -219,7 +254,10 @@ class _BaseMoE(BaseEstimator):
         module = self._build_module(in_features, out_features, hidden)  # fresh router
         module.experts = upcycle(trained.experts, self.n_experts, noise=_COPY_NOISE)
         module.shared_expert, module.fallback = trained.shared_expert, trained.fallback
-        return module.to(device)
+        net = self._make_net(net_cls, criterion, module.to(device), valid, device)
+        net.initialize()
+        _inherit_optimizer_state(dense_net.optimizer_, trained, net.optimizer_, net.module_)
+        return net
 
     def _split(self, X, y: np.ndarray, seed: int) -> tuple[RowDataset, RowDataset | None]:
         if not self.early_stopping:
@@ -435,8 +473,10 @@ class _BaseMoE(BaseEstimator):
         expert; the router gets a copy of that expert's row with both biases lowered by
         ``log 2``, so the pair starts by sharing the rows the original took, and the
         network's predictions barely change. Training then continues on ``(X, y)`` with a
-        fresh optimizer for ``max_epochs``. ``n_experts_`` grows by ``n_new``; the
-        ``n_experts`` parameter is left as given (``clone`` builds the original size).
+        fresh optimizer for ``max_epochs``; ``history_`` becomes that phase's history.
+        ``n_experts_`` grows by ``n_new``; the ``n_experts`` parameter is left as given
+        (``clone`` builds the original size). In a search, use the ``grow_steps``
+        parameter instead, which grows inside ``fit``.
 
         Parameters
         ----------
@@ -460,6 +500,10 @@ class _BaseMoE(BaseEstimator):
         ):
             raise ValueError(f"`max_epochs` must be None or an int >= 1; got {max_epochs!r}.")
         X, y = self._validate_grow(X, y)
+        return self._grow(X, y, n_new, max_epochs)
+
+    def _grow(self, X, y: np.ndarray, n_new: int, max_epochs: int | None):
+        """``grow`` on validated ``X`` and encoded / standardised ``y``."""
         net_cls, criterion = self._net_spec()
         module, device = self.net_.module_, self.net_.device
         load = list(np.asarray(self.expert_load_, dtype=float))
@@ -509,7 +553,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     Parameters
     ----------
     n_experts : int, default=8
-        Number of experts.
+        Number of experts (ignored when ``experts`` is given).
     top_k : int, default=2
         Experts per row (``'topk'``, ``'expert_choice'``); must be <= ``n_experts``.
         ``'softmax'`` uses all experts, ``'switch'`` one.
@@ -517,7 +561,34 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         Noisy top-k (Shazeer 2017), dense softmax gating, top-1 with capacity
         (Switch), or expert choice (Zhou 2022). See :mod:`moensemble.moe.routing`.
     expert_hidden : int or tuple of int, default=(64,)
-        Hidden layer widths of each expert MLP.
+        Hidden layer widths of each expert MLP (and of the shared expert).
+    experts : list of expert specs, default=None
+        Heterogeneous experts (a modular MoE), one per spec: ``'linear'``, a hidden width
+        or tuple of widths such as ``(32,)`` or ``(64, 64)`` (an MLP with ``activation``
+        and ``dropout``), an ``nn.Module`` (copied) or a factory
+        ``f(in_features, out_features) -> nn.Module``; each maps
+        ``(rows, n_features) -> (rows, n_outputs)``. The router learns which to use;
+        ``n_experts`` is then ``len(experts)`` and the experts run one after the other on
+        their rows. ``None``: ``n_experts`` identical MLPs in one stacked module.
+    gating : {'expert', 'elementwise'}, default='expert'
+        ``'elementwise'``: a gate per output unit (class logit or regression target) of
+        each routed expert instead of one scalar; see
+        :class:`~moensemble.moe.routing.ElementwiseGate` and :meth:`output_gates`.
+    init : {'random', 'upcycle'}, default='random'
+        ``'upcycle'``: sparse upcycling (Komatsuzaki et al. 2022) — first train a dense
+        network (one expert, ``upcycle_epochs`` epochs), then copy its expert into the
+        ``n_experts`` experts (with 1% noise) under a fresh router, and train
+        ``max_epochs`` more; the copies inherit the dense optimizer state. With
+        ``top_k >= 2`` the renormalised gates make the mixture start as the dense network.
+    upcycle_epochs : int, default=10
+        Epochs of the dense phase of ``init='upcycle'``.
+    grow_steps : int, default=0
+        After training, grow the mixture this many times by one expert (see
+        :meth:`grow`), training ``grow_epochs`` after each split; ``n_experts_`` ends at
+        ``n_experts + grow_steps``. This is how a search tries growing: it is an ordinary
+        parameter (e.g. ``trial.suggest_int("grow_steps", 0, 3)``).
+    grow_epochs : int, default=5
+        Epochs of training after each growing step.
     activation : {'relu', 'gelu', 'tanh', 'silu'}, default='relu'
     dropout : float, default=0.0
         Dropout inside the experts.
@@ -581,9 +652,15 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     router_entropy_ : float
         Mean entropy of the router softmax over the training rows.
     overflow_fraction_ : float
-        Share of rows over capacity in the last training epoch (``'switch'``; else 0).
+        Share of rows over capacity in the last complete training epoch (``'switch'``;
+        else 0); the batches seen when training stopped inside the first epoch.
     n_active_params_ : int
-        Parameters used per row: router + ``k`` experts + shared expert + fallback.
+        Parameters used per row: router + ``k`` experts + shared expert + fallback
+        (+ element-wise gates).
+    n_experts_ : int
+        Number of experts: ``n_experts``, ``len(experts)``, or more after :meth:`grow`.
+    dense_history_ : skorch.History or None
+        The dense phase's history with ``init='upcycle'``; otherwise None.
 
     Examples
     --------
@@ -684,7 +761,7 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     Attributes
     ----------
     n_features_in_, feature_names_in_, net_, history_, expert_load_, router_entropy_,
-    overflow_fraction_, n_active_params_ :
+    overflow_fraction_, n_active_params_, n_experts_, dense_history_ :
         As in :class:`MoEClassifier`.
 
     Examples

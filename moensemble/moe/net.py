@@ -23,7 +23,7 @@ from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
 from torch import Tensor, nn
 
 from .experts import MLPExpert, StackedMLPExperts, params_per_expert
-from .routing import Router, Routing, dispatch
+from .routing import ElementwiseGate, Router, Routing, dispatch
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -44,6 +44,8 @@ class MoEModule(nn.Module):
         carries the rows that overflowed their expert (their output is never dropped).
     precision : {'float32', 'bfloat16', 'float16'}
         Autocast dtype for the experts.
+    output_gate : ElementwiseGate, optional
+        Per-output gates (element-wise weighting) instead of one scalar per assignment.
     """
 
     def __init__(
@@ -54,9 +56,11 @@ class MoEModule(nn.Module):
         shared_expert: nn.Module | None = None,
         fallback: nn.Module | None = None,
         precision: str = "float32",
+        output_gate: ElementwiseGate | None = None,
     ) -> None:
         super().__init__()
         self.router = router
+        self.output_gate = output_gate
         self.experts = experts
         self.shared_expert = shared_expert
         self.fallback = fallback
@@ -69,14 +73,21 @@ class MoEModule(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # (batch, in) -> (batch, out), (2,)
         x = x.float()
         routing = self.router(x)  # float32, outside autocast
+        gates = self.gates(x, routing)  # (batch, k) or (batch, k, out), float32
         with self._autocast(x):
-            out, counts = dispatch(x, routing.indices, routing.gates, self.experts, routing.mask)
+            out, counts = dispatch(x, routing.indices, gates, self.experts, routing.mask)
             for extra in (self.shared_expert, self.fallback):
                 if extra is not None:
                     out = out + extra(x).float()
         if self.training:
             self._record(routing, counts, x.shape[0])
         return out, torch.stack([routing.aux_loss, routing.z_loss])
+
+    def gates(self, x: Tensor, routing: Routing) -> Tensor:
+        """The routing's gates, made per-output when the module has an ``output_gate``."""
+        if self.output_gate is None:
+            return routing.gates
+        return self.output_gate(x.float(), routing.indices, routing.gates)
 
     def route(self, x: Tensor) -> Routing:
         """Routing of ``x`` as in ``forward`` (in the module's current mode)."""
@@ -105,7 +116,7 @@ class MoEModule(nn.Module):
         """Parameters one row uses: router + ``k`` (largest) experts + shared + fallback."""
         per_expert = sorted(params_per_expert(self.experts), reverse=True)
         total = sum(p.numel() for p in self.router.parameters()) + sum(per_expert[:k])
-        for extra in (self.shared_expert, self.fallback):
+        for extra in (self.shared_expert, self.fallback, self.output_gate):
             if extra is not None:
                 total += sum(p.numel() for p in extra.parameters())
         return int(total)
@@ -123,18 +134,28 @@ def build_module(
     shared_expert: bool,
     fallback: bool,
     precision: str,
+    experts: nn.Module | None = None,
+    elementwise: bool = False,
 ) -> MoEModule:
-    """The estimators' network: stacked MLP experts (+ a shared MLP, + a linear fallback)."""
-    experts = StackedMLPExperts(
-        n_experts, in_features, hidden, out_features, activation=activation, dropout=dropout
-    )
+    """The estimators' network: stacked MLP experts (+ a shared MLP, + a linear fallback).
+
+    ``experts`` replaces the stacked MLPs (e.g. heterogeneous experts in a ModuleList);
+    ``elementwise`` adds per-output gates (:class:`~.routing.ElementwiseGate`).
+    """
+    if experts is None:
+        experts = StackedMLPExperts(
+            n_experts, in_features, hidden, out_features, activation=activation, dropout=dropout
+        )
     shared = (
         MLPExpert(in_features, hidden, out_features, activation=activation, dropout=dropout)
         if shared_expert
         else None
     )
     skip = nn.Linear(in_features, out_features) if fallback else None
-    return MoEModule(router, experts, shared_expert=shared, fallback=skip, precision=precision)
+    gate = ElementwiseGate(in_features, len(experts), out_features) if elementwise else None
+    return MoEModule(
+        router, experts, shared_expert=shared, fallback=skip, precision=precision, output_gate=gate
+    )
 
 
 class _AuxLossMixin:

@@ -326,6 +326,44 @@ class ExpertChoiceRouter(Router):
         return self._finish(logits, indices, gates, None)
 
 
+class ElementwiseGate(nn.Module):
+    """Element-wise (per-output) gates: one weight per assignment *and* output unit.
+
+    ``gate[b, j, o] = g_j(x_b) * 2 * sigmoid(V x_b)[indices[b, j], o]``: the router's
+    scalar gate of each assignment, rescaled per output (per class logit or regression
+    target) by a float32 linear map ``V: in -> n_experts * out_features``. ``V`` starts at
+    zero, so training starts from the scalar gates; masked assignments stay at 0.
+    """
+
+    def __init__(self, in_features: int, n_experts: int, out_features: int) -> None:
+        super().__init__()
+        self.n_experts = int(n_experts)
+        self.out_features = int(out_features)
+        self.linear = nn.Linear(in_features, n_experts * out_features)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: Tensor, indices: Tensor, gates: Tensor) -> Tensor:
+        """``x: (batch, in)``, ``indices, gates: (batch, k)`` -> ``(batch, k, out)``."""
+        batch, k = indices.shape
+        with torch.autocast(x.device.type, enabled=False):
+            scale = 2 * torch.sigmoid(self.linear(x.float()))
+        scale = scale.view(batch, self.n_experts, self.out_features)
+        scale = scale.gather(1, indices.unsqueeze(-1).expand(batch, k, self.out_features))
+        return gates.float().unsqueeze(-1) * scale
+
+    @torch.no_grad()
+    def grow(self, index: int) -> None:
+        """Add an expert whose per-output weights copy expert ``index``'s."""
+        out = self.out_features
+        w, b = self.linear.weight, self.linear.bias
+        new = nn.Linear(w.shape[1], w.shape[0] + out, device=w.device, dtype=w.dtype)
+        new.weight.copy_(torch.cat([w, w[index * out : (index + 1) * out]]))
+        new.bias.copy_(torch.cat([b, b[index * out : (index + 1) * out]]))
+        self.linear = new
+        self.n_experts += 1
+
+
 def make_router(
     name: str,
     in_features: int,

@@ -1,0 +1,212 @@
+"""The source articles' MoE variants: heterogeneous experts, element-wise gates, upcycling,
+growing; and routing statistics after an interrupted fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import r2_score
+from skorch.callbacks import Callback
+from torch import nn
+
+from moensemble.interpret import routing_report
+from moensemble.moe import MoEClassifier, MoERegressor
+from moensemble.moe.net import MoEModule, build_module
+from moensemble.moe.routing import make_router
+from moensemble.moe.variants import split_expert, upcycle
+
+QUICK = dict(lr=1e-2, batch_size=64, random_state=0)
+
+
+def regime(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A linear regime (x0 < 0) and a nonlinear one (x0 >= 0) of the same features."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, (n, 4))
+    linear = 1.5 * X[:, 1] - X[:, 2] + 0.5 * X[:, 3]
+    wavy = 2 * np.sin(3 * X[:, 1]) * np.cos(2 * X[:, 2])
+    return X, np.where(X[:, 0] < 0, linear, wavy) + 0.05 * rng.normal(size=n)
+
+
+@pytest.fixture(scope="module")
+def regime_data():
+    X, y = regime(600, seed=0)
+    X_test, y_test = regime(1000, seed=1)
+    return X, y, X_test, y_test
+
+
+# -- heterogeneous experts ---------------------------------------------------------------
+def test_router_sends_the_nonlinear_regime_to_the_mlp_expert(regime_data):
+    X, y, X_test, y_test = regime_data
+    reg = MoERegressor(experts=["linear", (32,)], top_k=1, max_epochs=20, **QUICK).fit(X, y)
+    assert reg.n_experts_ == 2 and reg.expert_load_.shape == (2,)
+    score = r2_score(y_test, reg.predict(X_test))
+    linear_score = r2_score(y_test, LinearRegression().fit(X, y).predict(X_test))
+    assert score > 0.6 and score > linear_score + 0.3
+    indices, _ = reg.route(X_test)
+    wavy = X_test[:, 0] >= 0
+    # the linear expert cannot fit the wavy regime: the router keeps it on the MLP
+    assert np.mean(indices[wavy, 0] == 1) > 0.75
+    report = routing_report(reg, X_test, y_test)
+    assert list(report.index) == [0, 1]
+    assert report["rows"].sum() == len(X_test)
+
+
+def test_expert_specs_modules_factories_and_errors():
+    X, y = make_classification(120, 6, random_state=0)
+    specs = ["linear", 8, (8, 8), nn.Linear(6, 2), lambda n_in, n_out: nn.Linear(n_in, n_out)]
+    clf = MoEClassifier(experts=specs, top_k=2, max_epochs=2, **QUICK).fit(X, y)
+    kinds = [type(e).__name__ for e in clf.net_.module_.experts]
+    assert kinds == ["MLPExpert", "MLPExpert", "MLPExpert", "Linear", "Linear"]
+    assert clf.n_experts_ == 5 and clf.n_experts == 8  # the parameter stays as given
+    assert clf.route(X)[0].max() <= 4
+    # the module given as a spec is copied, never trained in place
+    assert clf.net_.module_.experts[3] is not specs[3]
+    with pytest.raises(ValueError, match=r"experts\[1\].*'quadratic'"):
+        MoEClassifier(experts=["linear", "quadratic"]).fit(X, y)
+    with pytest.raises(ValueError, match=r"experts.*non-empty"):
+        MoEClassifier(experts=[]).fit(X, y)
+    with pytest.raises(ValueError, match=r"top_k.*len\(`experts`\)=2"):
+        MoEClassifier(experts=["linear", 4], top_k=3).fit(X, y)
+    with pytest.raises(ValueError, match=r"init.*upcycle.*experts"):
+        MoEClassifier(experts=["linear", 4], init="upcycle").fit(X, y)
+    with pytest.raises(TypeError, match=r"experts\[0\].*factory"):
+        MoEClassifier(experts=[lambda i, o: "not a module", 4], top_k=1).fit(X, y)
+
+
+# -- element-wise gates --------------------------------------------------------------------
+def test_elementwise_gates_are_per_output_and_train_well():
+    X, y = make_classification(500, 10, n_informative=6, n_classes=3, random_state=0)
+    X_tr, y_tr, X_te, y_te = X[:350], y[:350], X[350:], y[350:]
+    params = dict(n_experts=4, top_k=2, expert_hidden=(16,), max_epochs=15, **QUICK)
+    scalar = MoEClassifier(**params).fit(X_tr, y_tr)
+    elem = MoEClassifier(gating="elementwise", **params).fit(X_tr, y_tr)
+    gates = elem.output_gates(X_te)
+    assert gates.shape == (len(X_te), 2, 3)
+    # trained per-class gates differ between the classes of one expert
+    assert np.abs(gates - gates.mean(-1, keepdims=True)).max() > 0.05
+    # scalar gating: every output shares the gate route() reports
+    np.testing.assert_allclose(scalar.output_gates(X_te)[..., 0], scalar.route(X_te)[1])
+    assert elem.score(X_te, y_te) >= scalar.score(X_te, y_te) - 0.03
+    assert elem.score(X_te, y_te) > 0.75
+
+
+def test_elementwise_multi_output_regression(regime_data):
+    X, y, X_test, y_test = regime_data
+    Y, Y_test = np.c_[y, -2 * X[:, 1]], np.c_[y_test, -2 * X_test[:, 1]]
+    reg = MoERegressor(n_experts=3, top_k=2, gating="elementwise", max_epochs=15, **QUICK)
+    reg.fit(X, Y)
+    assert reg.output_gates(X_test).shape == (len(X_test), 2, 2)
+    assert r2_score(Y_test, reg.predict(X_test)) > 0.7
+
+
+# -- upcycling -----------------------------------------------------------------------------
+def test_upcycled_module_starts_as_the_dense_network():
+    torch.manual_seed(0)
+    dense = build_module(
+        make_router("topk", 5, 1, 1), 5, 3, n_experts=1, hidden=(8,), activation="relu",
+        dropout=0.0, shared_expert=False, fallback=False, precision="float32",
+    ).eval()
+    # top-2 gates are renormalised over the two kept experts: identical copies sum to one
+    moe = MoEModule(make_router("topk", 5, 4, 2), upcycle(dense.experts, 4, noise=0.0)).eval()
+    x = torch.randn(64, 5)
+    torch.testing.assert_close(moe(x)[0], dense(x)[0])
+
+
+def test_upcycling_reaches_the_dense_score(regime_data):
+    X, y, X_test, y_test = regime_data
+    common = dict(expert_hidden=(16,), **QUICK)
+    dense = MoERegressor(n_experts=1, top_k=1, max_epochs=10, **common).fit(X, y)
+    dense_score = r2_score(y_test, dense.predict(X_test))
+    up = MoERegressor(
+        n_experts=8, top_k=2, init="upcycle", upcycle_epochs=10, max_epochs=5, **common
+    ).fit(X, y)
+    assert len(up.dense_history_) == 10 and len(up.history_) == 5
+    assert up.expert_load_.shape == (8,)
+    # the dense phase is the dense model (same seed, same data, same steps)
+    assert up.dense_history_[-1, "train_loss"] == pytest.approx(dense.history_[-1, "train_loss"])
+    assert r2_score(y_test, up.predict(X_test)) >= dense_score
+
+
+# -- growing -------------------------------------------------------------------------------
+def test_split_expert_keeps_a_dense_mixture_unchanged():
+    torch.manual_seed(0)
+    module = build_module(
+        make_router("softmax", 5, 3, 1), 5, 2, n_experts=3, hidden=(8,), activation="relu",
+        dropout=0.0, shared_expert=False, fallback=False, precision="float32",
+        elementwise=True,
+    ).eval()
+    x = torch.randn(32, 5)
+    before = module(x)[0]
+    split_expert(module, 1, noise=0.0)
+    assert len(module.experts) == module.router.n_experts == 4
+    # the two halves of expert 1 share its softmax mass: same mixture
+    torch.testing.assert_close(module(x)[0], before, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("heterogeneous", [False, True])
+def test_grow_adds_experts_and_keeps_the_score(regime_data, heterogeneous):
+    X, y, X_test, y_test = regime_data
+    spec = dict(experts=["linear", (16,)]) if heterogeneous else dict(n_experts=2)
+    reg = MoERegressor(top_k=1, expert_hidden=(16,), max_epochs=12, **spec, **QUICK).fit(X, y)
+    before = r2_score(y_test, reg.predict(X_test))
+    assert reg.grow(X, y, n_new=2, max_epochs=4) is reg
+    assert reg.n_experts_ == 4 and reg.expert_load_.shape == (4,)
+    assert reg.route(X_test)[0].max() <= 3
+    assert len(reg.history_) == 4
+    assert r2_score(y_test, reg.predict(X_test)) > before - 0.05
+    assert clone(reg).get_params()["n_experts"] == reg.n_experts  # parameters untouched
+
+
+def test_grow_classifier_and_bad_arguments():
+    X, y = make_classification(200, 6, random_state=0)
+    clf = MoEClassifier(n_experts=2, top_k=1, expert_hidden=(8,), max_epochs=5, **QUICK)
+    clf.fit(X, y)
+    acc = clf.score(X, y)
+    clf.grow(X, y, max_epochs=3)
+    assert clf.n_experts_ == 3 and clf.score(X, y) > acc - 0.1
+    with pytest.raises(ValueError, match="n_new"):
+        clf.grow(X, y, n_new=0)
+    with pytest.raises(ValueError, match="max_epochs"):
+        clf.grow(X, y, max_epochs=0)
+    with pytest.raises(ValueError, match="labels not seen"):
+        clf.grow(X, y + 5)
+
+
+# -- interrupted training ------------------------------------------------------------------
+class _CtrlC(Callback):
+    """Raise KeyboardInterrupt at a given batch of a given epoch, as a user's Ctrl-C."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs) -> None:
+        if training and len(net.history) == self.epoch and len(net.history[-1]["batches"]) == (
+            self.batch
+        ):
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_fit_survives_an_interrupt_inside_an_epoch(epoch):
+    X, y = make_classification(300, 6, random_state=0)
+    clf = MoEClassifier(
+        n_experts=3, router="switch", expert_hidden=(8,), max_epochs=5,
+        callbacks=[_CtrlC(epoch, 2)], **QUICK,
+    ).fit(X, y)
+    assert len(clf.history_) == epoch  # stopped inside that epoch
+    assert 0.0 <= clf.overflow_fraction_ <= 1.0
+    np.testing.assert_allclose(clf.expert_load_.sum(), 1.0)
+    assert clf.predict(X).shape == (300,)
+
+
+def test_grow_steps_parameter_grows_inside_fit(regime_data):
+    X, y, X_test, y_test = regime_data
+    reg = MoERegressor(n_experts=2, top_k=1, expert_hidden=(16,), max_epochs=8, grow_steps=2,
+                       grow_epochs=3, **QUICK).fit(X, y)
+    assert reg.n_experts_ == 4 and reg.expert_load_.shape == (4,)
+    assert len(reg.history_) == 3  # the last growing phase
+    assert r2_score(y_test, reg.predict(X_test)) > 0.5
