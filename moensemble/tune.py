@@ -324,9 +324,12 @@ class Problem:
                     .split(np.zeros(len(self.y)), self.y))
 
     def config(self) -> dict:
+        import joblib
+
+        # The data's fingerprint: workers given another file or subset are refused.
         return {"family": self.family, "task": self.task, "cv": self.cv,
                 "inner_cv": self.inner_cv, "random_state": self.random_state,
-                "n_samples": int(len(self.y))}
+                "n_samples": int(len(self.y)), "data": joblib.hash((self.X, self.y))}
 
 
 def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
@@ -361,6 +364,7 @@ def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, prob
         study = optuna.load_study(study_name=study_name, storage=opened)
     except KeyError:
         raise ValueError(f"No study named {study_name!r} in this storage.") from None
+    _check_config(study, problem.config())  # refit on the data the trials were scored on
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise ValueError(f"Study {study_name!r} has no complete trial to refit yet.")

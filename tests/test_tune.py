@@ -194,6 +194,9 @@ def test_a_worker_with_other_settings_is_refused(tmp_path, capsys):
     assert main([*common, "--family", "weighted"]) == 0
     assert main([*common, "--family", "stacking"]) == 2
     assert "started with other settings (family)" in capsys.readouterr().err
+    common[common.index("200")] = "201"  # another subset of the data
+    assert main([*common, "--family", "weighted"]) == 2
+    assert "started with other settings (data, n_samples)" in capsys.readouterr().err
     assert len(_trials(url, "s")) == 1
 
 
