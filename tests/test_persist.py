@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -252,3 +253,18 @@ def test_failed_save_leaves_the_previous_file_intact(tmp_path, saved, classifica
 def test_save_into_a_missing_folder(tmp_path, moe):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         save(moe, tmp_path / "no" / "such" / "model.moe")
+
+
+def test_model_saved_with_a_gpu_device_loads_on_a_cpu_only_machine(tmp_path, moe,
+                                                                   classification):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the GPU tests cover the real GPU -> CPU case")
+    X, _ = classification
+    gpu_like = copy.deepcopy(moe).set_params(device="cuda")
+    path = save(gpu_like, tmp_path / "gpu.moe")
+    with pytest.warns(UserWarning, match="device='cuda'.*loaded on the CPU"):
+        loaded = load(path)
+    assert loaded.device == "cpu"
+    np.testing.assert_array_equal(loaded.predict_proba(X), moe.predict_proba(X))
