@@ -104,7 +104,11 @@ class GateModule(nn.Module):
         self.register_buffer("stat_sums", torch.zeros(3), persistent=False)  # rows, H, overflow
 
     def route(self, x: Tensor) -> Routing:
-        return self.router(self.trunk(x.float()))
+        routing = self.router(self.trunk(x.float()))
+        # Mixing probabilities needs a convex combination, but the top-k router's top-1 gate is
+        # the full-softmax probability (as in Switch): renormalise the kept gates to sum to 1.
+        gates = routing.gates / routing.gates.sum(-1, keepdim=True).clamp_min(1e-12)
+        return routing._replace(gates=gates)
 
     def forward(self, x: Tensor, preds: Tensor, base_loss: Tensor) -> tuple[Tensor, Tensor]:
         routing = self.route(x)
