@@ -1,0 +1,175 @@
+"""The MoE variants on a regime task: upcycling, heterogeneous experts, element-wise gates, growing.
+
+Task: 4 uniform features; ``y`` is a linear function of x1..x3 where ``x0 < 0`` and
+``2 sin(3 x1) cos(2 x2)`` where ``x0 >= 0`` (plus noise); held-out R^2 on 2000 rows.
+
+* Upcycling: a dense network (one expert) trained ``D`` epochs gives the target score;
+  epochs to reach it: the upcycled MoE (``D`` dense + its own) vs. the same MoE from scratch.
+* Heterogeneous vs. homogeneous experts: held-out R^2, fit time, parameters per row.
+* Element-wise vs. per-expert gates (3-class classification, accuracy).
+* Growing: 2 experts grown to 4 vs. 2 and 4 trained for the same total epochs.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_moe_variants.py [--seeds 3] [--n-train 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from sklearn.datasets import make_classification
+from sklearn.metrics import r2_score
+from skorch.callbacks import Callback
+
+from moensemble.moe import MoEClassifier, MoERegressor
+from moensemble.moe.net import RowDataset
+
+
+def regime(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, (n, 4))
+    linear = 1.5 * X[:, 1] - X[:, 2] + 0.5 * X[:, 3]
+    wavy = 2 * np.sin(3 * X[:, 1]) * np.cos(2 * X[:, 2])
+    return X, np.where(X[:, 0] < 0, linear, wavy) + 0.05 * rng.normal(size=n)
+
+
+class HeldOutR2(Callback):
+    """Record the held-out R^2 of a 1-output regressor's net after every epoch."""
+
+    def __init__(self, est: MoERegressor, X: np.ndarray, y: np.ndarray) -> None:
+        self.est, self.X, self.y = est, X.astype(np.float32), y
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        pred = net.predict_proba(RowDataset(self.X)).ravel()
+        pred = pred * self.est._y_scale[0] + self.est._y_mean[0]
+        net.history.record("holdout_r2", r2_score(self.y, pred))
+
+
+def curve(data, **params) -> tuple[np.ndarray, MoERegressor]:
+    X, y, X_test, y_test = data
+    est = MoERegressor(**params)
+    est.set_params(callbacks=[HeldOutR2(est, X_test, y_test)])
+    est.fit(X, y)
+    return np.asarray(est.history_[:, "holdout_r2"]), est
+
+
+def first_reaching(scores: np.ndarray, target: float) -> float:
+    hit = np.flatnonzero(scores >= target)
+    return float(hit[0] + 1) if len(hit) else np.inf
+
+
+def bench_upcycling(data, seeds, n_experts, dense_epochs, moe_epochs, hidden, lr) -> None:
+    print(f"\n## Upcycling: E={n_experts}, top_k=2, hidden={hidden}, lr={lr}; dense trained "
+          f"{dense_epochs} epochs, then {moe_epochs} MoE epochs; scratch MoE "
+          f"{dense_epochs + moe_epochs} epochs")
+    print("seed | dense@D R2 | scratch epochs->dense | upcycled epochs->dense (D+MoE) | "
+          "dense final | scratch final | upcycled final   (final: after D+M epochs)")
+    rows = []
+    for seed in seeds:
+        common = dict(expert_hidden=hidden, lr=lr, batch_size=64, random_state=seed)
+        dense, _ = curve(
+            data, n_experts=1, top_k=1, max_epochs=dense_epochs + moe_epochs, **common
+        )
+        target = dense[dense_epochs - 1]
+        scratch, _ = curve(
+            data, n_experts=n_experts, top_k=2, max_epochs=dense_epochs + moe_epochs, **common
+        )
+        up, _ = curve(data, n_experts=n_experts, top_k=2, init="upcycle",
+                      upcycle_epochs=dense_epochs, max_epochs=moe_epochs, **common)
+        row = (target, first_reaching(scratch, target),
+               dense_epochs + first_reaching(up, target), dense[-1], scratch[-1], up[-1])
+        rows.append(row)
+        print(f"{seed} | {row[0]:.3f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.3f} | "
+              f"{row[4]:.3f} | {row[5]:.3f}")
+    m = np.mean(rows, axis=0)
+    print(f"mean | {m[0]:.3f} | {m[1]:.1f} | {m[2]:.1f} | {m[3]:.3f} | {m[4]:.3f} | {m[5]:.3f}")
+
+
+def bench_heterogeneous(data, seeds, epochs) -> None:
+    X, y, X_test, y_test = data
+    configs = {
+        "2 x MLP(32)": dict(n_experts=2, expert_hidden=(32,)),
+        "linear + MLP(32)": dict(experts=["linear", (32,)]),
+        "2 x linear": dict(experts=["linear", "linear"]),
+        "4 x MLP(32)": dict(n_experts=4, expert_hidden=(32,)),
+        "linear + MLP(16) + MLP(32) + MLP(64,64)": dict(
+            experts=["linear", (16,), (32,), (64, 64)]
+        ),
+    }
+    print(f"\n## Heterogeneous vs homogeneous experts (top_k=1, {epochs} epochs)")
+    print("experts | held-out R2 (mean ± sd) | fit s | max params/row | "
+          "wavy rows on expert 0 (linear)")
+    for name, params in configs.items():
+        scores, times, wavy_on_linear = [], [], []
+        for seed in seeds:
+            t0 = time.perf_counter()
+            est = MoERegressor(top_k=1, max_epochs=epochs, lr=1e-2, batch_size=64,
+                               random_state=seed, **params).fit(X, y)
+            times.append(time.perf_counter() - t0)
+            scores.append(r2_score(y_test, est.predict(X_test)))
+            if str(params.get("experts", [None])[0]) == "linear":
+                idx = est.route(X_test)[0][:, 0]
+                wavy_on_linear.append(np.mean(idx[X_test[:, 0] >= 0] == 0))
+        share = f"{np.mean(wavy_on_linear):.2f}" if wavy_on_linear else "-"
+        print(f"{name} | {np.mean(scores):.3f} ± {np.std(scores):.3f} | "
+              f"{np.mean(times):.1f} | {est.n_active_params_} | {share}")
+
+
+def bench_elementwise(seeds, epochs) -> None:
+    X, y = make_classification(3000, 20, n_informative=10, n_classes=4,
+                               n_clusters_per_class=2, random_state=0)
+    X_tr, y_tr, X_te, y_te = X[:1000], y[:1000], X[1000:], y[1000:]
+    print(f"\n## Element-wise vs per-expert gates (4 classes, E=4, top_k=2, {epochs} epochs)")
+    print("gating | held-out accuracy (mean ± sd) | params/row")
+    for gating in ("expert", "elementwise"):
+        accs = []
+        for seed in seeds:
+            clf = MoEClassifier(n_experts=4, top_k=2, expert_hidden=(32,), gating=gating,
+                                max_epochs=epochs, lr=1e-2, batch_size=64, random_state=seed)
+            accs.append(clf.fit(X_tr, y_tr).score(X_te, y_te))
+        print(f"{gating} | {np.mean(accs):.3f} ± {np.std(accs):.3f} | {clf.n_active_params_}")
+
+
+def bench_grow(data, seeds, epochs, grow_epochs) -> None:
+    X, y, X_test, y_test = data
+    total = epochs + grow_epochs
+    print(f"\n## Growing 2 -> 4 experts ({epochs} + {grow_epochs} epochs) vs fixed sizes "
+          f"({total} epochs), top_k=1")
+    print("model | held-out R2 (mean ± sd)")
+    results: dict[str, list[float]] = {"2 experts": [], "2 grown to 4": [], "4 experts": []}
+    for seed in seeds:
+        common = dict(top_k=1, expert_hidden=(32,), lr=1e-2, batch_size=64, random_state=seed)
+        for n in (2, 4):
+            est = MoERegressor(n_experts=n, max_epochs=total, **common).fit(X, y)
+            results[f"{n} experts"].append(r2_score(y_test, est.predict(X_test)))
+        grown = MoERegressor(n_experts=2, max_epochs=epochs, **common).fit(X, y)
+        grown.grow(X, y, n_new=2, max_epochs=grow_epochs)
+        results["2 grown to 4"].append(r2_score(y_test, grown.predict(X_test)))
+    for name, scores in results.items():
+        print(f"{name} | {np.mean(scores):.3f} ± {np.std(scores):.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--n-train", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    seeds = list(range(args.seeds))
+    data = (*regime(args.n_train, seed=100), *regime(2000, seed=101))
+    print(f"regime task: {args.n_train} training rows, 2000 held-out; torch "
+          f"{torch.__version__}, 1 thread")
+    bench_upcycling(data, seeds, n_experts=8, dense_epochs=10, moe_epochs=10, hidden=(16,),
+                    lr=1e-2)
+    bench_upcycling(data, seeds, n_experts=16, dense_epochs=10, moe_epochs=10, hidden=(16,),
+                    lr=3e-3)
+    bench_heterogeneous(data, seeds, args.epochs)
+    bench_elementwise(seeds, args.epochs)
+    bench_grow(data, seeds, epochs=args.epochs // 2, grow_epochs=args.epochs // 2)
+
+
+if __name__ == "__main__":
+    main()
