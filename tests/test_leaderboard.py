@@ -187,7 +187,9 @@ def test_default_models_shapes():
                                  quick=True))
     assert all(isinstance(m, Pipeline) and m.steps[0][0] == "features" for m in models.values())
     assert models["moe"][-1].get_params()["max_epochs"] == 20
-    assert models["weighted"][-1].get_params()["refit"] is False
+    # Ensemble members are refit on all rows, like the single members they compete with.
+    assert models["weighted"][-1].get_params()["refit"] is True
+    assert models["stacked"][-1].final_estimator.C == 10.0
     # Dense-only members get an SVD projection of sparse input.
     assert models["extra_trees"][-1].steps[0][0] == "svd"
     regression = [n for n, _ in default_models("regression")]
