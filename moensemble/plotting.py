@@ -224,6 +224,9 @@ def _route(model, X) -> tuple[np.ndarray, np.ndarray, int]:
     indices, gates = final.route(X)
     indices = np.asarray(indices, dtype=int).reshape(len(indices), -1)
     gates = np.asarray(gates, dtype=float).reshape(indices.shape)
-    n_experts = getattr(final, "n_experts", None)
-    n_experts = int(n_experts) if n_experts else int(indices.max()) + 1
+    # The fitted load has one entry per expert (per base model for a gated ensemble, and
+    # for a list of heterogeneous experts whatever `n_experts` says); experts that took no
+    # row here still get a column.
+    load = getattr(final, "expert_load_", None)
+    n_experts = np.shape(load)[-1] if load is not None else int(indices.max()) + 1
     return indices, gates, n_experts

@@ -129,3 +129,22 @@ def test_plots_of_a_fitted_moe(tmp_path):
     assert sum(b.get_height() for b in _bars(fig.axes[0])) == pytest.approx(1.0)
     plot_routing_heatmap(model, X, y).savefig(tmp_path / "heatmap.png")
     assert (tmp_path / "heatmap.png").stat().st_size > 1000
+
+
+class IdleExpertRouter(FixedRouter):
+    """Like a gated ensemble: no ``n_experts`` parameter, and expert 3 takes no row here."""
+
+    n_experts = None
+
+    def fit(self, X, y=None):
+        self.expert_load_ = np.array([0.4, 0.3, 0.3, 0.0])
+        return self
+
+
+def test_routing_table_has_a_column_for_an_expert_that_took_no_row():
+    X = np.arange(9).reshape(-1, 1)
+    model = IdleExpertRouter().fit(X)
+    table = routing_table(model, X, np.arange(9) % 2)
+    assert list(table.columns) == [0, 1, 2, 3]
+    np.testing.assert_allclose(table[3], 0.0)
+    np.testing.assert_allclose(table.sum(axis=1), 1.0)
