@@ -3,8 +3,10 @@
 Task: 4 uniform features; ``y`` is a linear function of x1..x3 where ``x0 < 0`` and
 ``2 sin(3 x1) cos(2 x2)`` where ``x0 >= 0`` (plus noise); held-out R^2 on 2000 rows.
 
-* Upcycling: a dense network (one expert) trained ``D`` epochs gives the target score;
-  epochs to reach it: the upcycled MoE (``D`` dense + its own) vs. the same MoE from scratch.
+* Upcycling: epochs to reach the dense network's (one expert's) held-out R^2 — its
+  converged score and its score after ``D`` epochs — for the upcycled MoE (``D`` dense
+  epochs + its own, plain copies and Drop-Upcycling) vs. the same MoE from scratch; and
+  R^2 of all three after the same total epochs.
 * Heterogeneous vs. homogeneous experts: held-out R^2, fit time, parameters per row.
 * Element-wise vs. per-expert gates (3-class classification, accuracy).
 * Growing: 2 experts grown to 4 vs. 2 and 4 trained for the same total epochs.
@@ -60,31 +62,56 @@ def first_reaching(scores: np.ndarray, target: float) -> float:
     return float(hit[0] + 1) if len(hit) else np.inf
 
 
-def bench_upcycling(data, seeds, n_experts, dense_epochs, moe_epochs, hidden, lr) -> None:
-    print(f"\n## Upcycling: E={n_experts}, top_k=2, hidden={hidden}, lr={lr}; dense trained "
-          f"{dense_epochs} epochs, then {moe_epochs} MoE epochs; scratch MoE "
-          f"{dense_epochs + moe_epochs} epochs")
-    print("seed | dense@D R2 | scratch epochs->dense | upcycled epochs->dense (D+MoE) | "
-          "dense final | scratch final | upcycled final   (final: after D+M epochs)")
-    rows = []
+def bench_upcycling(data, seeds, n_experts, dense_epochs, lr, hidden=(16,), total=20,
+                    converge=60, drops=(0.0, 0.5)) -> None:
+    """Epochs to the dense network's held-out R^2: upcycled (dense + MoE) vs. from scratch.
+
+    Targets: ``conv`` = the dense network's best held-out R^2 within ``converge`` epochs (its
+    converged score); ``@D`` = its score after the ``D`` epochs that upcycling trains it.
+    Upcycled epochs count the dense phase: ``D + first MoE epoch at the target``; scratch
+    MoE and upcycled MoE get ``2 * converge / 3`` epochs in all ('inf': never reached).
+    """
+    budget = 2 * converge // 3
+    print(f"\n## Upcycling: E={n_experts}, top_k=2, hidden={hidden}, lr={lr}, "
+          f"{len(seeds)} seeds; methods: plain copy (1% noise) and Drop-Upcycling "
+          f"(upcycle_drop=r); D = dense epochs before the copy")
+    print(f"target conv = dense network's best held-out R2 within {converge} epochs "
+          f"(converged); target @D = its R2 after D epochs. Epochs to target: scratch MoE "
+          f"vs upcycled D + MoE epochs (all within {budget} epochs). Final: R2 after "
+          f"{total} total epochs (upcycled: D dense + {total} - D MoE).")
+    print("D | method | target conv | scratch epochs->conv | upcycled epochs->conv | "
+          "target @D | scratch ->@D | upcycled ->@D | "
+          f"final@{total}: dense | scratch | upcycled")
+    curves = {}
     for seed in seeds:
         common = dict(expert_hidden=hidden, lr=lr, batch_size=64, random_state=seed)
-        dense, _ = curve(
-            data, n_experts=1, top_k=1, max_epochs=dense_epochs + moe_epochs, **common
-        )
-        target = dense[dense_epochs - 1]
-        scratch, _ = curve(
-            data, n_experts=n_experts, top_k=2, max_epochs=dense_epochs + moe_epochs, **common
-        )
-        up, _ = curve(data, n_experts=n_experts, top_k=2, init="upcycle",
-                      upcycle_epochs=dense_epochs, max_epochs=moe_epochs, **common)
-        row = (target, first_reaching(scratch, target),
-               dense_epochs + first_reaching(up, target), dense[-1], scratch[-1], up[-1])
-        rows.append(row)
-        print(f"{seed} | {row[0]:.3f} | {row[1]:.0f} | {row[2]:.0f} | {row[3]:.3f} | "
-              f"{row[4]:.3f} | {row[5]:.3f}")
-    m = np.mean(rows, axis=0)
-    print(f"mean | {m[0]:.3f} | {m[1]:.1f} | {m[2]:.1f} | {m[3]:.3f} | {m[4]:.3f} | {m[5]:.3f}")
+        curves["dense", seed] = curve(data, n_experts=1, top_k=1, max_epochs=converge,
+                                      **common)[0]
+        curves["scratch", seed] = curve(data, n_experts=n_experts, top_k=2, max_epochs=budget,
+                                        **common)[0]
+        for d in dense_epochs:
+            for r in drops:
+                curves[d, r, seed] = curve(
+                    data, n_experts=n_experts, top_k=2, init="upcycle", upcycle_epochs=d,
+                    upcycle_drop=r, max_epochs=budget - d, **common,
+                )[0]
+    for d in dense_epochs:
+        for r in drops:
+            rows = []
+            for seed in seeds:
+                dense, scratch, up = curves["dense", seed], curves["scratch", seed], curves[
+                    d, r, seed]
+                conv, at_d = dense.max(), dense[d - 1]
+                rows.append((conv, first_reaching(scratch, conv), d + first_reaching(up, conv),
+                             at_d, first_reaching(scratch, at_d), d + first_reaching(up, at_d),
+                             dense[total - 1], scratch[total - 1], up[total - d - 1]))
+            rows = np.array(rows)
+            per_seed = " ".join(f"{a:.0f}/{b:.0f}" for a, b in rows[:, [1, 2]])
+            m = rows.mean(0)
+            method = "plain copy" if r == 0 else f"drop r={r}"
+            print(f"{d} | {method} | {m[0]:.3f} | {m[1]:.1f} | {m[2]:.1f} | {m[3]:.3f} | "
+                  f"{m[4]:.1f} | {m[5]:.1f} | {m[6]:.3f} | {m[7]:.3f} | {m[8]:.3f}   "
+                  f"(per seed scratch/upcycled ->conv: {per_seed})")
 
 
 def bench_heterogeneous(data, seeds, epochs) -> None:
@@ -162,10 +189,8 @@ def main() -> None:
     data = (*regime(args.n_train, seed=100), *regime(2000, seed=101))
     print(f"regime task: {args.n_train} training rows, 2000 held-out; torch "
           f"{torch.__version__}, 1 thread")
-    bench_upcycling(data, seeds, n_experts=8, dense_epochs=10, moe_epochs=10, hidden=(16,),
-                    lr=1e-2)
-    bench_upcycling(data, seeds, n_experts=16, dense_epochs=10, moe_epochs=10, hidden=(16,),
-                    lr=3e-3)
+    bench_upcycling(data, seeds, n_experts=8, dense_epochs=(3, 10), lr=1e-2)
+    bench_upcycling(data, seeds, n_experts=16, dense_epochs=(3, 10), lr=3e-3)
     bench_heterogeneous(data, seeds, args.epochs)
     bench_elementwise(seeds, args.epochs)
     bench_grow(data, seeds, epochs=args.epochs // 2, grow_epochs=args.epochs // 2)

@@ -131,6 +131,79 @@ def test_upcycling_reaches_the_dense_score(regime_data):
     assert r2_score(y_test, up.predict(X_test)) >= dense_score
 
 
+def _dense_module(hidden):
+    torch.manual_seed(0)
+    return build_module(
+        make_router("topk", 5, 1, 1), 5, 3, n_experts=1, hidden=hidden, activation="relu",
+        dropout=0.0, shared_expert=False, fallback=False, precision="float32",
+    ).eval()
+
+
+@pytest.mark.parametrize("drop", [0.25, 0.5, 1.0])
+def test_drop_upcycling_redraws_the_given_share_of_hidden_units(drop):
+    hidden = (20, 12)
+    dense = _dense_module(hidden).experts
+    torch.manual_seed(1)
+    moe = upcycle(dense, 6, drop=drop)
+    dropped_sets = []
+    prev_kept = [torch.ones(5, dtype=torch.bool)] * 6  # the input features
+    for layer, width in enumerate(hidden):
+        w_in, b_in, w_out = (dense.weights[layer][0], dense.biases[layer][0],
+                             dense.weights[layer + 1][0])
+        for e in range(6):
+            dropped = moe.biases[layer][e] != b_in
+            assert dropped.sum().item() == round(drop * width)
+            # a dropped unit loses all its incoming and outgoing weights ...
+            assert (moe.weights[layer][e][:, dropped] != w_in[:, dropped]).all()
+            assert (moe.weights[layer + 1][e][dropped] != w_out[dropped]).all()
+            # ... a kept unit keeps those from the previous layer's kept units
+            kept_in = moe.weights[layer][e][prev_kept[e]][:, ~dropped]
+            torch.testing.assert_close(kept_in, w_in[prev_kept[e]][:, ~dropped])
+            if layer == len(hidden) - 1:  # and its weights to the outputs
+                torch.testing.assert_close(moe.weights[-1][e][~dropped], w_out[~dropped])
+            prev_kept[e] = ~dropped
+            dropped_sets.append(frozenset(torch.nonzero(dropped).ravel().tolist()))
+    # the output biases are kept; the experts draw their units independently
+    torch.testing.assert_close(moe.biases[-1], dense.biases[-1].expand_as(moe.biases[-1]))
+    if drop < 1:
+        assert len(set(dropped_sets[:6])) > 1
+    # re-drawn weights follow the dense tensor's spread
+    new = moe.weights[0][0][:, torch.tensor(sorted(dropped_sets[0]))]
+    assert 0.5 < new.std().item() / dense.weights[0].std().item() < 2.0
+
+
+def test_upcycle_drop_zero_keeps_exact_copies_and_bad_drop_is_refused():
+    dense = _dense_module((8,)).experts
+    moe = upcycle(dense, 4, drop=0.0)
+    for w, wd in zip(moe.weights, dense.weights, strict=True):
+        torch.testing.assert_close(w, wd.expand_as(w))
+    with pytest.raises(ValueError, match=r"drop.*\[0, 1\]"):
+        upcycle(dense, 4, drop=1.5)
+
+
+def test_upcycle_drop_parameter(regime_data):
+    X, y, X_test, y_test = regime_data
+    common = dict(n_experts=4, top_k=2, expert_hidden=(16,), init="upcycle",
+                  upcycle_epochs=3, max_epochs=1, **QUICK)
+    with pytest.raises(ValueError, match=r"upcycle_drop.*range \[0.0, 1.0\]"):
+        MoERegressor(upcycle_drop=1.5, **common).fit(X, y)
+    with pytest.raises(ValueError, match=r"upcycle_drop.*range \[0.0, 1.0\]"):
+        MoERegressor(upcycle_drop=-0.1, **common).fit(X, y)
+    assert MoERegressor().upcycle_drop == 0.0
+    plain = MoERegressor(**common).fit(X, y)
+    dropped = MoERegressor(upcycle_drop=0.5, **common).fit(X, y)
+    # the dense phase is the same; only the copies differ
+    assert dropped.dense_history_[-1, "train_loss"] == pytest.approx(
+        plain.dense_history_[-1, "train_loss"]
+    )
+    w_plain = plain.net_.module_.experts.weights[0].detach()
+    w_drop = dropped.net_.module_.experts.weights[0].detach()
+    # after one epoch plain copies are still close together, dropped copies are not
+    spread = lambda w: (w - w.mean(0)).abs().mean().item()  # noqa: E731
+    assert spread(w_drop) > 5 * spread(w_plain)
+    assert r2_score(y_test, dropped.predict(X_test)) > 0.3
+
+
 # -- growing -------------------------------------------------------------------------------
 def test_split_expert_keeps_a_dense_mixture_unchanged():
     torch.manual_seed(0)

@@ -4,7 +4,8 @@
   ``"linear"``, hidden widths such as ``(32,)`` or ``(64, 64)``, an ``nn.Module`` (copied)
   or a factory ``f(in_features, out_features) -> nn.Module``.
 * :func:`upcycle` — sparse upcycling (Komatsuzaki et al. 2022): ``n`` copies of a trained
-  dense network's one expert, with a fresh router.
+  dense network's one expert, with a fresh router; optionally Drop-Upcycling (Nakamura et
+  al. 2025), which re-draws a share of each copy's hidden units (:func:`drop_units`).
 * :func:`split_expert` — grow a fitted mixture: copy one expert (with a little noise) into a
   new one and give the router a matching row, so the two share the rows of the original.
 
@@ -77,9 +78,70 @@ def build_experts(
     return nn.ModuleList(experts)
 
 
-def upcycle(dense_experts: StackedMLPExperts, n_experts: int, *, noise: float) -> StackedMLPExperts:
-    """``n_experts`` copies of the single trained expert of a dense network."""
-    return StackedMLPExperts.from_mlp(dense_experts.expert(0), n_experts, noise=noise)
+def upcycle(
+    dense_experts: StackedMLPExperts, n_experts: int, *, noise: float = 0.0, drop: float = 0.0
+) -> StackedMLPExperts:
+    """``n_experts`` copies of the single trained expert of a dense network.
+
+    Parameters
+    ----------
+    dense_experts : StackedMLPExperts
+        The dense network's experts; expert 0 is copied.
+    n_experts : int
+    noise : float, default=0.0
+        Gaussian noise on the copies' weights, relative to each weight tensor's spread.
+    drop : float in [0, 1], default=0.0
+        Drop-Upcycling (Nakamura et al., ICLR 2025): in every copy, independently,
+        ``round(drop * width)`` randomly chosen units of each hidden layer are
+        re-initialised — their incoming weights and bias and their outgoing weights —
+        from a normal distribution with the mean and standard deviation of the dense
+        tensor they belong to. The copies differ from the start (the router gets a signal
+        to tell them apart) while keeping ``1 - drop`` of the dense knowledge. ``0``:
+        plain copies (sparse upcycling, Komatsuzaki et al. 2022); ``1``: every hidden unit
+        re-drawn (only the output biases are kept).
+
+    Returns
+    -------
+    StackedMLPExperts
+    """
+    if not 0.0 <= drop <= 1.0:
+        raise ValueError(f"`drop` must be in [0, 1]; got {drop!r}.")
+    stacked = StackedMLPExperts.from_mlp(dense_experts.expert(0), n_experts, noise=noise)
+    if drop > 0:
+        drop_units(stacked, drop)
+    return stacked
+
+
+@torch.no_grad()
+def drop_units(experts: StackedMLPExperts, drop: float) -> None:
+    """Re-initialise ``round(drop * width)`` hidden units per layer of every expert, in place.
+
+    Each expert draws its own units; a unit's incoming weights, its bias and its outgoing
+    weights are drawn from ``N(mean, std)`` of the whole tensor (all experts) they are in.
+    """
+    weights, biases = experts.weights, experts.biases
+    n_experts = experts.n_experts
+    stats = [(_moments(w), _moments(b)) for w, b in zip(weights, biases, strict=True)]
+    for layer in range(len(weights) - 1):  # hidden layers: each feeds the next layer
+        width = weights[layer].shape[2]
+        n_drop = int(round(drop * width))
+        if n_drop == 0:
+            continue
+        for e in range(n_experts):
+            units = torch.randperm(width, device=weights[layer].device)[:n_drop]
+            (w_mean, w_std), (b_mean, b_std) = stats[layer]
+            w_in = weights[layer].data[e]  # (in, width)
+            w_in[:, units] = torch.randn_like(w_in[:, units]) * w_std + w_mean
+            b = biases[layer].data[e]
+            b[units] = torch.randn_like(b[units]) * b_std + b_mean
+            (o_mean, o_std), _ = stats[layer + 1]
+            w_out = weights[layer + 1].data[e]  # (width, out)
+            w_out[units] = torch.randn_like(w_out[units]) * o_std + o_mean
+
+
+def _moments(t: Tensor) -> tuple[float, float]:
+    t = t.detach().float()
+    return float(t.mean()), float(t.std()) if t.numel() > 1 else 0.0
 
 
 @torch.no_grad()
