@@ -45,21 +45,26 @@ class DenseMoE(nn.Module):
         return torch.einsum("be,ebo->bo", gates, y)
 
 
-def time_step(model: nn.Module, x, y, reps: int) -> float:
-    """Median seconds of forward + loss + backward + SGD update."""
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    times = []
+def time_steps(models: dict[str, nn.Module], x, y, reps: int) -> dict[str, float]:
+    """Median seconds of forward + loss + backward + SGD update, per model.
+
+    The models take turns step by step (round robin), so a change in the machine's load
+    during the run hits all of them alike and the ratios stay fair.
+    """
+    opts = {name: torch.optim.SGD(m.parameters(), lr=1e-3) for name, m in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
     for i in range(reps + 2):
-        t0 = time.perf_counter()
-        out = model(x)
-        out = out[0] if isinstance(out, tuple) else out
-        loss = F.cross_entropy(out, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= 2:  # two warm-up steps
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            out = model(x)
+            out = out[0] if isinstance(out, tuple) else out
+            loss = F.cross_entropy(out, y)
+            opts[name].zero_grad(set_to_none=True)
+            loss.backward()
+            opts[name].step()
+            if i >= 2:  # two warm-up steps
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_step(batch: int, dim: int, hidden: int, n_experts: int, k: int, reps: int) -> None:
@@ -79,7 +84,7 @@ def bench_step(batch: int, dim: int, hidden: int, n_experts: int, k: int, reps: 
             nn.Linear(dim, k * hidden), nn.ReLU(), nn.Linear(k * hidden, 10)
         ),
     }
-    sec = {name: time_step(m, x, y, reps) for name, m in models.items()}
+    sec = time_steps(models, x, y, reps)
     names = list(sec)
     dense, mlp = sec[names[2]], sec[names[3]]
     print(f"\nTraining step, batch {batch}, {dim} features, hidden {hidden}, "
