@@ -7,19 +7,28 @@ search space (the spaces of :mod:`moensemble.search`) scored by cross-validation
 ``moensemble tune --refit-best --output model.moe`` then refits the best trial on all the data
 and saves it with :func:`moensemble.save`.
 
-Storages
-    ``postgresql+psycopg://user:password@host:5432/db`` (or any SQLAlchemy URL) for workers
-    on many machines, ``journal:/path/study.log`` (Optuna's ``JournalStorage`` on a file) for
-    processes on one machine, ``sqlite:///study.db`` for a quick single-machine run.
+**Storages.** Pick one by where the workers run:
 
-Faults
-    With a database URL every running trial sends a heartbeat; a trial whose worker died
-    (SIGKILL, a lost machine) is marked FAIL once its heartbeat is older than the grace
-    period, and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` queues it again
-    with the same parameters; the next worker to ask for a trial runs it. Journal files have
-    no heartbeat: a worker starting on the same machine fails and re-queues the running
-    trials whose worker process no longer exists. Finished trials are stored as they finish,
-    so killing a worker never loses them.
+- ``postgresql+psycopg://user:password@host:5432/db`` (or any SQLAlchemy URL) for workers on
+  many machines;
+- ``journal:/path/study.log`` (Optuna's ``JournalStorage`` on a file) for processes on one
+  machine;
+- ``sqlite:///study.db`` for a quick single-machine run.
+
+**Faults.** Finished trials are stored as they finish, so killing a worker never loses them.
+A trial whose worker died is retried:
+
+- with a database URL every running trial sends a heartbeat; a trial whose worker died
+  (SIGKILL, a lost machine) is marked FAIL once its heartbeat is older than the grace
+  period, and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` queues it again with
+  the same parameters (at most ``max_retry`` times); the next worker to ask for a trial
+  runs it;
+- journal files have no heartbeat: a worker starting on the same machine fails and queues
+  again the running trials whose worker process no longer exists.
+
+:class:`~moensemble.search.SearchCV` and the AutoML estimators open a ``storage`` given as a
+URL string the same way (:func:`open_storage`, :func:`recover_trials`), so resuming their
+study after a crash retries the trial that was running.
 """
 
 from __future__ import annotations
@@ -41,8 +50,8 @@ import numpy as np
 if TYPE_CHECKING:  # optuna is imported where used: `moensemble --help` stays fast
     import optuna
 
-__all__ = ["open_storage", "join_study", "run_worker", "make_objective", "refit_best",
-           "register", "run", "main"]
+__all__ = ["Problem", "open_storage", "join_study", "run_worker", "make_objective", "refit_best",
+           "recover_trials", "requeue_dead_local_trials", "register", "run", "main"]
 
 #: Seconds between heartbeats of a running trial (database storages).
 HEARTBEAT_INTERVAL = 30
@@ -163,11 +172,25 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def requeue_dead_local_trials(study: optuna.Study) -> list[int]:
+def requeue_dead_local_trials(study: optuna.Study, *, max_retry: int = MAX_RETRY) -> list[int]:
     """Fail and queue again the RUNNING trials of dead processes on this machine.
 
     For storages without heartbeats (journal files, which serve one machine): a trial whose
-    worker process no longer exists will never finish. Returns the failed trial numbers.
+    worker process no longer exists will never finish.
+
+    Parameters
+    ----------
+    study : optuna.Study
+        A study whose trials carry their worker (``host:pid`` in the ``worker`` user
+        attribute, see :func:`worker_id`); trials without it are left alone.
+    max_retry : int, default=2
+        A trial is queued again at most this many times (a configuration that kills its
+        process is then only failed).
+
+    Returns
+    -------
+    numbers : list of int
+        Numbers of the trials that were failed.
     """
     import optuna
     from optuna.exceptions import UpdateFinishedTrialError
@@ -177,7 +200,10 @@ def requeue_dead_local_trials(study: optuna.Study) -> list[int]:
         return []  # the storage's heartbeat handles it, across machines
     host = socket.gethostname()
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
+        if trial.state != optuna.trial.TrialState.RUNNING:
+            continue
         owner_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
         if owner_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
@@ -186,9 +212,66 @@ def requeue_dead_local_trials(study: optuna.Study) -> list[int]:
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         except UpdateFinishedTrialError:  # another worker got there first
             continue
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         failed.append(trial.number)
+        if _retries(trial, trials) < max_retry:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
     return failed
+
+
+def _retries(trial: optuna.trial.FrozenTrial, trials: list[optuna.trial.FrozenTrial]) -> int:
+    """How many times ``trial``'s configuration was queued again before it (``retry_of``)."""
+    by_number = {t.number: t for t in trials}
+    count, seen = 0, set()
+    while "retry_of" in trial.user_attrs and trial.number not in seen:
+        seen.add(trial.number)
+        count += 1
+        trial = by_number.get(trial.user_attrs["retry_of"])
+        if trial is None:
+            break
+    return count
+
+
+def recover_trials(study: optuna.Study, *, max_retry: int = MAX_RETRY) -> list[int]:
+    """Fail (and queue again) the trials left RUNNING by dead workers.
+
+    With a heartbeat (database storages opened by :func:`open_storage`), the trials whose
+    heartbeat is older than the grace period go through Optuna's
+    :func:`optuna.storages.fail_stale_trials` and the storage's retry callback; without one
+    (journal files), :func:`requeue_dead_local_trials`. Cheap: call it before asking for a
+    trial outside :meth:`optuna.Study.optimize` (which calls it itself).
+
+    Parameters
+    ----------
+    study : optuna.Study
+    max_retry : int, default=2
+        Journal storages only: see :func:`requeue_dead_local_trials` (database storages
+        retry as their callback says).
+
+    Returns
+    -------
+    numbers : list of int
+        Journal storages: the failed trials' numbers; database storages: an empty list.
+    """
+    import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if not is_heartbeat_enabled(study._storage):
+        return requeue_dead_local_trials(study, max_retry=max_retry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return []
+
+
+def heartbeat(study: optuna.Study, trial: optuna.Trial):
+    """Context manager: send ``trial``'s heartbeat while it runs (when the storage has one).
+
+    :meth:`optuna.Study.optimize` does this itself; ask-and-tell loops need it, or other
+    processes take their running trials for dead ones.
+    """
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, study._storage)
 
 
 def _alive(pid: int) -> bool:
@@ -211,6 +294,8 @@ def run_worker(
     config: dict | None = None,
     seed: int | None = None,
     catch: tuple[type[Exception], ...] = (Exception,),
+    max_retry: int = MAX_RETRY,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
 ) -> list[int]:
     """Join ``study_name`` in ``storage`` and run ``n_trials`` trials of ``objective``.
 
@@ -231,6 +316,12 @@ def run_worker(
         Base seed of this worker's sampler.
     catch : tuple of exception types, default=(Exception,)
         Errors that fail one trial without stopping the worker.
+    max_retry : int, default=2
+        Times a trial whose worker died is queued again (when ``storage`` is a URL: a
+        storage object keeps its own retry callback; journal files always use it).
+    callbacks : sequence of callables, default=()
+        ``callback(study, frozen_trial)`` after each of this worker's trials (as in
+        :meth:`optuna.Study.optimize`).
 
     Returns
     -------
@@ -240,11 +331,11 @@ def run_worker(
 
     if n_trials is None and timeout is None:
         raise ValueError("Give `n_trials` or `timeout`: a worker without either never stops.")
-    opened = open_storage(storage)
+    opened = open_storage(storage, max_retry=max_retry)
     study = join_study(opened, study_name, seed=seed)
     if config is not None:
         _check_config(study, config)
-    requeue_dead_local_trials(study)
+    recover_trials(study, max_retry=max_retry)
     mine: list[int] = []
     me = worker_id()
 
@@ -253,12 +344,19 @@ def run_worker(
         mine.append(trial.number)
         return objective(trial)
 
-    study.optimize(tagged, n_trials=n_trials, timeout=timeout, catch=catch, gc_after_trial=True)
+    study.optimize(tagged, n_trials=n_trials, timeout=timeout, catch=catch, gc_after_trial=True,
+                   callbacks=list(callbacks))
     return mine
 
 
-def _check_config(study: optuna.Study, config: dict) -> None:
+def _check_config(study: optuna.Study, config: dict, *, store: bool = True) -> None:
+    """Refuse ``config`` when it differs from the study's; the first worker stores its own.
+
+    ``store=False`` (read-only use, e.g. a refit) checks only when the study has settings.
+    """
     stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None and not store:
+        return
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, config)
         stored = study.user_attrs.get(CONFIG_ATTR, config)  # another worker may have won
@@ -276,7 +374,44 @@ def _check_config(study: optuna.Study, config: dict) -> None:
 
 @dataclass
 class Problem:
-    """Data and the family to tune: what every worker of a study must agree on."""
+    """Data, family and scoring to tune: what every worker of a study must agree on.
+
+    :func:`make_objective` scores trials on it and :func:`refit_best` refits the best trial
+    on all of it; :meth:`config` is the fingerprint a study stores, so that workers given
+    other data or settings are refused.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or sequence of str
+        Features, or raw texts when ``text`` is true.
+    y : ndarray of shape (n_samples,)
+        Target.
+    task : {'classification', 'regression'}
+    text : bool
+        ``X`` holds raw texts: TF-IDF features are fitted inside each fold, in front of the
+        family's estimator.
+    family : str, default='weighted'
+        A name from :data:`moensemble.search.auto.FAMILIES` whose space is searched.
+    cv : int, default=3
+        Outer folds every trial is scored on (stratified for classification, shuffled and
+        seeded by ``random_state``).
+    inner_cv : int, default=3
+        Folds of the ensembles' own out-of-fold fits.
+    random_state : int or None, default=0
+        Seeds the folds and the members.
+    scoring : str or None, default=None
+        A scikit-learn scorer name (:func:`sklearn.metrics.get_scorer_names`); None is
+        accuracy for classification and R² for regression.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from moensemble.tune import Problem
+    >>> problem = Problem(X=np.zeros((6, 2)), y=np.array([0, 1] * 3),
+    ...                   task="classification", text=False, cv=2)
+    >>> len(problem.folds())
+    2
+    """
 
     X: Any
     y: np.ndarray
@@ -286,9 +421,18 @@ class Problem:
     cv: int = 3
     inner_cv: int = 3
     random_state: int | None = 0
+    scoring: str | None = None
 
     def make(self) -> tuple[Any, Callable[[optuna.Trial], dict]]:
-        """The family's estimator (behind TF-IDF for text) and its space."""
+        """The family's estimator (behind TF-IDF for text) and its space.
+
+        Returns
+        -------
+        estimator : estimator
+            The family's estimator with its fixed settings.
+        space : callable
+            ``space(trial) -> dict`` of parameters for ``estimator.set_params``.
+        """
         from sklearn.pipeline import Pipeline
 
         from moensemble.search.auto import FAMILIES, SearchContext, default_members
@@ -317,30 +461,61 @@ class Problem:
         return Pipeline([("features", tfidf), ("model", estimator)]), text_space
 
     def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The outer folds, as ``(train, test)`` index arrays; the same for every worker."""
         from sklearn.model_selection import KFold, StratifiedKFold
 
         splitter = StratifiedKFold if self.task == "classification" else KFold
         return list(splitter(self.cv, shuffle=True, random_state=self.random_state)
                     .split(np.zeros(len(self.y)), self.y))
 
+    def scoring_name(self) -> str:
+        """``scoring``, or the task's default scorer name ('accuracy' or 'r2')."""
+        if self.scoring is not None:
+            return self.scoring
+        return "accuracy" if self.task == "classification" else "r2"
+
     def config(self) -> dict:
+        """The settings a study stores: family, task, folds, seed, scoring, data fingerprint.
+
+        Returns
+        -------
+        config : dict
+            JSON-serialisable; the data enter as a hash, so that workers given another
+            file or subset are refused.
+        """
         import joblib
 
-        # The data's fingerprint: workers given another file or subset are refused.
-        return {"family": self.family, "task": self.task, "cv": self.cv,
-                "inner_cv": self.inner_cv, "random_state": self.random_state,
-                "n_samples": int(len(self.y)), "data": joblib.hash((self.X, self.y))}
+        config = {"family": self.family, "task": self.task, "cv": self.cv,
+                  "inner_cv": self.inner_cv, "random_state": self.random_state,
+                  "n_samples": int(len(self.y)), "data": joblib.hash((self.X, self.y))}
+        default = "accuracy" if self.task == "classification" else "r2"
+        if self.scoring_name() != default:  # studies from before --scoring have no key
+            config["scoring"] = self.scoring_name()
+        return config
 
 
 def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
-    """A trial: draw the family's parameters, cross-validate, report folds for pruning."""
+    """The objective of a study's trials: draw parameters, cross-validate, report for pruning.
+
+    Parameters
+    ----------
+    problem : Problem
+        Data, family, folds and scoring.
+
+    Returns
+    -------
+    objective : callable
+        ``objective(trial) -> float``, the mean score over ``problem``'s folds (higher is
+        better); MoE trials report their validation loss per epoch, others their running
+        score per fold, so that the pruner can stop them early.
+    """
     from sklearn.metrics import check_scoring
 
     from moensemble.search._search import build_estimator, cross_validate_trial
 
     estimator, space = problem.make()
     folds = problem.folds()
-    scorer = check_scoring(estimator, scoring=None)
+    scorer = check_scoring(estimator, scoring=problem.scoring_name())
 
     def objective(trial: optuna.Trial) -> float:
         model = build_estimator(estimator, space(trial))
@@ -354,7 +529,31 @@ def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
 
 
 def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, problem: Problem):
-    """Refit the study's best trial on all of ``problem``'s data; return the fitted model."""
+    """Refit the study's best trial on all of ``problem``'s data; return the fitted model.
+
+    Read-only on the study: nothing is written to it.
+
+    Parameters
+    ----------
+    storage : str or optuna storage
+        See :func:`open_storage`.
+    study_name : str
+        A study whose trials searched ``problem.family``'s space.
+    problem : Problem
+        The data and settings the trials were scored on; refused when the study stored
+        other settings (a study without stored settings, e.g. one made by
+        :class:`~moensemble.search.SearchCV`, is not checked).
+
+    Returns
+    -------
+    model : estimator
+        The best trial's configuration fitted on all rows.
+
+    Raises
+    ------
+    ValueError
+        No such study, other settings, or no complete trial yet.
+    """
     import optuna
 
     from moensemble.search._search import build_estimator, replay_space
@@ -364,7 +563,8 @@ def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, prob
         study = optuna.load_study(study_name=study_name, storage=opened)
     except KeyError:
         raise ValueError(f"No study named {study_name!r} in this storage.") from None
-    _check_config(study, problem.config())  # refit on the data the trials were scored on
+    # Refit on the data the trials were scored on; never write: a refit only reads.
+    _check_config(study, problem.config(), store=False)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise ValueError(f"Study {study_name!r} has no complete trial to refit yet.")
@@ -415,6 +615,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        metavar="SECONDS", help="heartbeat interval of running trials (database)")
     study.add_argument("--grace-period", type=_positive_int, default=GRACE_PERIOD,
                        metavar="SECONDS", help="a trial silent this long is failed and retried")
+    study.add_argument("--max-retry", type=_non_negative_int, default=MAX_RETRY, metavar="N",
+                       help="times a trial whose worker died is queued again (0: only failed)")
     study.add_argument("--refit-best", action="store_true",
                        help="instead of running trials, refit the best one and save it")
     study.add_argument("--output", type=Path, default=Path("model.moe"), metavar="FILE",
@@ -428,11 +630,31 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       default="auto")
     data.add_argument("--n-samples", type=_positive_int, metavar="N", default=None,
                       help="stratified subset of N rows (bundled data: 1000)")
-    data.add_argument("--cv", type=_positive_int, default=3, metavar="K")
-    data.add_argument("--random-state", type=int, default=0, metavar="SEED")
-    data.add_argument("--quiet", action="store_true", help="print only the summary line")
+    data.add_argument("--cv", type=_positive_int, default=3, metavar="K",
+                      help="cross-validation folds every trial is scored on (stratified for "
+                      "classification)")
+    data.add_argument("--scoring", metavar="NAME", default=None,
+                      help="a scikit-learn scorer name (sklearn.metrics.get_scorer_names()), "
+                      "e.g. f1_macro, neg_mean_absolute_error (default: accuracy for "
+                      "classification, r2 for regression)")
+    data.add_argument("--random-state", type=int, default=0, metavar="SEED",
+                      help="seeds the folds, the subset, the members and the sampler (each "
+                      "worker adds its process id to the sampler's seed)")
+    data.add_argument("--quiet", action="store_true",
+                      help="print only the final summary line (default: also a line about "
+                      "the data and one per finished trial)")
     tune.set_defaults(run=run)
     return tune
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -454,21 +676,37 @@ def run(args: argparse.Namespace) -> int:
 
     if args.family not in FAMILIES:
         raise UserError(f"unknown --family {args.family!r}; known: {', '.join(FAMILIES)}.")
+    if args.scoring is not None:
+        from sklearn.metrics import get_scorer_names
+
+        if args.scoring not in get_scorer_names():
+            raise UserError(f"unknown --scoring {args.scoring!r}; known: "
+                            f"{', '.join(get_scorer_names())}.")
     problem = _problem(args)
     try:
         storage = open_storage(args.storage, heartbeat_interval=args.heartbeat,
-                               grace_period=args.grace_period)
+                               grace_period=args.grace_period, max_retry=args.max_retry)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    say = _printer(args.quiet)
     if args.refit_best:
         return _run_refit(args, storage, problem)
     if args.n_trials is None and args.timeout is None:
         raise UserError("give --n-trials N or --timeout SECONDS (or --refit-best).")
     objective = make_objective(problem)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    say(f"worker {worker_id()}: family {problem.family}, {problem.task} on "
+        f"{len(problem.y)} rows, {problem.cv}-fold {problem.scoring_name()}; study "
+        f"{args.study_name!r}")
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        value = "" if trial.value is None else f" {trial.value:.4f}"
+        say(f"trial {trial.number} {trial.state.name.lower()}{value} {trial.params}")
+
     try:
         mine = run_worker(storage, args.study_name, objective, n_trials=args.n_trials,
-                          timeout=args.timeout, config=problem.config(), seed=args.random_state)
+                          timeout=args.timeout, config=problem.config(), seed=args.random_state,
+                          max_retry=args.max_retry, callbacks=[report])
     except ValueError as exc:
         raise UserError(str(exc)) from None
     study = optuna.load_study(study_name=args.study_name, storage=storage)
@@ -496,10 +734,17 @@ def _run_refit(args: argparse.Namespace, storage, problem: Problem) -> int:
     except OSError as exc:  # disk full, permissions: save() left any earlier file intact
         raise UserError(f"cannot write {output}: {exc.strerror or exc}; the study is "
                         "unchanged and any earlier file there is intact.") from None
-    if not args.quiet:
-        print(f"refit the best trial of {args.study_name!r} on {len(problem.y)} rows; "
-              f"saved {output}", flush=True)
+    print(f"refit the best trial of {args.study_name!r} on {len(problem.y)} rows; "
+          f"saved {output}", flush=True)  # the summary line: printed with --quiet too
     return 0
+
+
+def _printer(quiet: bool) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        if not quiet:
+            print(line, flush=True)
+
+    return say
 
 
 def _state_counts(study: optuna.Study) -> dict[str, int]:
@@ -522,7 +767,8 @@ def _problem(args: argparse.Namespace) -> Problem:
     if not dataset["text"]:
         X = np.asarray(X, dtype=np.float64)
     return Problem(X=X, y=np.asarray(dataset["y"]), task=dataset["task"], text=dataset["text"],
-                   family=args.family, cv=args.cv, random_state=args.random_state)
+                   family=args.family, cv=args.cv, random_state=args.random_state,
+                   scoring=args.scoring)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

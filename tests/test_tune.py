@@ -312,3 +312,104 @@ def test_requeue_leaves_live_workers_alone(tmp_path):
     elsewhere.set_user_attr("worker", "another-host:1")
     assert requeue_dead_local_trials(study) == []
     assert [t.state for t in study.trials] == [State.RUNNING, State.RUNNING]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=60)
+    return proc.pid
+
+
+def test_requeue_stops_after_max_retry(tmp_path):
+    url = f"journal:{tmp_path / 'study.log'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    dead = f"{socket.gethostname()}:{_dead_pid()}"
+    first = study.ask()
+    first.suggest_float("x", 0.0, 1.0)
+    first.set_user_attr("worker", dead)
+    assert requeue_dead_local_trials(study, max_retry=1) == [0]
+    retry = study.ask()  # the queued copy, with the same parameters
+    assert retry.user_attrs["retry_of"] == 0
+    retry.suggest_float("x", 0.0, 1.0)
+    retry.set_user_attr("worker", dead)
+    assert requeue_dead_local_trials(study, max_retry=1) == [1]  # failed, not queued again
+    assert [t.state for t in study.trials] == [State.FAIL, State.FAIL]
+    assert study.trials[1].params == study.trials[0].params
+
+
+def test_refit_best_writes_nothing_to_the_study(tmp_path):
+    """A study without stored settings (e.g. from SearchCV) is refit without being changed."""
+    import numpy as np
+    from sklearn.datasets import make_classification
+
+    from moensemble.tune import Problem, make_objective, refit_best, run_worker
+
+    X, y = make_classification(n_samples=120, n_features=6, random_state=0)
+    problem = Problem(X=X, y=y, task="classification", text=False, cv=2, inner_cv=2)
+    log = tmp_path / "study.log"
+    url = f"journal:{log}"
+    run_worker(url, "plain", make_objective(problem), n_trials=1, seed=0)  # no config stored
+    before = log.read_bytes()
+    model = refit_best(url, "plain", problem)
+    assert log.read_bytes() == before
+    study = optuna.load_study(study_name="plain", storage=open_storage(url))
+    assert study.user_attrs == {}
+    assert np.mean(model.predict(X) == y) > 0.7
+
+
+def test_problem_is_public_and_documented():
+    import moensemble.tune as tune
+
+    assert "Problem" in tune.__all__
+    for section in ("Parameters", "family :", "scoring :", "Examples"):
+        assert section in tune.Problem.__doc__
+    assert "\n    ``postgresql" not in tune.__doc__  # no indented block (a code block in MkDocs)
+
+
+def test_cli_options_scoring_max_retry_and_quiet(tmp_path, capsys, monkeypatch):
+    import moensemble.tune as tune
+
+    url = f"journal:{tmp_path / 'study.log'}"
+    common = ["--storage", url, "--n-trials", "1", "--n-samples", "200", "--cv", "2"]
+    assert main([*common, "--study-name", "f1", "--scoring", "f1_macro"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "2-fold f1_macro" in lines[0]  # what the worker runs
+    assert lines[1].startswith("trial 0 complete ")  # a line per finished trial
+    assert "ran 1 trials" in lines[-1] and len(lines) == 3
+    assert _trials(url, "f1")[0].state == State.COMPLETE
+    study = optuna.load_study(study_name="f1", storage=open_storage(url))
+    assert study.user_attrs["moensemble_tune"]["scoring"] == "f1_macro"
+    assert main([*common, "--study-name", "f1"]) == 2  # accuracy: other settings
+    assert "started with other settings (scoring)" in capsys.readouterr().err
+
+    assert main([*common, "--study-name", "q", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and "ran 1 trials" in out[0]  # only the summary line
+    default = optuna.load_study(study_name="q", storage=open_storage(url))
+    assert "scoring" not in default.user_attrs["moensemble_tune"]  # as before --scoring
+
+    assert main([*common, "--study-name", "x", "--scoring", "accuracyy"]) == 2
+    assert "unknown --scoring 'accuracyy'" in capsys.readouterr().err
+
+    seen = {}
+
+    def fake_open(url, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(tune, "open_storage", fake_open)
+    assert main([*common, "--study-name", "r", "--max-retry", "0"]) == 2
+    assert seen["max_retry"] == 0
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for words in ("--max-retry N times a trial whose worker died",
+                  "--cv K cross-validation folds", "--random-state SEED seeds the folds",
+                  "--scoring NAME a scikit-learn scorer name",
+                  "--quiet print only the final summary line"):
+        assert words in help_text
+
+
+def test_database_storage_retries_as_many_times_as_asked(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", max_retry=0)
+    assert storage.get_heartbeat_stale_trial_callback()._max_retry == 0
