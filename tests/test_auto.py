@@ -199,3 +199,64 @@ def test_bad_input_gives_clear_errors(task):
         AutoClassifier(families=()).fit(X, y)
     with pytest.raises(ValueError, match="storage"):
         AutoClassifier(storage="sqlite:////no/such/dir/x.db").fit(X, y)
+
+
+def _tree_family(name: str) -> Family:
+    def make(context):
+        return DecisionTreeClassifier(random_state=0)
+
+    def space(trial, context, prefix):
+        return {"max_depth": trial.suggest_int(f"{prefix}max_depth", 1, 8)}
+
+    return Family(name, make, space, first={"max_depth": 2})
+
+
+def test_resuming_with_other_families_is_a_clear_error(task, tmp_path):
+    X, y = task
+    deep, shallow, other = _tree_family("deep"), _tree_family("shallow"), _tree_family("other")
+    common = dict(time_budget=60, cv=2, max_trials=1, progress_bar=False, random_state=0,
+                  storage=f"journal:{tmp_path / 'auto.log'}", study_name="resumed")
+    AutoClassifier(families=(deep, shallow), **common).fit(X, y)
+    message = (r"'resumed' \(`study_name`\) was searched with families=\['deep', 'shallow'\]; "
+               r"this fit has families=\['deep', 'other'\]")
+    with pytest.raises(ValueError, match=message):
+        AutoClassifier(families=(deep, other), **common).fit(X, y)
+    # The same families in another order resume the study (in its stored order).
+    auto = AutoClassifier(families=(shallow, deep), **common).fit(X, y)
+    assert len(auto.study_.trials) == 2
+    assert auto.study_.trials[1].distributions["family"].choices == ("deep", "shallow")
+
+
+def test_a_database_url_gets_heartbeats_and_a_stale_trial_is_retried(task, tmp_path):
+    import sqlite3
+    import warnings
+
+    import optuna
+
+    from moensemble.tune import open_storage
+
+    X, y = task
+    url = f"sqlite:///{tmp_path / 'auto.db'}"
+    # A trial left RUNNING by a process that died over an hour ago.
+    study = optuna.create_study(storage=open_storage(url), study_name="auto",
+                                direction="maximize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dead = study.ask()
+    dead.suggest_categorical("family", ["tree"])
+    study._storage.record_heartbeat(dead._trial_id)
+    with sqlite3.connect(tmp_path / "auto.db") as db:
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour')")
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Heartbeat of storage")
+        auto = AutoClassifier(time_budget=60, families=(_tree_family("tree"),), cv=2,
+                              max_trials=2, progress_bar=False, random_state=0, storage=url,
+                              study_name="auto").fit(X, y)
+    states = [t.state.name for t in sorted(auto.study_.trials, key=lambda t: t.number)]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"]
+    retried = auto.study_.trials[1]
+    assert retried.system_attrs.get("failed_trial") == 0  # the retry of the dead trial
+    with sqlite3.connect(tmp_path / "auto.db") as db:  # the search's trials sent heartbeats
+        beats = db.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone()[0]
+    assert beats == 3

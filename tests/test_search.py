@@ -163,6 +163,106 @@ def test_killed_search_resumes_with_its_finished_trials(tmp_path):
     assert len(resumed.study_.get_trials(states=(COMPLETE,))) == before + 2
 
 
+STALLED_SCRIPT = """
+import sys, time
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from moensemble.search import SearchCV
+
+def space(trial):
+    params = {"C": trial.suggest_float("C", 1e-3, 1e2, log=True)}
+    if trial.number == 3:  # hangs, so that the test kills the process in this trial
+        time.sleep(600)
+    return params
+
+X, y = make_classification(n_samples=200, random_state=0)
+SearchCV(LogisticRegression(), space, n_trials=10, cv=2, storage=sys.argv[1],
+         study_name="stalled").fit(X, y)
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_resume_after_sigkill_retries_the_trial_left_running(tmp_path, kind):
+    """A URL storage gets the workers' fault handling: the dead trial is failed and retried."""
+    from moensemble.tune import open_storage
+
+    storage = (f"sqlite:///{tmp_path / 'stalled.db'}" if kind == "sqlite"
+               else f"journal:{tmp_path / 'stalled.log'}")
+    script = tmp_path / "search.py"
+    script.write_text(STALLED_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+
+    def trials():
+        try:
+            study = optuna.load_study(study_name="stalled", storage=open_storage(storage))
+        except KeyError:  # not created yet
+            return []
+        return sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+
+    proc = subprocess.Popen([sys.executable, str(script), storage], env=env)
+    try:
+        for _ in range(600):  # at most 120 s
+            states = [t.state for t in trials()]
+            if states == [COMPLETE] * 3 + [optuna.trial.TrialState.RUNNING] and \
+                    "C" in trials()[3].params:
+                break
+            assert proc.poll() is None, "the search process ended on its own"
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the search never reached its stalled trial: {states}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    stalled = trials()[3]
+    assert stalled.state == optuna.trial.TrialState.RUNNING  # left behind by the dead process
+    if kind == "sqlite":  # the grace period passes: its last heartbeat is an hour old
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "stalled.db") as db:
+            changed = db.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, "
+                                 "'-1 hour') WHERE trial_id = ?", (stalled._trial_id,)).rowcount
+        assert changed == 1  # the dead process sent heartbeats
+
+    X, y = make_classification(n_samples=200, random_state=0)
+    resumed = SearchCV(LogisticRegression(), c_space, n_trials=2, cv=2, storage=storage,
+                       study_name="stalled").fit(X, y)
+    by_number = {t.number: t for t in resumed.study_.get_trials(deepcopy=False)}
+    assert sorted(by_number) == list(range(6))
+    assert by_number[3].state == optuna.trial.TrialState.FAIL
+    # The stalled configuration ran again (one of the two new trials), then a new one.
+    assert by_number[4].params == stalled.params
+    assert [by_number[n].state for n in (0, 1, 2, 4, 5)] == [COMPLETE] * 5
+    assert len(resumed.study_.get_trials(states=(COMPLETE,))) == 5
+
+
+def test_a_user_storage_object_is_used_as_given(tmp_path, noisy):
+    X, y = noisy
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'own.db'}")
+    search = SearchCV(LogisticRegression(), c_space, n_trials=1, cv=2, storage=storage,
+                      study_name="own").fit(X, y)
+    assert search.study_._storage._backend is storage
+    assert storage.heartbeat_interval is None  # theirs to configure
+
+
+def test_resuming_with_other_categorical_choices_is_a_clear_error(tmp_path, noisy):
+    X, y = noisy
+
+    def solver_space(solvers):
+        def space(trial):
+            return {"solver": trial.suggest_categorical("solver", solvers)}
+
+        return space
+
+    params = dict(n_trials=2, cv=2, storage=f"journal:{tmp_path / 's.log'}",
+                  study_name="choices", random_state=0)
+    SearchCV(LogisticRegression(), solver_space(["lbfgs", "liblinear"]), **params).fit(X, y)
+    for error_score in (np.nan, "raise"):
+        with pytest.raises(ValueError, match=r"study 'choices'.*solver: \['lbfgs', "
+                           r"'liblinear'\].*new `study_name`"):
+            SearchCV(LogisticRegression(), solver_space(["lbfgs", "newton-cg"]),
+                     error_score=error_score, **params).fit(X, y)
+
+
 def test_multi_objective_returns_a_pareto_front(noisy):
     X, y = noisy
     search = SearchCV(DecisionTreeClassifier(random_state=0), tree_space, n_trials=12, cv=2,

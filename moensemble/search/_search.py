@@ -110,7 +110,13 @@ def make_study(
     directions: list[str],
     random_state: Any,
 ) -> optuna.Study:
-    """Create, or load to resume, a study; defaults chosen here only."""
+    """Create, or load to resume, a study; defaults chosen here only.
+
+    A ``storage`` given as a URL string is opened as the ``moensemble tune`` workers open
+    it (:func:`moensemble.tune.open_storage`: heartbeats and retries of dead trials on
+    databases), and the trials a dead process left RUNNING are failed and queued again
+    (:func:`moensemble.tune.recover_trials`). A storage object is used as given.
+    """
     if study is not None:
         found = [d.name.lower() for d in study.directions]
         if found != directions:
@@ -121,9 +127,14 @@ def make_study(
     seed = _seed(random_state)
     sampler = sampler or optuna.samplers.TPESampler(seed=seed)
     pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-    opened = open_storage(storage)
+    if isinstance(storage, str):
+        from moensemble import tune
+
+        opened = tune.open_storage(storage)
+    else:
+        opened = open_storage(storage)
     try:
-        return optuna.create_study(
+        created = optuna.create_study(
             storage=opened,
             sampler=sampler,
             pruner=pruner,
@@ -133,6 +144,46 @@ def make_study(
         )
     except ValueError as exc:  # e.g. the stored study has other directions
         raise ValueError(f"Cannot resume study {study_name!r}: {exc}") from None
+    if isinstance(storage, str):
+        from moensemble import tune
+
+        tune.recover_trials(created)
+    return created
+
+
+def tag_worker(trial: optuna.Trial) -> None:
+    """Store ``host:pid`` on a persisted trial, so that a later run can tell it was orphaned."""
+    if not isinstance(trial.study._storage, optuna.storages.InMemoryStorage):
+        from moensemble import tune
+
+        trial.set_user_attr(tune.WORKER_ATTR, tune.worker_id())
+
+
+def is_space_change(exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna refusing other choices for a stored categorical parameter."""
+    return isinstance(exc, ValueError) and "does not support dynamic value space" in str(exc)
+
+
+def stored_choices(study: optuna.Study) -> dict[str, tuple]:
+    """The choices of each categorical parameter in the study's trials."""
+    found: dict[str, tuple] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, dist in trial.distributions.items():
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                found.setdefault(name, tuple(dist.choices))
+    return found
+
+
+def space_changed_error(study: optuna.Study, what: str) -> ValueError:
+    """A clear error for a resumed study whose space now has other categorical choices."""
+    stored = ", ".join(f"{name}: {list(choices)}" for name, choices in
+                       sorted(stored_choices(study).items()))
+    return ValueError(
+        f"The {what} asks for categorical choices other than those stored in study "
+        f"{study.study_name!r} (`study_name`), which Optuna cannot resume: the stored study "
+        f"uses {stored or 'no categorical parameter'}. Resume it with the same choices (in "
+        "the same order), or give a new `study_name`."
+    )
 
 
 def _seed(random_state: Any) -> int | None:
@@ -609,8 +660,10 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         single = len(objectives) == 1
 
         self._errors: list[Exception] = []
+        self._space_error: ValueError | None = None
 
         def objective(trial: optuna.Trial):
+            tag_worker(trial)
             try:
                 model = build_estimator(self.estimator, self.space(trial))
                 result = cross_validate_trial(
@@ -620,6 +673,10 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
             except optuna.TrialPruned:
                 raise
             except Exception as exc:
+                if is_space_change(exc):  # a resumed study and a changed space: stop
+                    self._space_error = space_changed_error(self.study_, "search space")
+                    self.study_.stop()
+                    raise self._space_error from exc
                 self._errors.append(exc)  # shown if no trial completes
                 raise
             values = [result.score] + [result.costs[c] for c in objectives[1:]]
@@ -634,6 +691,9 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
             catch=catch,
             show_progress_bar=bool(self.verbose) and self.n_trials is not None,
         )
+        error, self._space_error = self._space_error, None
+        if error is not None:
+            raise error
 
     def _set_best(self, objectives: list[str]) -> None:
         complete = self.study_.get_trials(

@@ -49,11 +49,16 @@ from moensemble.search._search import (
     callback_owner,
     cross_validate_trial,
     directions_for,
+    is_space_change,
     make_study,
     quiet_optuna,
+    space_changed_error,
+    stored_choices,
+    tag_worker,
     with_callbacks,
 )
 from moensemble.search.spaces import gated_space, moe_space, stacking_space, weighted_space
+from moensemble.tune import heartbeat, recover_trials
 
 __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchContext"]
 
@@ -357,6 +362,7 @@ class _BaseAuto(BaseEstimator):
                     sampler=self.sampler, pruner=self.pruner,
                     directions=directions_for(objectives), random_state=seed,
                 )
+                families = self._resumable_families(families)
                 scorer = check_scoring(self, scoring=self.scoring)
                 self._search(X, y, folds, scorer, objectives, families, context, deadline)
                 self._refit(X, y, families, context, objectives, deadline)
@@ -385,6 +391,23 @@ class _BaseAuto(BaseEstimator):
                 raise ValueError(f"Family {family.name!r} does not support {self._task}.")
             chosen[family.name] = family
         return chosen
+
+    def _resumable_families(self, families: dict[str, Family]) -> dict[str, Family]:
+        """Check ``families`` against a resumed study's; take its order when the set matches.
+
+        Optuna cannot resume a categorical parameter with other choices: say so before any
+        trial runs, not with Optuna's error in the middle of the search.
+        """
+        stored = stored_choices(self.study_).get("family")
+        if stored is None:
+            return families
+        if set(stored) != set(families):
+            raise ValueError(
+                f"Study {self.study_.study_name!r} (`study_name`) was searched with "
+                f"families={list(stored)}; this fit has families={list(families)}. A study "
+                "resumes only with the same `families`: give those, or a new `study_name`."
+            )
+        return {name: families[name] for name in stored}  # the stored order
 
     def _validate_input(self, X, y):
         X, y = validate_data(
@@ -453,7 +476,7 @@ class _BaseAuto(BaseEstimator):
                 cheapest = min(self._expected_time(name, durations) for name in names)
                 if remaining <= 0 or remaining < cheapest or skipped >= 20:
                     break
-                trial = self.study_.ask()
+                trial = self._ask()
                 family = families[trial.suggest_categorical("family", names)]
                 expected = self._expected_time(family.name, durations)
                 if expected > remaining:  # would not fit: skip it without fitting
@@ -466,12 +489,13 @@ class _BaseAuto(BaseEstimator):
                     # Nothing to refit yet: keep a fold-sized share of the time for the refit.
                     remaining *= len(folds) / (len(folds) + 1)
                 try:
-                    state, values = self._run_trial(
-                        trial, family, context, X, y, folds, scorer, objectives, single,
-                        deadline=tic + remaining,
-                        fold_estimate=min(self._first_folds[family.name], default=0.0),
-                    )
-                except KeyboardInterrupt:
+                    with heartbeat(self.study_, trial):
+                        state, values = self._run_trial(
+                            trial, family, context, X, y, folds, scorer, objectives, single,
+                            deadline=tic + remaining,
+                            fold_estimate=min(self._first_folds[family.name], default=0.0),
+                        )
+                except BaseException:  # Ctrl-C, error_score='raise': never leave it RUNNING
                     self.study_.tell(trial, state=optuna.trial.TrialState.FAIL)
                     raise
                 elapsed = time.monotonic() - tic
@@ -486,6 +510,15 @@ class _BaseAuto(BaseEstimator):
             warnings.warn("Search interrupted; refitting the best trial so far.", stacklevel=3)
         finally:
             bar.close()
+
+    def _ask(self) -> optuna.Trial:
+        """Ask for a trial as ``Study.optimize`` would: dead workers' trials first failed."""
+        recover_trials(self.study_)  # databases: stale heartbeats; journals: dead processes
+        with warnings.catch_warnings():  # this loop sends the heartbeats itself
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study_.ask()
+        tag_worker(trial)
+        return trial
 
     def _expected_time(self, family: str, durations: dict[str, list[float]]) -> float:
         """Median duration of the family's finished trials; before any, its fastest fold."""
@@ -511,6 +544,9 @@ class _BaseAuto(BaseEstimator):
                 self._first_folds[family.name].append(exc.fold_times[0])
             return optuna.trial.TrialState.PRUNED, None
         except Exception as exc:
+            if is_space_change(exc):  # a resumed study and a changed Family space
+                raise space_changed_error(self.study_, f"space of family {family.name!r}") \
+                    from exc
             if self.error_score == "raise":
                 raise
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
