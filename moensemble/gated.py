@@ -52,7 +52,7 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 from torch import Tensor, nn
 
-from moensemble._validation import resolve_device
+from moensemble._validation import check_precision, resolve_device
 from moensemble.ensemble._base import _BaseOOFEnsemble
 from moensemble.ensemble._oof import predict_aligned
 from moensemble.moe.net import (
@@ -61,6 +61,7 @@ from moensemble.moe.net import (
     RoutingStats,
     RowDataset,
     collate_batch,
+    precision_autocast,
 )
 from moensemble.moe.routing import Router, Routing, SoftmaxRouter, make_router
 
@@ -88,23 +89,32 @@ class GateModule(nn.Module):
         Maps the router input to the router's ``in_features`` (``nn.Identity`` when linear).
     selection : bool
         Add the expected loss of one base drawn from the router softmax.
+    precision : {'float32', 'bfloat16', 'float16'}, default='float32'
+        Autocast dtype for the trunk (as for :class:`~moensemble.moe.net.MoEModule`'s
+        experts); the router's logits, gates and the mixing stay in float32.
 
     Training batches are counted into ``stat_counts`` / ``stat_sums`` like
     :class:`~moensemble.moe.net.MoEModule`, so :class:`~moensemble.moe.net.RoutingStats` logs
     the per-epoch load, its max-violation and the router entropy into the skorch history.
     """
 
-    def __init__(self, router: Router, trunk: nn.Module, *, selection: bool) -> None:
+    def __init__(
+        self, router: Router, trunk: nn.Module, *, selection: bool, precision: str = "float32"
+    ) -> None:
         super().__init__()
         self.router = router
         self.trunk = trunk
         self.selection = selection
+        self.precision = precision
         n_experts = router.n_experts
         self.register_buffer("stat_counts", torch.zeros(n_experts), persistent=False)
         self.register_buffer("stat_sums", torch.zeros(3), persistent=False)  # rows, H, overflow
 
     def route(self, x: Tensor) -> Routing:
-        routing = self.router(self.trunk(x.float()))
+        x = x.float()
+        with precision_autocast(x.device.type, self.precision):
+            hidden = self.trunk(x)
+        routing = self.router(hidden)  # float32 logits, whatever the trunk's dtype
         # Mixing probabilities needs a convex combination, but the top-k router's top-1 gate is
         # the full-softmax probability (as in Switch): renormalise the kept gates to sum to 1.
         gates = routing.gates / routing.gates.sum(-1, keepdim=True).clamp_min(1e-12)
@@ -216,6 +226,7 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
+        "precision": [StrOptions({"float32", "bfloat16", "float16"})],
         "callbacks": [list, None],
         "random_state": ["random_state"],
     }
@@ -243,6 +254,7 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
         n_jobs=None,
         memory=None,
         device="cpu",
+        precision="float32",
         callbacks=None,
         random_state=None,
         verbose=0,
@@ -267,6 +279,7 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
         self.n_jobs = n_jobs
         self.memory = memory
         self.device = device
+        self.precision = precision
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
@@ -285,7 +298,9 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
             raise ValueError(
                 f"`router_hidden` must be a tuple of positive ints; got {self.router_hidden!r}."
             )
-        return hidden, resolve_device(self.device)
+        device = resolve_device(self.device)
+        check_precision(self.precision, device)
+        return hidden, device
 
     def _fit_gated(self, X, y, method, target: np.ndarray) -> None:
         """OOF predictions -> router -> refit; ``target`` is what the combination is scored on."""
@@ -325,7 +340,9 @@ class _BaseGatedEnsemble(_BaseOOFEnsemble):
         n_bases = len(self._pairs)
         top_k = self.top_k if self.router == "topk" else 1
         router = make_router(self.router, width, n_bases, top_k)
-        module = GateModule(router, trunk, selection=self.router == "topk")
+        module = GateModule(
+            router, trunk, selection=self.router == "topk", precision=self.precision
+        )
         callbacks = [("routing_stats", RoutingStats())]
         if self.early_stopping:
             stopper = EarlyStopping(
@@ -570,8 +587,17 @@ class GatedEnsembleClassifier(ClassifierMixin, _BaseGatedEnsemble):
         Parallel jobs over the ``(base, fold)`` fits and the refits (joblib).
     memory : str, joblib.Memory or None, default=None
         Cache of the out-of-fold fits, shared with every ensemble using the same cache.
-    device : {'cpu', 'cuda', 'cuda:N', 'auto'}, default='cpu'
-        Where the router trains and runs (the bases run where they run).
+    device : {'cpu', 'cuda', 'cuda:N', 'mps', 'auto'}, default='cpu'
+        Where the router trains and runs (the bases run where they run). ``'auto'`` is
+        ``'cuda'`` when torch finds a CUDA device, else the CPU (with a warning); ``'mps'``
+        is Apple's GPU. Asking for a device torch cannot find is a ValueError.
+    precision : {'float32', 'bfloat16', 'float16'}, default='float32'
+        ``'bfloat16'`` / ``'float16'`` run the router's hidden layers (``router_hidden``)
+        under ``torch.autocast`` on ``device``, as :class:`~moensemble.MoEClassifier` does
+        for its experts; the router's gate logits, softmax and the mixing of the bases'
+        predictions stay in float32, and the weights are float32. With
+        ``router_hidden=()`` there is nothing to autocast. A precision that ``device``
+        cannot run (e.g. ``'bfloat16'`` on a GPU without it) is a ValueError at ``fit``.
     callbacks : list of skorch callbacks, default=None
         Passed to the router's skorch net (e.g. optuna-integration's
         ``SkorchPruningCallback`` on ``valid_loss`` with ``early_stopping=True``).
@@ -712,7 +738,8 @@ class GatedEnsembleRegressor(RegressorMixin, _BaseGatedEnsemble):
         Named base regressors, given ``X`` unchanged.
     router, top_k, router_hidden, features, router_preprocessor, aux_loss_coef, z_loss_coef, \
 max_epochs, lr, batch_size, weight_decay, early_stopping, validation_fraction, \
-n_iter_no_change, cv, refit, n_jobs, memory, device, callbacks, random_state, verbose :
+n_iter_no_change, cv, refit, n_jobs, memory, device, precision, callbacks, random_state, \
+verbose :
         As in :class:`GatedEnsembleClassifier` (an int ``cv`` gives ``KFold``).
 
     Attributes

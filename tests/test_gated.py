@@ -317,6 +317,128 @@ def test_router_on_gpu_routes_like_on_cpu():
     assert indices.dtype == np.int64 and gates.shape == (800, 1)
 
 
+# ---- mixed precision -----------------------------------------------------------------------
+
+
+def _trunk_output_dtypes(gated):
+    """Record the dtype of the router trunk's first layer output on every forward pass."""
+    seen = []
+    first = gated.net_.module_.trunk[0]
+    first.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    return seen
+
+
+class RecordTrunkDtype(Callback):
+    """The output dtypes of the router trunk's first layer during training."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.dtypes_ = []
+        self._hook = net.module_.trunk[0].register_forward_hook(self._record)
+
+    def _record(self, module, args, out):
+        self.dtypes_.append(out.dtype)
+
+    def on_train_end(self, net, **kwargs):
+        self._hook.remove()  # leave the module as it was (and picklable)
+        del self._hook
+
+
+def test_bfloat16_router_on_cpu_predicts_like_float32():
+    X, y, _ = regime_data()
+    train, test = slice(0, 1200), slice(1200, None)
+    settings = dict(router_hidden=(16,), **FAST)
+    full = GatedEnsembleClassifier(REGIME_CLASSIFIERS, **settings).fit(X[train], y[train])
+    recorder = RecordTrunkDtype()
+    low = GatedEnsembleClassifier(
+        REGIME_CLASSIFIERS, precision="bfloat16", callbacks=[("dtype", recorder)], **settings
+    ).fit(X[train], y[train])
+    # The hidden layer really ran under autocast in training; the weights, the gate logits
+    # and the gates stay float32.
+    assert recorder.dtypes_ and set(recorder.dtypes_) == {torch.bfloat16}
+    assert low.net_.module_.precision == "bfloat16"
+    assert all(p.dtype == torch.float32 for p in low.net_.module_.parameters())
+    seen = _trunk_output_dtypes(low)
+    indices, gates = low.route(X[test])
+    assert seen and set(seen) == {torch.bfloat16}  # predict-time routing autocasts too
+    assert gates.dtype == np.float32
+    np.testing.assert_allclose(gates.sum(axis=1), 1.0, rtol=1e-6)
+
+    proba_low, proba_full = low.predict_proba(X[test]), full.predict_proba(X[test])
+    assert proba_low.shape == proba_full.shape == (400, 2)
+    np.testing.assert_allclose(proba_low.sum(axis=1), 1.0, rtol=1e-6)
+    agree = np.mean(proba_low.argmax(axis=1) == proba_full.argmax(axis=1))
+    assert agree >= 0.95, agree
+    assert low.score(X[test], y[test]) > 0.9
+    # float32 is the default and leaves the trunk in float32.
+    seen = _trunk_output_dtypes(full)
+    full.route(X[test][:5])
+    assert full.precision == "float32" and set(seen) == {torch.float32}
+
+
+def test_bfloat16_regressor_on_cpu_predicts_like_float32():
+    X, _, y = regime_data(1000)
+    settings = dict(router_hidden=(8,), **FAST)
+    full = GatedEnsembleRegressor(REGIME_REGRESSORS, **settings).fit(X, y)
+    low = GatedEnsembleRegressor(REGIME_REGRESSORS, precision="bfloat16", **settings).fit(X, y)
+    pred_low, pred_full = low.predict(X), full.predict(X)
+    assert pred_low.shape == (1000,) and np.isfinite(pred_low).all()
+    assert abs(low.score(X, y) - full.score(X, y)) < 0.02
+    # The routed base agrees on nearly every row.
+    assert np.mean(low.route(X)[0] == full.route(X)[0]) >= 0.95
+    assert np.corrcoef(pred_low, pred_full)[0, 1] > 0.98
+
+
+@pytest.mark.parametrize("precision", ["float8", "fp16", "half", ""])
+def test_invalid_precision_is_a_value_error_naming_it(precision):
+    X, y, _ = regime_data(200)
+    with pytest.raises(ValueError, match="'precision' parameter"):
+        GatedEnsembleClassifier(REGIME_CLASSIFIERS, precision=precision, **FAST).fit(X, y)
+
+
+def test_precision_the_device_cannot_run_is_a_value_error(monkeypatch):
+    X, y, _ = regime_data(200)
+
+    class _NoAutocast:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("dtype not supported")
+
+    # check_precision tries autocast on the device: make it fail as on a device without it.
+    monkeypatch.setattr(torch, "autocast", _NoAutocast)
+    with pytest.raises(ValueError, match="precision='float16'.*not supported on device 'cpu'"):
+        GatedEnsembleRegressor(
+            REGIME_REGRESSORS, precision="float16", router_hidden=(4,), **FAST
+        ).fit(X, y)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_float16_router_on_gpu_then_predict_on_cpu(monkeypatch):
+    import pickle
+
+    X, y, _ = regime_data()
+    recorder = RecordTrunkDtype()
+    gpu = GatedEnsembleClassifier(
+        REGIME_CLASSIFIERS, device="cuda", precision="float16", router_hidden=(16,),
+        callbacks=[("dtype", recorder)], **FAST,
+    ).fit(X[:800], y[:800])
+    assert gpu.net_.device == "cuda"
+    assert set(recorder.dtypes_) == {torch.float16}
+    assert all(p.dtype == torch.float32 for p in gpu.net_.module_.parameters())
+    assert gpu.score(X[800:], y[800:]) > 0.9
+    gpu_proba = gpu.predict_proba(X[800:])
+    blob = pickle.dumps(gpu)
+    # Unpickle as on a CPU-only machine: skorch maps the tensors to the CPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(Warning, match="cpu"):
+        cpu = pickle.loads(blob)
+    assert cpu.net_.device == "cpu"
+    assert next(cpu.net_.module_.parameters()).device.type == "cpu"
+    cpu_proba = cpu.predict_proba(X[800:])
+    np.testing.assert_allclose(cpu_proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(cpu_proba, gpu_proba, atol=2e-2)
+    assert np.mean(cpu_proba.argmax(1) == gpu_proba.argmax(1)) >= 0.95
+
+
 # ---- scikit-learn conventions --------------------------------------------------------------
 
 CHECK_SETTINGS = dict(cv=2, max_epochs=3, batch_size=64, random_state=0)

@@ -31,7 +31,7 @@ from moensemble.ensemble import (  # noqa: E402
     WeightedEnsembleClassifier,
 )
 from moensemble.moe import MoEClassifier, MoERegressor  # noqa: E402
-from moensemble.persist import FORMAT_VERSION, UntrustedTypesError  # noqa: E402
+from moensemble.persist import FORMAT_VERSION, MANIFEST, UntrustedTypesError  # noqa: E402
 
 
 class SideEffect:
@@ -137,6 +137,55 @@ def test_gated_ensemble_round_trip(tmp_path, classification, router_hidden):
         router_hidden=router_hidden, max_epochs=3, cv=3, random_state=0).fit(X, y)
     loaded = load(save(gated, tmp_path / "gated.moe"))
     np.testing.assert_array_equal(loaded.predict_proba(X), gated.predict_proba(X))
+
+
+def test_gated_ensemble_precision_round_trips(tmp_path, classification):
+    from moensemble.gated import GatedEnsembleClassifier
+
+    X, y = classification
+    gated = GatedEnsembleClassifier(
+        [("nb", GaussianNB()), ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))],
+        router_hidden=(8,), precision="bfloat16", max_epochs=3, cv=3, random_state=0).fit(X, y)
+    path = save(gated, tmp_path / "gated.moe")
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read(MANIFEST))
+    assert manifest["nets"][0]["params"]["precision"] == "bfloat16"
+    loaded = load(path)
+    assert loaded.precision == "bfloat16"
+    assert loaded.net_.module_.precision == "bfloat16"
+    np.testing.assert_array_equal(loaded.predict_proba(X), gated.predict_proba(X))
+
+
+def test_gated_float16_gpu_model_loads_and_predicts_on_a_cpu_only_machine(
+    tmp_path, classification, monkeypatch
+):
+    import torch
+
+    from moensemble.gated import GatedEnsembleClassifier
+
+    X, y = classification
+    bases = [("nb", GaussianNB()), ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))]
+    settings = dict(router_hidden=(8,), max_epochs=3, cv=3, random_state=0)
+    if torch.cuda.is_available():
+        fitted = GatedEnsembleClassifier(
+            bases, device="cuda", precision="float16", **settings
+        ).fit(X, y)
+        assert fitted.net_.device == "cuda"
+    else:  # a CPU-fitted model that says it was fitted on a GPU, as save stores it
+        fitted = GatedEnsembleClassifier(bases, precision="float16", **settings).fit(X, y)
+        fitted = copy.deepcopy(fitted).set_params(device="cuda")
+    expected = fitted.predict_proba(X)
+    path = save(fitted, tmp_path / "gpu_gated.moe")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(UserWarning, match="device='cuda'.*loaded on the CPU"):
+        loaded = load(path)
+    assert loaded.device == "cpu" and loaded.net_.device == "cpu"
+    assert next(loaded.net_.module_.parameters()).device.type == "cpu"
+    # float16 autocast runs on this CPU (or the load falls back to float32 with a warning).
+    assert loaded.precision == loaded.net_.module_.precision
+    proba = loaded.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(proba, expected, atol=2e-2)
 
 
 def test_moe_in_a_pipeline_round_trip(tmp_path, classification):

@@ -28,6 +28,15 @@ from .routing import ElementwiseGate, Router, Routing, dispatch
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def precision_autocast(device_type: str, precision: str) -> torch.autocast:
+    """Autocast to ``precision`` on ``device_type``; a disabled context for ``'float32'``.
+
+    Shared by :class:`MoEModule` (its experts) and the gated ensembles' router trunk.
+    """
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32)
+
+
 class MoEModule(nn.Module):
     """``y = sum_{i in topk(x)} g_i(x) f_i(x) [+ shared(x)] [+ fallback(x)]``.
 
@@ -94,8 +103,7 @@ class MoEModule(nn.Module):
         return self.router(x.float())
 
     def _autocast(self, x: Tensor) -> torch.autocast:
-        dtype = PRECISIONS[self.precision]
-        return torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32)
+        return precision_autocast(x.device.type, self.precision)
 
     @torch.no_grad()
     def _record(self, routing: Routing, counts: Tensor, batch: int) -> None:
