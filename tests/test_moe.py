@@ -281,6 +281,28 @@ def test_sparse_rows_are_densified_one_batch_at_a_time(monkeypatch):
     assert seen and max(seen) <= 64
 
 
+@pytest.mark.parametrize("Est", [MoEClassifier, MoERegressor])
+@pytest.mark.parametrize("router", ["topk", "softmax"])
+def test_router_lr_scale_gives_the_router_its_own_param_group(clf_data, Est, router):
+    X, y = clf_data
+    est = Est(n_experts=3, top_k=2, router=router, expert_hidden=(4,), max_epochs=1, lr=2e-3,
+              router_lr_scale=5.0, random_state=0).fit(X, y)
+    module, groups = est.net_.module_, est.net_.optimizer_.param_groups
+    router_ids = {id(p) for p in module.router.parameters()}
+    assert router_ids
+    for group in groups:
+        ids = {id(p) for p in group["params"]}
+        assert ids <= router_ids or not ids & router_ids
+        expected = 2e-3 * 5.0 if ids <= router_ids else 2e-3
+        assert group["lr"] == pytest.approx(expected)
+    in_groups = {id(p) for g in groups for p in g["params"]}
+    assert in_groups == {id(p) for p in module.parameters() if p.requires_grad}
+    assert any(g["lr"] == pytest.approx(1e-2) for g in groups)
+    # The default: one learning rate for everything.
+    plain = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3).fit(X, y)
+    assert {g["lr"] for g in plain.net_.optimizer_.param_groups} == {2e-3}
+
+
 # -- bad input -------------------------------------------------------------------------
 @pytest.mark.parametrize("params,match", [
     (dict(n_experts=0), "n_experts"),
@@ -288,6 +310,9 @@ def test_sparse_rows_are_densified_one_batch_at_a_time(monkeypatch):
     (dict(router="random"), "router"),
     (dict(capacity_factor=0.0), "capacity_factor"),
     (dict(precision="float8"), "precision"),
+    (dict(router_lr_scale=0.0), "router_lr_scale"),
+    (dict(router_lr_scale=-1.0), "router_lr_scale"),
+    (dict(router_lr_scale="fast"), "router_lr_scale"),
 ])
 def test_bad_parameters_name_the_parameter(clf_data, params, match):
     X, y = clf_data
