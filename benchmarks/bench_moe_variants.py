@@ -6,7 +6,10 @@ Task: 4 uniform features; ``y`` is a linear function of x1..x3 where ``x0 < 0`` 
 * Upcycling: epochs to reach the dense network's (one expert's) held-out R^2 — its
   converged score and its score after ``D`` epochs — for the upcycled MoE (``D`` dense
   epochs + its own, plain copies and Drop-Upcycling) vs. the same MoE from scratch; and
-  R^2 of all three after the same total epochs.
+  R^2 of all three after the same total epochs; with the random router init and the
+  k-means one (``router_init='kmeans'``, given to both).
+* Router learning rate: epochs of the MoE from scratch to the dense network's converged
+  held-out R^2 with ``router_lr_scale`` 1, 3, 10.
 * Heterogeneous vs. homogeneous experts: held-out R^2, fit time, parameters per row.
 * Element-wise vs. per-expert gates (3-class classification, accuracy).
 * Growing: 2 experts grown to 4 vs. 2 and 4 trained for the same total epochs.
@@ -63,55 +66,84 @@ def first_reaching(scores: np.ndarray, target: float) -> float:
 
 
 def bench_upcycling(data, seeds, n_experts, dense_epochs, lr, hidden=(16,), total=20,
-                    converge=60, drops=(0.0, 0.5)) -> None:
+                    converge=60, drops=(0.0, 0.5), router_inits=("random", "kmeans")) -> None:
     """Epochs to the dense network's held-out R^2: upcycled (dense + MoE) vs. from scratch.
 
     Targets: ``conv`` = the dense network's best held-out R^2 within ``converge`` epochs (its
     converged score); ``@D`` = its score after the ``D`` epochs that upcycling trains it.
     Upcycled epochs count the dense phase: ``D + first MoE epoch at the target``; scratch
     MoE and upcycled MoE get ``2 * converge / 3`` epochs in all ('inf': never reached).
+    Each ``router_init`` is given to both the scratch and the upcycled MoE.
     """
     budget = 2 * converge // 3
     print(f"\n## Upcycling: E={n_experts}, top_k=2, hidden={hidden}, lr={lr}, "
           f"{len(seeds)} seeds; methods: plain copy (1% noise) and Drop-Upcycling "
-          f"(upcycle_drop=r); D = dense epochs before the copy")
+          f"(upcycle_drop=r); D = dense epochs before the copy; router_init applies to "
+          f"both the scratch and the upcycled MoE")
     print(f"target conv = dense network's best held-out R2 within {converge} epochs "
           f"(converged); target @D = its R2 after D epochs. Epochs to target: scratch MoE "
           f"vs upcycled D + MoE epochs (all within {budget} epochs). Final: R2 after "
           f"{total} total epochs (upcycled: D dense + {total} - D MoE).")
-    print("D | method | target conv | scratch epochs->conv | upcycled epochs->conv | "
-          "target @D | scratch ->@D | upcycled ->@D | "
+    print("router_init | D | method | target conv | scratch epochs->conv | "
+          "upcycled epochs->conv | target @D | scratch ->@D | upcycled ->@D | "
           f"final@{total}: dense | scratch | upcycled")
     curves = {}
     for seed in seeds:
         common = dict(expert_hidden=hidden, lr=lr, batch_size=64, random_state=seed)
         curves["dense", seed] = curve(data, n_experts=1, top_k=1, max_epochs=converge,
                                       **common)[0]
-        curves["scratch", seed] = curve(data, n_experts=n_experts, top_k=2, max_epochs=budget,
-                                        **common)[0]
+        for ri in router_inits:
+            curves["scratch", ri, seed] = curve(data, n_experts=n_experts, top_k=2,
+                                                max_epochs=budget, router_init=ri, **common)[0]
+            for d in dense_epochs:
+                for r in drops:
+                    curves[d, r, ri, seed] = curve(
+                        data, n_experts=n_experts, top_k=2, init="upcycle", upcycle_epochs=d,
+                        upcycle_drop=r, max_epochs=budget - d, router_init=ri, **common,
+                    )[0]
+    for ri in router_inits:
         for d in dense_epochs:
             for r in drops:
-                curves[d, r, seed] = curve(
-                    data, n_experts=n_experts, top_k=2, init="upcycle", upcycle_epochs=d,
-                    upcycle_drop=r, max_epochs=budget - d, **common,
-                )[0]
-    for d in dense_epochs:
-        for r in drops:
-            rows = []
-            for seed in seeds:
-                dense, scratch, up = curves["dense", seed], curves["scratch", seed], curves[
-                    d, r, seed]
-                conv, at_d = dense.max(), dense[d - 1]
-                rows.append((conv, first_reaching(scratch, conv), d + first_reaching(up, conv),
-                             at_d, first_reaching(scratch, at_d), d + first_reaching(up, at_d),
-                             dense[total - 1], scratch[total - 1], up[total - d - 1]))
-            rows = np.array(rows)
-            per_seed = " ".join(f"{a:.0f}/{b:.0f}" for a, b in rows[:, [1, 2]])
-            m = rows.mean(0)
-            method = "plain copy" if r == 0 else f"drop r={r}"
-            print(f"{d} | {method} | {m[0]:.3f} | {m[1]:.1f} | {m[2]:.1f} | {m[3]:.3f} | "
-                  f"{m[4]:.1f} | {m[5]:.1f} | {m[6]:.3f} | {m[7]:.3f} | {m[8]:.3f}   "
-                  f"(per seed scratch/upcycled ->conv: {per_seed})")
+                rows = []
+                for seed in seeds:
+                    dense, scratch = curves["dense", seed], curves["scratch", ri, seed]
+                    up = curves[d, r, ri, seed]
+                    conv, at_d = dense.max(), dense[d - 1]
+                    rows.append((conv, first_reaching(scratch, conv),
+                                 d + first_reaching(up, conv), at_d,
+                                 first_reaching(scratch, at_d), d + first_reaching(up, at_d),
+                                 dense[total - 1], scratch[total - 1], up[total - d - 1]))
+                rows = np.array(rows)
+                per_seed = " ".join(f"{a:.0f}/{b:.0f}" for a, b in rows[:, [1, 2]])
+                m = rows.mean(0)
+                method = "plain copy" if r == 0 else f"drop r={r}"
+                print(f"{ri} | {d} | {method} | {m[0]:.3f} | {m[1]:.1f} | {m[2]:.1f} | "
+                      f"{m[3]:.3f} | {m[4]:.1f} | {m[5]:.1f} | {m[6]:.3f} | {m[7]:.3f} | "
+                      f"{m[8]:.3f}   (per seed scratch/upcycled ->conv: {per_seed})")
+
+
+def bench_router_lr(data, seeds, n_experts, lr, scales=(1.0, 3.0, 10.0), hidden=(16,),
+                    converge=60, total=20) -> None:
+    """Scratch MoE with the router's learning rate ``router_lr_scale * lr``."""
+    budget = 2 * converge // 3
+    print(f"\n## Router learning rate: E={n_experts}, top_k=2, hidden={hidden}, lr={lr}, "
+          f"{len(seeds)} seeds; MoE from scratch, router lr = router_lr_scale * lr")
+    print(f"target conv = dense network's best held-out R2 within {converge} epochs")
+    print(f"router_lr_scale | target conv | epochs->conv (per seed) | R2@{total} | "
+          f"R2@{budget}")
+    dense = {s: curve(data, n_experts=1, top_k=1, max_epochs=converge, expert_hidden=hidden,
+                      lr=lr, batch_size=64, random_state=s)[0] for s in seeds}
+    for scale in scales:
+        rows = []
+        for seed in seeds:
+            c = curve(data, n_experts=n_experts, top_k=2, max_epochs=budget, expert_hidden=hidden,
+                      lr=lr, batch_size=64, random_state=seed, router_lr_scale=scale)[0]
+            rows.append((dense[seed].max(), first_reaching(c, dense[seed].max()), c[total - 1],
+                         c[-1]))
+        rows = np.array(rows)
+        m = rows.mean(0)
+        per_seed = " ".join(f"{e:.0f}" for e in rows[:, 1])
+        print(f"{scale:g} | {m[0]:.3f} | {m[1]:.1f} ({per_seed}) | {m[2]:.3f} | {m[3]:.3f}")
 
 
 def bench_heterogeneous(data, seeds, epochs) -> None:
@@ -191,6 +223,8 @@ def main() -> None:
           f"{torch.__version__}, 1 thread")
     bench_upcycling(data, seeds, n_experts=8, dense_epochs=(3, 10), lr=1e-2)
     bench_upcycling(data, seeds, n_experts=16, dense_epochs=(3, 10), lr=3e-3)
+    bench_router_lr(data, seeds, n_experts=8, lr=1e-2)
+    bench_router_lr(data, seeds, n_experts=16, lr=3e-3)
     bench_heterogeneous(data, seeds, args.epochs)
     bench_elementwise(seeds, args.epochs)
     bench_grow(data, seeds, epochs=args.epochs // 2, grow_epochs=args.epochs // 2)

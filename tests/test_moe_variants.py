@@ -283,3 +283,49 @@ def test_grow_steps_parameter_grows_inside_fit(regime_data):
     assert reg.n_experts_ == 4 and reg.expert_load_.shape == (4,)
     assert len(reg.history_) == 3  # the last growing phase
     assert r2_score(y_test, reg.predict(X_test)) > 0.5
+
+
+# -- k-means router initialisation -----------------------------------------------------
+def _blobs(n_per=50):
+    rng = np.random.default_rng(0)
+    centers = np.array([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]])
+    return np.repeat(centers, n_per, axis=0) + 0.3 * rng.normal(size=(3 * n_per, 3))
+
+
+def _one_expert_per_blob(best: np.ndarray) -> bool:
+    blobs = best.reshape(3, -1)
+    return all(len(set(b)) == 1 for b in blobs) and len({b[0] for b in blobs}) == 3
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_kmeans_router_init_splits_the_rows_like_kmeans(sparse):
+    import scipy.sparse as sp
+
+    from moensemble.moe.estimators import kmeans_router_init
+
+    X = _blobs()
+    router = make_router("topk", 3, 3, 2)
+    kmeans_router_init(router, sp.csr_matrix(X) if sparse else X.astype(np.float32), seed=0)
+    best = router.logits(torch.tensor(X, dtype=torch.float32)).argmax(1).numpy()
+    assert _one_expert_per_blob(best)  # every blob on an expert of its own from the start
+    random_router = make_router("topk", 3, 3, 2)
+    assert not _one_expert_per_blob(
+        random_router.logits(torch.tensor(X, dtype=torch.float32)).argmax(1).numpy()
+    )
+
+
+@pytest.mark.parametrize("init", ["random", "upcycle"])
+def test_router_init_kmeans_parameter(init):
+    X = _blobs()
+    y = X.sum(1)
+    common = dict(n_experts=3, top_k=2, expert_hidden=(4,), init=init, upcycle_epochs=1,
+                  max_epochs=1, lr=1e-6, batch_size=64, random_state=0)
+    with pytest.raises(ValueError, match="router_init"):
+        MoERegressor(router_init="zeros", **common).fit(X, y)
+    assert MoERegressor().router_init == "random"
+    # With a learning rate too small to move it, the router routes as initialised.
+    reg = MoERegressor(router_init="kmeans", **common).fit(X, y)
+    assert _one_expert_per_blob(reg.route(X)[0][:, 0])
+    np.testing.assert_allclose(reg.expert_load_.min(), 1 / 3, atol=0.1)
+    clf = MoEClassifier(router="switch", router_init="kmeans", **common)
+    assert _one_expert_per_blob(clf.fit(X, (y > 5).astype(int)).route(X)[0][:, 0])
