@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from moensemble.cli import int_at_least
+
 if TYPE_CHECKING:  # optuna is imported where used: `moensemble --help` stays fast
     import optuna
 
@@ -647,24 +649,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return tune
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+_non_negative_int = int_at_least(0)
+_positive_int = int_at_least(1)
 
 
 def run(args: argparse.Namespace) -> int:
