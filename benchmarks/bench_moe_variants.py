@@ -28,16 +28,9 @@ from sklearn.datasets import make_classification
 from sklearn.metrics import r2_score
 from skorch.callbacks import Callback
 
+from moensemble.datasets import make_regimes
 from moensemble.moe import MoEClassifier, MoERegressor
 from moensemble.moe.net import RowDataset
-
-
-def regime(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-2, 2, (n, 4))
-    linear = 1.5 * X[:, 1] - X[:, 2] + 0.5 * X[:, 3]
-    wavy = 2 * np.sin(3 * X[:, 1]) * np.cos(2 * X[:, 2])
-    return X, np.where(X[:, 0] < 0, linear, wavy) + 0.05 * rng.normal(size=n)
 
 
 class HeldOutR2(Callback):
@@ -218,7 +211,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
-    data = (*regime(args.n_train, seed=100), *regime(2000, seed=101))
+    data = (*make_regimes(args.n_train, random_state=100),
+            *make_regimes(2000, random_state=101))
     print(f"regime task: {args.n_train} training rows, 2000 held-out; torch "
           f"{torch.__version__}, 1 thread")
     bench_upcycling(data, seeds, n_experts=8, dense_epochs=(3, 10), lr=1e-2)

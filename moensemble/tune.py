@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from moensemble.cli import int_at_least
+from moensemble.cli import _printer, int_at_least
 
 if TYPE_CHECKING:  # optuna is imported where used: `moensemble --help` stays fast
     import optuna
@@ -472,8 +472,9 @@ class Problem:
 
     def scoring_name(self) -> str:
         """``scoring``, or the task's default scorer name ('accuracy' or 'r2')."""
-        if self.scoring is not None:
-            return self.scoring
+        return self._default_scoring() if self.scoring is None else self.scoring
+
+    def _default_scoring(self) -> str:
         return "accuracy" if self.task == "classification" else "r2"
 
     def config(self) -> dict:
@@ -490,8 +491,7 @@ class Problem:
         config = {"family": self.family, "task": self.task, "cv": self.cv,
                   "inner_cv": self.inner_cv, "random_state": self.random_state,
                   "n_samples": int(len(self.y)), "data": joblib.hash((self.X, self.y))}
-        default = "accuracy" if self.task == "classification" else "r2"
-        if self.scoring_name() != default:  # studies from before --scoring have no key
+        if self.scoring_name() != self._default_scoring():  # older studies have no key
             config["scoring"] = self.scoring_name()
         return config
 
@@ -723,14 +723,6 @@ def _run_refit(args: argparse.Namespace, storage, problem: Problem) -> int:
     print(f"refit the best trial of {args.study_name!r} on {len(problem.y)} rows; "
           f"saved {output}", flush=True)  # the summary line: printed with --quiet too
     return 0
-
-
-def _printer(quiet: bool) -> Callable[[str], None]:
-    def say(line: str) -> None:
-        if not quiet:
-            print(line, flush=True)
-
-    return say
 
 
 def _state_counts(study: optuna.Study) -> dict[str, int]:

@@ -13,6 +13,7 @@ from sklearn.metrics import r2_score
 from skorch.callbacks import Callback
 from torch import nn
 
+from moensemble.datasets import make_regimes
 from moensemble.interpret import routing_report
 from moensemble.moe import MoEClassifier, MoERegressor
 from moensemble.moe.net import MoEModule, build_module
@@ -22,19 +23,10 @@ from moensemble.moe.variants import split_expert, upcycle
 QUICK = dict(lr=1e-2, batch_size=64, random_state=0)
 
 
-def regime(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A linear regime (x0 < 0) and a nonlinear one (x0 >= 0) of the same features."""
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-2, 2, (n, 4))
-    linear = 1.5 * X[:, 1] - X[:, 2] + 0.5 * X[:, 3]
-    wavy = 2 * np.sin(3 * X[:, 1]) * np.cos(2 * X[:, 2])
-    return X, np.where(X[:, 0] < 0, linear, wavy) + 0.05 * rng.normal(size=n)
-
-
 @pytest.fixture(scope="module")
 def regime_data():
-    X, y = regime(600, seed=0)
-    X_test, y_test = regime(1000, seed=1)
+    X, y = make_regimes(600, random_state=0)
+    X_test, y_test = make_regimes(1000, random_state=1)
     return X, y, X_test, y_test
 
 

@@ -617,9 +617,10 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         (``upcycle_epochs=3``, E=8: 22.0 -> 12.7 total epochs to the dense network's
         converged score; E=16: 34.3 -> 13.0), but it speeds up the mixture from scratch
         as much (E=8: 18.7 -> 13.0; E=16: 32.0 -> 13.7): given to both, upcycling is
-        within an epoch of scratch (per seed 12/11, 11/15, 15/13 at E=8), slower with
-        ``upcycle_epochs=10`` (20.3 vs 13.0), and never reaches the dense network's
-        score after ``D`` epochs sooner than scratch, which gets there in 2-5 epochs.
+        within an epoch of scratch (scratch/upcycled per seed 11/12, 15/11, 13/15 at
+        E=8), slower with ``upcycle_epochs=10`` (20.3 vs 13.0), and never reaches the
+        dense network's score after ``D`` epochs sooner than scratch, which gets there
+        in 2-5 epochs.
     router_init : {'random', 'kmeans'}, default='random'
         ``'kmeans'``: before training, cluster the training rows (MiniBatchKMeans, one
         cluster per expert, at most 20,000 rows) and set the router's linear map so that

@@ -127,15 +127,11 @@ def make_study(
     seed = _seed(random_state)
     sampler = sampler or optuna.samplers.TPESampler(seed=seed)
     pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-    if isinstance(storage, str):
-        from moensemble import tune
+    from moensemble import tune  # not at import time: tune imports this module's helpers
 
-        opened = tune.open_storage(storage)
-    else:
-        opened = open_storage(storage)
     try:
         created = optuna.create_study(
-            storage=opened,
+            storage=tune.open_storage(storage),
             sampler=sampler,
             pruner=pruner,
             study_name=study_name,
@@ -145,8 +141,6 @@ def make_study(
     except ValueError as exc:  # e.g. the stored study has other directions
         raise ValueError(f"Cannot resume study {study_name!r}: {exc}") from None
     if isinstance(storage, str):
-        from moensemble import tune
-
         tune.recover_trials(created)
     return created
 
