@@ -257,15 +257,19 @@ def test_sigkilled_worker_loses_no_finished_trial_and_its_trial_is_retried(stora
         return subprocess.Popen([sys.executable, str(script), storage_url, name, str(n_trials),
                                  str(stall)], env=_env(), stderr=subprocess.PIPE, text=True)
 
-    def states() -> list[State]:
+    def states() -> list[tuple[State, bool]]:
+        """Each trial's state and whether it has drawn its parameters yet."""
         with contextlib.suppress(KeyError):  # the study may not exist yet
-            return [t.state for t in sorted(_trials(storage_url, name), key=lambda t: t.number)]
+            return [(t.state, bool(t.params))
+                    for t in sorted(_trials(storage_url, name), key=lambda t: t.number)]
         return []
 
     first = start(10, stall=3)
     try:
-        _wait_for(lambda: states()[:4] == [State.COMPLETE] * 3 + [State.RUNNING],
-                  "three finished trials and a fourth running")
+        # Trial 3 is created RUNNING a moment before it suggests "x": wait for both, so that
+        # the kill lands inside the stalled objective and the retry has parameters to copy.
+        _wait_for(lambda: states()[:4] == [(State.COMPLETE, True)] * 3 + [(State.RUNNING, True)],
+                  "three finished trials and a fourth running with its parameters")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
