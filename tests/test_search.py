@@ -287,6 +287,7 @@ def test_unopenable_storage_is_named_without_its_password(noisy):
         SearchCV(LogisticRegression(), c_space, n_trials=1, storage=url).fit(X, y)
     assert "postgresql://alice:***@127.0.0.1:1/nodb" in str(info.value)
     assert "s3cret" not in str(info.value)
+    assert "resume" not in str(info.value)  # nothing was resumed: the URL is the fault
     with pytest.raises(ValueError, match="sqlite:////no/such/dir/x.db"):
         SearchCV(LogisticRegression(), c_space, n_trials=1,
                  storage="sqlite:////no/such/dir/x.db").fit(X, y)

@@ -129,9 +129,10 @@ def make_study(
     pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     from moensemble import tune  # not at import time: tune imports this module's helpers
 
+    opened = tune.open_storage(storage)  # its own clear error for a URL it cannot open
     try:
         created = optuna.create_study(
-            storage=tune.open_storage(storage),
+            storage=opened,
             sampler=sampler,
             pruner=pruner,
             study_name=study_name,
