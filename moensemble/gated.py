@@ -595,7 +595,8 @@ class GatedEnsembleClassifier(ClassifierMixin, _BaseGatedEnsemble):
         ``'bfloat16'`` / ``'float16'`` run the router's hidden layers (``router_hidden``)
         under ``torch.autocast`` on ``device``, as :class:`~moensemble.MoEClassifier` does
         for its experts; the router's gate logits, softmax and the mixing of the bases'
-        predictions stay in float32, and the weights are float32. With
+        predictions stay in float32, and the weights are float32; ``'float16'`` training
+        scales the loss with ``torch.amp.GradScaler``, as the MoE does. With
         ``router_hidden=()`` there is nothing to autocast. A precision that ``device``
         cannot run (e.g. ``'bfloat16'`` on a GPU without it) is a ValueError at ``fit``.
     callbacks : list of skorch callbacks, default=None

@@ -375,6 +375,27 @@ def test_bfloat16_router_on_cpu_predicts_like_float32():
     assert full.precision == "float32" and set(seen) == {torch.float32}
 
 
+def test_float16_router_training_scales_the_loss(monkeypatch):
+    X, y, _ = regime_data()
+    steps: list[float] = []
+    update = torch.amp.GradScaler.update
+
+    def spy(self, new_scale=None):  # one call per training step of the router
+        update(self, new_scale)
+        steps.append(self.get_scale())
+
+    monkeypatch.setattr(torch.amp.GradScaler, "update", spy)
+    recorder = RecordTrunkDtype()
+    gated = GatedEnsembleClassifier(
+        REGIME_CLASSIFIERS, precision="float16", router_hidden=(16,),
+        callbacks=[("dtype", recorder)], **FAST,
+    ).fit(X[:1200], y[:1200])
+    assert recorder.dtypes_ and set(recorder.dtypes_) == {torch.float16}
+    assert len(steps) == len(recorder.dtypes_)  # every training batch went through the scaler
+    assert all(p.dtype == torch.float32 for p in gated.net_.module_.parameters())
+    assert gated.score(X[1200:], y[1200:]) > 0.9
+
+
 def test_bfloat16_regressor_on_cpu_predicts_like_float32():
     X, _, y = regime_data(1000)
     settings = dict(router_hidden=(8,), **FAST)

@@ -367,6 +367,54 @@ def test_bfloat16_autocast_on_cpu_trains(clf_data):
     assert clf.net_.module_.router.linear.weight.dtype == torch.float32
 
 
+def _spy_grad_scaler(monkeypatch) -> list[float]:
+    """Record the loss scale after every ``GradScaler.update`` (one per training step)."""
+    scales: list[float] = []
+    update = torch.amp.GradScaler.update
+
+    def spy(self, new_scale=None):
+        update(self, new_scale)
+        scales.append(self.get_scale())
+
+    monkeypatch.setattr(torch.amp.GradScaler, "update", spy)
+    return scales
+
+
+@pytest.mark.parametrize("precision,scaled", [("float16", True), ("bfloat16", False),
+                                              ("float32", False)])
+def test_float16_training_scales_the_loss(clf_data, precision, scaled, monkeypatch):
+    X, y = clf_data
+    scales = _spy_grad_scaler(monkeypatch)
+    clf = MoEClassifier(n_experts=4, precision=precision, max_epochs=4, batch_size=100,
+                        lr=1e-2, expert_hidden=(16,), random_state=0).fit(X, y)
+    assert len(scales) == (4 * 4 if scaled else 0)  # one scaler step per training batch
+    assert clf.score(X, y) > 0.5
+    assert not hasattr(clf.net_, "_grad_scaler")  # nothing device-bound left on the net
+    pickle.loads(pickle.dumps(clf))
+
+
+def test_float16_overflow_skips_the_step_instead_of_poisoning_the_weights(monkeypatch):
+    # One row so large that the float16 experts overflow on every batch it is in.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 4)).astype(np.float32)
+    X[0] = 1e6
+    y = (X[:, 1] > 0).astype(int)
+    scales = _spy_grad_scaler(monkeypatch)
+
+    class Initial(Callback):
+        def on_train_begin(self, net, **kwargs):
+            self.weights = net.module_.experts.weights[0].detach().clone()
+
+    initial = Initial()
+    clf = MoEClassifier(n_experts=2, top_k=2, max_epochs=3, batch_size=64, expert_hidden=(8,),
+                        precision="float16", callbacks=[initial], random_state=0).fit(X, y)
+    weights = clf.net_.module_.experts.weights[0].detach()
+    assert torch.isfinite(weights).all()
+    # Every step overflowed: each was skipped (the weights never moved) and the scale halved.
+    torch.testing.assert_close(weights, initial.weights)
+    assert scales == [2.0**15, 2.0**14, 2.0**13]
+
+
 @CUDA
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
 def test_gpu_fit_then_cpu_predict(clf_data, precision, monkeypatch):

@@ -702,8 +702,10 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     device : {'cpu', 'cuda', 'cuda:N', 'auto'}, default='cpu'
         ``'auto'`` falls back to the CPU with a warning when there is no GPU.
     precision : {'float32', 'bfloat16', 'float16'}, default='float32'
-        Autocast dtype of the experts; the router always computes in float32. No loss
-        scaling is done, so prefer ``'bfloat16'`` to ``'float16'`` for training.
+        Autocast dtype of the experts; the router always computes in float32.
+        ``'float16'`` training scales the loss with ``torch.amp.GradScaler`` (a step whose
+        gradients overflow is skipped, never written into the weights); ``'bfloat16'``
+        needs no scaling.
     callbacks : list of skorch callbacks, default=None
         Passed to the skorch net (e.g. optuna-integration's ``SkorchPruningCallback``).
     random_state : int, RandomState instance or None, default=None

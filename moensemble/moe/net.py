@@ -20,6 +20,8 @@ import scipy.sparse as sp
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
+from skorch.dataset import unpack_data
+from skorch.utils import TeeGenerator
 from torch import Tensor, nn
 
 from .experts import MLPExpert, StackedMLPExperts, params_per_expert
@@ -188,7 +190,52 @@ class _AuxLossMixin:
         ]
 
 
-class MoENetClassifier(_AuxLossMixin, NeuralNetClassifier):
+class _Float16LossScalingMixin:
+    """Loss scaling (``torch.amp.GradScaler``) when the module autocasts to float16.
+
+    float16 gradients underflow to zero without it (PyTorch's AMP recipe always pairs
+    float16 autocast with a ``GradScaler``; bfloat16 needs none). The loss is scaled
+    before ``backward``, the gradients are unscaled before skorch's ``on_grad_computed``
+    (so gradient-clipping callbacks see true values), and a step whose gradients
+    overflowed to inf/NaN is skipped while the scale shrinks. The scaler lives for one
+    ``fit``/``partial_fit`` only: nothing device-bound is left on the fitted net.
+    """
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        if getattr(self.module_, "precision", "float32") != "float16":
+            return super().partial_fit(X, y, classes, **fit_params)
+        self._grad_scaler = torch.amp.GradScaler(torch.device(self.device).type)
+        try:
+            return super().partial_fit(X, y, classes, **fit_params)
+        finally:
+            del self._grad_scaler
+
+    def train_step(self, batch, **fit_params):
+        scaler = getattr(self, "_grad_scaler", None)
+        if scaler is None:
+            return super().train_step(batch, **fit_params)
+        optimizers = [getattr(self, name + "_") for name in self._optimizers]
+        self._zero_grad_optimizer()
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        scaler.scale(loss).backward()
+        for optimizer in optimizers:
+            scaler.unscale_(optimizer)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        for optimizer in optimizers:
+            scaler.step(optimizer)  # skipped when the gradients hold inf or NaN
+        scaler.update()
+        return {"loss": loss, "y_pred": y_pred}
+
+
+class MoENetClassifier(_Float16LossScalingMixin, _AuxLossMixin, NeuralNetClassifier):
     """skorch classifier net for :class:`MoEModule` (logits + CrossEntropyLoss)."""
 
     def __init__(self, *args, aux_loss_coef: float = 1e-2, z_loss_coef: float = 1e-3, **kw):
@@ -197,7 +244,7 @@ class MoENetClassifier(_AuxLossMixin, NeuralNetClassifier):
         self.z_loss_coef = z_loss_coef
 
 
-class MoENetRegressor(_AuxLossMixin, NeuralNetRegressor):
+class MoENetRegressor(_Float16LossScalingMixin, _AuxLossMixin, NeuralNetRegressor):
     """skorch regressor net for :class:`MoEModule` (MSELoss)."""
 
     def __init__(self, *args, aux_loss_coef: float = 1e-2, z_loss_coef: float = 1e-3, **kw):
