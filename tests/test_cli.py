@@ -75,6 +75,22 @@ def test_subprocess_user_csv_text_and_numeric(text_csv, tmp_path):
     assert not (out / "routing_heatmap.png").exists()  # no MoE among the models
 
 
+def test_user_parquet_file(text_csv, tmp_path, capsys):
+    pytest.importorskip("pyarrow", reason="Parquet needs the 'parquet' extra (pyarrow)")
+    path = tmp_path / "reviews.parquet"
+    frame = pd.read_csv(text_csv)
+    frame.to_parquet(path)
+    out = tmp_path / "pq-out"
+    code = main(["compare", "--data", str(path), "--text-column", "review", "--target",
+                 "topic", "--models", "naive_bayes", "--output", str(out), *FAST])
+    assert code == 0, capsys.readouterr().err
+    board = pd.read_csv(out / "leaderboard.csv", index_col="model")
+    assert list(board.index) == ["naive_bayes"]
+    assert board.loc["naive_bayes", "accuracy_mean"] > 0.9
+    report = json.loads((out / "leaderboard.json").read_text())
+    assert len(report["folds"]) == 2  # one model, two folds, on the file's 120 rows
+
+
 def test_numeric_regression_from_csv(text_csv, tmp_path, capsys):
     code = main(["compare", "--data", str(text_csv), "--features", "price", "--target",
                  "price_copy", *FAST, "--output", str(tmp_path)])
