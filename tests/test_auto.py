@@ -54,6 +54,19 @@ def test_budget_is_respected_on_a_small_task(task):
     assert auto.fit_time_ <= elapsed
 
 
+def test_refit_reserve_counts_the_base_fits_a_cached_trial_skipped(monkeypatch):
+    """A stacking trial served from the OOF cache is fast; its refit on all rows is not."""
+    from types import SimpleNamespace
+
+    auto = AutoClassifier()
+    # Trial 0 (weighted) fitted the bases; trial 1 (stacking) found them in the cache.
+    auto._fold_times = {0: ("cached", 3.0), 1: ("cached", 0.3), 2: ("moe", 10.0)}
+    monkeypatch.setattr(auto, "_best_trial", lambda require=True: SimpleNamespace(number=1))
+    assert auto._refit_reserve(3) == pytest.approx(1.2 * 3.0 * 3 / 2)
+    monkeypatch.setattr(auto, "_best_trial", lambda require=True: SimpleNamespace(number=2))
+    assert auto._refit_reserve(3) == pytest.approx(1.2 * 10.0 * 3 / 2)  # its own family
+
+
 def test_moe_training_stops_at_the_deadline(task):
     from moensemble.moe import MoEClassifier
 

@@ -552,7 +552,10 @@ class _BaseAuto(BaseEstimator):
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             self._last_error = exc
             return optuna.trial.TrialState.FAIL, None
-        self._fold_times[trial.number] = (family.name, max(result.fold_times))
+        # Ensembles over the shared OOF cache ("memory") reuse each other's base fits.
+        shares_cache = model.get_params(deep=False).get("memory") is context.memory
+        group = "cached" if shares_cache else family.name
+        self._fold_times[trial.number] = (group, max(result.fold_times))
         self._first_folds[family.name].append(result.fold_times[0])
         values = [result.score] + [result.costs[c] for c in objectives[1:]]
         return optuna.trial.TrialState.COMPLETE, values[0] if single else values
@@ -560,14 +563,16 @@ class _BaseAuto(BaseEstimator):
     def _refit_reserve(self, n_folds: int) -> float:
         """Time to keep for the final refit, scaled from a fold to all rows.
 
-        The slowest fold of any trial of the best trial's family: an ensemble trial
-        that found its base fits in the cache is fast, but the refit on all rows is not.
+        The slowest fold of any trial of the best trial's family, where every ensemble
+        over the shared OOF cache counts as one family: a stacking trial that found its
+        base fits in the cache (fitted by an earlier weighted trial) is fast, but its
+        refit on all rows fits the bases again.
         """
         best = self._best_trial(require=False)
         if best is None or best.number not in self._fold_times:
             return 0.0
-        family = self._fold_times[best.number][0]
-        slowest = max(t for f, t in self._fold_times.values() if f == family)
+        group = self._fold_times[best.number][0]
+        slowest = max(t for g, t in self._fold_times.values() if g == group)
         return 1.2 * slowest * n_folds / max(n_folds - 1, 1)
 
     def _best_trial(self, *, require: bool = True) -> optuna.trial.FrozenTrial | None:
