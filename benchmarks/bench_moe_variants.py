@@ -8,6 +8,9 @@ Task: 4 uniform features; ``y`` is a linear function of x1..x3 where ``x0 < 0`` 
   epochs + its own, plain copies and Drop-Upcycling) vs. the same MoE from scratch; and
   R^2 of all three after the same total epochs; with the random router init and the
   k-means one (``router_init='kmeans'``, given to both).
+* Upcycling sweep: the same two targets for ``D`` = 1..8 dense epochs (k-means router and
+  plain copies for both the scratch and the upcycled MoE), and with ``router_lr_scale=10``
+  given to both, per seed.
 * Router learning rate: epochs of the MoE from scratch to the dense network's converged
   held-out R^2 with ``router_lr_scale`` 1, 3, 10.
 * Heterogeneous vs. homogeneous experts: held-out R^2, fit time, parameters per row.
@@ -115,6 +118,45 @@ def bench_upcycling(data, seeds, n_experts, dense_epochs, lr, hidden=(16,), tota
                       f"{m[8]:.3f}   (per seed scratch/upcycled ->conv: {per_seed})")
 
 
+def bench_upcycling_sweep(data, seeds, n_experts, lr, dense_epochs=tuple(range(1, 9)),
+                          fast_router_epochs=(1, 2, 3), hidden=(16,), converge=60) -> None:
+    """Epochs to the dense targets, upcycled vs. scratch, for every ``D`` in ``dense_epochs``.
+
+    Both MoEs get ``router_init='kmeans'`` and plain copies (1% noise); the second block
+    gives ``router_lr_scale=10`` to both. Per seed: scratch/upcycled epochs (upcycled: ``D``
+    dense + MoE epochs), so a tie is visible as such.
+    """
+    budget = 2 * converge // 3
+    print(f"\n## Upcycling sweep: E={n_experts}, top_k=2, hidden={hidden}, lr={lr}, "
+          f"{len(seeds)} seeds; router_init='kmeans' and plain copies for both MoEs")
+    print("router_lr_scale (both) | D | target conv | scratch ->conv | upcycled ->conv | "
+          "per seed scratch/upcycled ->conv | target @D | scratch ->@D | upcycled ->@D | "
+          "upcycled wins/ties/losses ->conv")
+    common = dict(expert_hidden=hidden, lr=lr, batch_size=64, router_init="kmeans")
+    dense = {s: curve(data, n_experts=1, top_k=1, max_epochs=converge, expert_hidden=hidden,
+                      lr=lr, batch_size=64, random_state=s)[0] for s in seeds}
+    for scale, ds in ((1.0, dense_epochs), (10.0, fast_router_epochs)):
+        scratch = {s: curve(data, n_experts=n_experts, top_k=2, max_epochs=budget,
+                            router_lr_scale=scale, random_state=s, **common)[0] for s in seeds}
+        for d in ds:
+            rows = []
+            for seed in seeds:
+                up = curve(data, n_experts=n_experts, top_k=2, init="upcycle", upcycle_epochs=d,
+                           max_epochs=budget - d, router_lr_scale=scale, random_state=seed,
+                           **common)[0]
+                conv, at_d = dense[seed].max(), dense[seed][d - 1]
+                rows.append((conv, first_reaching(scratch[seed], conv),
+                             d + first_reaching(up, conv), at_d,
+                             first_reaching(scratch[seed], at_d), d + first_reaching(up, at_d)))
+            rows = np.array(rows)
+            m = rows.mean(0)
+            per_seed = " ".join(f"{a:.0f}/{b:.0f}" for a, b in rows[:, [1, 2]])
+            wins = (rows[:, 2] < rows[:, 1]).sum(), (rows[:, 2] == rows[:, 1]).sum()
+            print(f"{scale:g} | {d} | {m[0]:.3f} | {m[1]:.1f} | {m[2]:.1f} | {per_seed} | "
+                  f"{m[3]:.3f} | {m[4]:.1f} | {m[5]:.1f} | "
+                  f"{wins[0]}/{wins[1]}/{len(seeds) - sum(wins)}")
+
+
 def bench_router_lr(data, seeds, n_experts, lr, scales=(1.0, 3.0, 10.0), hidden=(16,),
                     converge=60, total=20) -> None:
     """Scratch MoE with the router's learning rate ``router_lr_scale * lr``."""
@@ -217,6 +259,7 @@ def main() -> None:
           f"{torch.__version__}, 1 thread")
     bench_upcycling(data, seeds, n_experts=8, dense_epochs=(3, 10), lr=1e-2)
     bench_upcycling(data, seeds, n_experts=16, dense_epochs=(3, 10), lr=3e-3)
+    bench_upcycling_sweep(data, seeds, n_experts=8, lr=1e-2)
     bench_router_lr(data, seeds, n_experts=8, lr=1e-2)
     bench_router_lr(data, seeds, n_experts=16, lr=3e-3)
     bench_heterogeneous(data, seeds, args.epochs)
