@@ -46,31 +46,35 @@ class DenseMoE(nn.Module):
         return torch.einsum("be,ebo->bo", gates, y)
 
 
-def time_steps(models: dict[str, nn.Module], x, y, reps: int) -> dict[str, tuple[float, float]]:
+def time_steps(models: dict[str, nn.Module], x, y, rounds: int, block: int = 5
+               ) -> dict[str, tuple[float, float]]:
     """Median seconds of (forward + loss + backward, the SGD update), per model.
 
-    The models take turns step by step (round robin), so a change in the machine's load
-    during the run hits all of them alike and the ratios stay fair.
+    Each round gives every model ``block`` consecutive steps, as training does (a model's
+    weights and activations stay warm in the caches from one step to the next), and times
+    all but the first two. The models take turns round by round, so a change in the
+    machine's load during the run hits all of them alike and the ratios stay fair.
     """
     opts = {name: torch.optim.SGD(m.parameters(), lr=1e-3) for name, m in models.items()}
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
-    for i in range(reps + 2):
+    for _ in range(rounds):
         for name, model in models.items():
-            opts[name].zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
-            out = model(x)
-            out = out[0] if isinstance(out, tuple) else out
-            F.cross_entropy(out, y).backward()
-            t1 = time.perf_counter()
-            opts[name].step()
-            t2 = time.perf_counter()
-            if i >= 2:  # two warm-up steps
-                times[name].append((t1 - t0, t2 - t1))
+            for step in range(block):
+                opts[name].zero_grad(set_to_none=True)
+                t0 = time.perf_counter()
+                out = model(x)
+                out = out[0] if isinstance(out, tuple) else out
+                F.cross_entropy(out, y).backward()
+                t1 = time.perf_counter()
+                opts[name].step()
+                t2 = time.perf_counter()
+                if step >= 2:  # two warm-up steps per block
+                    times[name].append((t1 - t0, t2 - t1))
     return {name: tuple(statistics.median(col) for col in zip(*t, strict=True))
             for name, t in times.items()}
 
 
-def bench_step(batch: int, dim: int, hidden: int, n_experts: int, k: int, reps: int) -> None:
+def bench_step(batch: int, dim: int, hidden: int, n_experts: int, k: int, rounds: int) -> None:
     torch.manual_seed(0)
     x = torch.randn(batch, dim)
     y = torch.randint(0, 10, (batch,))
@@ -87,13 +91,13 @@ def bench_step(batch: int, dim: int, hidden: int, n_experts: int, k: int, reps: 
             nn.Linear(dim, k * hidden), nn.ReLU(), nn.Linear(k * hidden, 10)
         ),
     }
-    sec = time_steps(models, x, y, reps)
+    sec = time_steps(models, x, y, rounds)
     names = list(sec)
     fb = {name: f for name, (f, _) in sec.items()}  # forward + backward
     full = {name: f + u for name, (f, u) in sec.items()}  # + the SGD update
     dense, mlp = names[2], names[3]
     print(f"\nTraining step, batch {batch}, {dim} features, hidden {hidden}, "
-          f"torch threads {torch.get_num_threads()}, median of {reps}")
+          f"torch threads {torch.get_num_threads()}, median of {rounds} x 3 steps")
     print(f"{'':45s} {'forward + backward':>27s} {'+ SGD update':>27s}")
     print(f"{'model':45s} {'ms':>9s} {'dense/x':>8s} {'mlp/x':>8s} {'ms':>9s} {'dense/x':>8s} "
           f"{'mlp/x':>8s}")
@@ -144,10 +148,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke test")
     args = parser.parse_args()
     if args.quick:
-        bench_step(512, 64, 64, 16, 2, reps=3)
+        bench_step(512, 64, 64, 16, 2, rounds=1)
         bench_memory(2000, 20_000)
     else:
-        bench_step(4096, 256, 512, 16, 2, reps=20)
+        bench_step(4096, 256, 512, 16, 2, rounds=7)
         bench_memory(50_000, 100_000)
 
 
