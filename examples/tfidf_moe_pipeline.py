@@ -31,8 +31,8 @@ def main(fast: bool) -> None:
 
     model = make_pipeline(
         TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2)),
-        MoEClassifier(n_experts=8, top_k=2, expert_hidden=(32,), lr=3e-3, batch_size=256,
-                      max_epochs=3 if fast else 20, random_state=0),
+        MoEClassifier(n_experts=8, top_k=2, expert_hidden=(128,), dropout=0.3, lr=3e-3,
+                      batch_size=256, max_epochs=3 if fast else 20, random_state=0),
     )
     model.fit(X_train, y_train)
     moe = model[-1]
