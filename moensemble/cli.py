@@ -90,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a .csv, .tsv or .parquet file with one row per sample")
     data.add_argument("--target", metavar="COL", help="column to predict (needed with --data)")
     data.add_argument("--text-column", metavar="COL",
-                      help="text column, turned into TF-IDF features")
+                      help="text column, turned into features (see --text-features)")
+    data.add_argument("--text-features", choices=["tfidf", "embeddings"], default="tfidf",
+                      help="'tfidf': sparse TF-IDF inside every model's pipeline; "
+                      "'embeddings': 384-d all-MiniLM-L6-v2 sentence embeddings, computed "
+                      "once before the folds (a pretrained encoder learns nothing from the "
+                      "rows; needs the 'text' extra)")
     data.add_argument("--features", nargs="+", metavar="COL", default=[],
                       help="numeric feature columns (with or without --text-column)")
     data.add_argument("--task", choices=["auto", "classification", "regression"],
@@ -148,6 +153,8 @@ def run_compare(args: argparse.Namespace) -> int:
     say = _printer(args.quiet)
     output = _prepare_output(args.output)
     dataset = load_data(args)
+    if args.text_features == "embeddings":
+        dataset = embed_text(dataset, say)
     X, y, task = dataset["X"], dataset["y"], dataset["task"]
     if args.cv > len(y) // 2:
         raise UserError(f"--cv {args.cv} is too many folds for {len(y)} rows.")
@@ -329,6 +336,34 @@ def _subsample(frame: pd.DataFrame, y: np.ndarray, n: int, task: str,
     return frame.iloc[index], y[index]
 
 
+def embed_text(dataset: dict, say: Callable[[str], None]) -> dict:
+    """Replace the text column by its sentence embeddings (numeric columns kept beside them).
+
+    The encoder is pretrained and stateless, so embedding every row once before the folds
+    leaks nothing between them, and each model then trains on the same dense features.
+    """
+    if not dataset["text"]:
+        raise UserError("--text-features embeddings needs a text column (--text-column COL).")
+    X = dataset["X"]
+    texts = list(X[dataset["text_column"]] if isinstance(X, pd.DataFrame) else X)
+    try:
+        from moensemble.text import SentenceEmbedder
+
+        embedder = SentenceEmbedder().fit(texts)  # loads the model: fails fast without it
+    except ImportError as exc:
+        raise UserError(f"--text-features embeddings: {exc}") from None
+    say(f"embedding {len(texts)} texts with all-MiniLM-L6-v2 ...")
+    embeddings = embedder.transform(texts)
+    columns = [f"embedding{i}" for i in range(embeddings.shape[1])]
+    features = pd.DataFrame(embeddings, columns=columns, index=getattr(X, "index", None))
+    if dataset["numeric"]:
+        features = pd.concat([features, X[dataset["numeric"]]], axis=1)
+    return {**dataset, "X": features.to_numpy(dtype=np.float64), "text": False,
+            "numeric": columns + list(dataset["numeric"]),
+            "description": f"{dataset['description']}; text as {embeddings.shape[1]}-d "
+                           "sentence embeddings"}
+
+
 # ---- models ----------------------------------------------------------------------------------
 
 
@@ -456,6 +491,7 @@ def _report_json(board: pd.DataFrame, scores: pd.DataFrame, dataset: dict,
         "higher_is_better": board.attrs.get("higher_is_better"),
         "data": dataset["description"],
         "cv": args.cv,
+        "text_features": args.text_features if args.data is None or args.text_column else None,
         "random_state": args.random_state,
         "seconds": round(seconds, 2),
         "leaderboard": json.loads(board.reset_index().to_json(orient="records")),

