@@ -1,8 +1,9 @@
 """The ``moensemble`` command line.
 
-``moensemble compare`` with no arguments compares single models, a weighted and a stacked
-ensemble and a mixture of experts on a stratified subset of the bundled WordNet glosses, prints
-the leaderboard and writes it (CSV, JSON) with its plots (PNG) to ``moensemble-output/``.
+``moensemble compare`` with no arguments compares single models, a weighted, a stacked and a
+gated ensemble and a mixture of experts on a stratified subset of the bundled WordNet glosses,
+prints the leaderboard and writes it (CSV, JSON) with its plots (PNG) to
+``moensemble-output/``.
 ``moensemble compare --data FILE --target COL --text-column COL`` does the same on a CSV or
 Parquet file.
 
@@ -80,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare",
         help="leaderboard of single models, ensembles and a mixture of experts",
-        description="Cross-validate single models, a weighted and a stacked ensemble and a "
-        "mixture of experts on the same folds; print the leaderboard and write it (CSV, JSON) "
+        description="Cross-validate single models, a weighted, a stacked and a gated ensemble "
+        "and a mixture of experts on the same folds; print the leaderboard and write it (CSV, "
+        "JSON) "
         "with PNG plots. Without --data, runs on a subset of the bundled WordNet glosses.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -180,7 +180,7 @@ def default_models(
     quick: bool = False,
     random_state: int | None = 0,
 ) -> list[tuple[str, BaseEstimator]]:
-    """Build the default contestants: strong single members, two ensembles of them, an MoE.
+    """Build the default contestants: strong single members, three ensembles of them, an MoE.
 
     Parameters
     ----------
@@ -195,7 +195,8 @@ def default_models(
     n_components : int, default=100
         Dimensions kept by the ``TruncatedSVD`` of dense-only members (sparse input only).
     cv : int, default=3
-        Inner folds of the weighted and stacked ensembles.
+        Inner folds of the weighted, stacked and gated ensembles (one shuffled
+        ``StratifiedKFold`` / ``KFold`` seeded by ``random_state``, shared by all three).
     quick : bool, default=False
         Smaller forests and fewer MoE epochs, for a run of a minute or two.
     random_state : int or None, default=0
@@ -203,15 +204,21 @@ def default_models(
     Returns
     -------
     models : list of (str, estimator)
-        ``[*members, ("weighted", ...), ("stacked", ...), ("moe", ...)]``; each is a
+        ``[*members, ("weighted", ...), ("stacked", ...), ("moe", ...), ("gated", ...)]``
+        (the gated ensemble: a learned top-2 router over the members); each is a
         :class:`~sklearn.pipeline.Pipeline` starting with ``features`` when it is given.
     """
     if task not in METRICS:
         raise ValueError(f"`task` must be 'classification' or 'regression'; got {task!r}.")
     members = _members(task, sparse=sparse, n_components=n_components, quick=quick,
                        random_state=random_state)
-    models = [*members, *_ensembles(task, members, cv=cv, random_state=random_state)]
+    # One splitter for every ensemble: the same inner folds, so that in `compare` their
+    # shared cache fits each member once per fold for all three.
+    splitter = StratifiedKFold if task == "classification" else KFold
+    inner = splitter(cv, shuffle=True, random_state=random_state)
+    models = [*members, *_ensembles(task, members, cv=inner, random_state=random_state)]
     models.append(("moe", _moe(task, sparse=sparse, quick=quick, random_state=random_state)))
+    models.append(("gated", _gated(task, members, cv=inner, random_state=random_state)))
     if features is not None:
         models = [(name, Pipeline([("features", clone(features)), (name, est)]))
                   for name, est in models]
@@ -257,7 +264,7 @@ def _members(task: str, *, sparse: bool, n_components: int, quick: bool,
     ]
 
 
-def _ensembles(task: str, members: list, *, cv: int,
+def _ensembles(task: str, members: list, *, cv,
                random_state: int | None) -> list[tuple[str, BaseEstimator]]:
     from moensemble import ensemble
 
@@ -277,6 +284,17 @@ def _ensembles(task: str, members: list, *, cv: int,
 
         models[1][1].set_params(final_estimator=LogisticRegression(C=10.0, max_iter=500))
     return models
+
+
+def _gated(task: str, members: list, *, cv, random_state: int | None) -> BaseEstimator:
+    from moensemble import gated
+
+    kind = "Classifier" if task == "classification" else "Regressor"
+    # top-2: measured on 3,000 glosses (TF-IDF, the CLI's folds) 0.495 accuracy against
+    # 0.489 for top-1, in half its fit time (4.9 vs 11.6 s a fold).
+    est = getattr(gated, f"GatedEnsemble{kind}")([(n, clone(e)) for n, e in members],
+                                                  router="topk", top_k=2)
+    return _set_present(est, cv=cv, random_state=random_state)
 
 
 def _moe(task: str, *, sparse: bool, quick: bool, random_state: int | None) -> BaseEstimator:

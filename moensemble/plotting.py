@@ -62,11 +62,14 @@ def plot_leaderboard(board: pd.DataFrame, metric: str | None = None, *,
         low = (finite - (errors.fillna(0) if errors is not None else 0)).min()
         high = (finite + (errors.fillna(0) if errors is not None else 0)).max()
         if low > 0 and (high - low) < 0.5 * high:
-            ax.set_xlim(max(0.0, low - 0.1 * (high - low) - 1e-9), high + 0.05 * (high - low))
-    for y, value in zip(positions, means, strict=True):
+            # Room on the right for the value labels, which stand past the error bars.
+            ax.set_xlim(max(0.0, low - 0.1 * (high - low) - 1e-9), high + 0.2 * (high - low))
+    spread = errors.fillna(0).to_numpy() if errors is not None else np.zeros(len(means))
+    for y, value, err in zip(positions, means, spread, strict=True):
         if np.isfinite(value):
-            ax.annotate(f"{value:.3g}", (value, y), xytext=(3, 0), textcoords="offset points",
-                        va="center", fontsize=8)
+            text = f"{value:.3f}" if abs(value) < 100 else f"{value:.4g}"
+            ax.annotate(text, (value + max(err, 0.0), y), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -182,7 +182,8 @@ def test_bad_inputs():
 
 def test_default_models_shapes():
     names = [n for n, _ in default_models("classification", sparse=True)]
-    assert names == ["logreg", "naive_bayes", "extra_trees", "weighted", "stacked", "moe"]
+    assert names == ["logreg", "naive_bayes", "extra_trees", "weighted", "stacked", "moe",
+                     "gated"]
     models = dict(default_models("classification", features=TfidfVectorizer(), sparse=True,
                                  quick=True))
     assert all(isinstance(m, Pipeline) and m.steps[0][0] == "features" for m in models.values())
@@ -190,10 +191,17 @@ def test_default_models_shapes():
     # Ensemble members are refit on all rows, like the single members they compete with.
     assert models["weighted"][-1].get_params()["refit"] is True
     assert models["stacked"][-1].final_estimator.C == 10.0
+    # The gated ensemble routes each row to 2 of the same members.
+    gated = models["gated"][-1]
+    assert (gated.router, gated.top_k) == ("topk", 2)
+    assert [n for n, _ in gated.estimators] == ["logreg", "naive_bayes", "extra_trees"]
+    # The three ensembles split alike, so that compare's shared cache serves them all.
+    splits = {repr(models[name][-1].cv) for name in ("weighted", "stacked", "gated")}
+    assert splits == {"StratifiedKFold(n_splits=3, random_state=0, shuffle=True)"}
     # Dense-only members get an SVD projection of sparse input.
     assert models["extra_trees"][-1].steps[0][0] == "svd"
     regression = [n for n, _ in default_models("regression")]
-    assert regression == ["ridge", "extra_trees", "weighted", "stacked", "moe"]
+    assert regression == ["ridge", "extra_trees", "weighted", "stacked", "moe", "gated"]
     with pytest.raises(ValueError, match="task"):
         default_models("clustering")
 
