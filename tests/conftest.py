@@ -15,3 +15,19 @@ def _one_torch_thread():
         return
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture
+def grad_scaler_scales(monkeypatch) -> list[float]:
+    """The loss scale after every ``GradScaler.update`` (one per float16 training step)."""
+    import torch
+
+    scales: list[float] = []
+    update = torch.amp.GradScaler.update
+
+    def spy(self, new_scale=None):
+        update(self, new_scale)
+        scales.append(self.get_scale())
+
+    monkeypatch.setattr(torch.amp.GradScaler, "update", spy)
+    return scales

@@ -375,16 +375,9 @@ def test_bfloat16_router_on_cpu_predicts_like_float32():
     assert full.precision == "float32" and set(seen) == {torch.float32}
 
 
-def test_float16_router_training_scales_the_loss(monkeypatch):
+def test_float16_router_training_scales_the_loss(grad_scaler_scales):
     X, y, _ = regime_data()
-    steps: list[float] = []
-    update = torch.amp.GradScaler.update
-
-    def spy(self, new_scale=None):  # one call per training step of the router
-        update(self, new_scale)
-        steps.append(self.get_scale())
-
-    monkeypatch.setattr(torch.amp.GradScaler, "update", spy)
+    steps = grad_scaler_scales  # one entry per training step of the router
     recorder = RecordTrunkDtype()
     gated = GatedEnsembleClassifier(
         REGIME_CLASSIFIERS, precision="float16", router_hidden=(16,),

@@ -367,24 +367,11 @@ def test_bfloat16_autocast_on_cpu_trains(clf_data):
     assert clf.net_.module_.router.linear.weight.dtype == torch.float32
 
 
-def _spy_grad_scaler(monkeypatch) -> list[float]:
-    """Record the loss scale after every ``GradScaler.update`` (one per training step)."""
-    scales: list[float] = []
-    update = torch.amp.GradScaler.update
-
-    def spy(self, new_scale=None):
-        update(self, new_scale)
-        scales.append(self.get_scale())
-
-    monkeypatch.setattr(torch.amp.GradScaler, "update", spy)
-    return scales
-
-
 @pytest.mark.parametrize("precision,scaled", [("float16", True), ("bfloat16", False),
                                               ("float32", False)])
-def test_float16_training_scales_the_loss(clf_data, precision, scaled, monkeypatch):
+def test_float16_training_scales_the_loss(clf_data, precision, scaled, grad_scaler_scales):
     X, y = clf_data
-    scales = _spy_grad_scaler(monkeypatch)
+    scales = grad_scaler_scales
     clf = MoEClassifier(n_experts=4, precision=precision, max_epochs=4, batch_size=100,
                         lr=1e-2, expert_hidden=(16,), random_state=0).fit(X, y)
     assert len(scales) == (4 * 4 if scaled else 0)  # one scaler step per training batch
@@ -393,13 +380,13 @@ def test_float16_training_scales_the_loss(clf_data, precision, scaled, monkeypat
     pickle.loads(pickle.dumps(clf))
 
 
-def test_float16_overflow_skips_the_step_instead_of_poisoning_the_weights(monkeypatch):
+def test_float16_overflow_skips_the_step_instead_of_poisoning_the_weights(grad_scaler_scales):
     # One row so large that the float16 experts overflow on every batch it is in.
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 4)).astype(np.float32)
     X[0] = 1e6
     y = (X[:, 1] > 0).astype(int)
-    scales = _spy_grad_scaler(monkeypatch)
+    scales = grad_scaler_scales
 
     class Initial(Callback):
         def on_train_begin(self, net, **kwargs):
