@@ -1,0 +1,566 @@
+"""The core shared by MoEClassifier and MoERegressor: parameters, building, routing."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch.callbacks import EarlyStopping
+from skorch.helper import predefined_split
+
+from .._validation import check_precision, resolve_device
+from .net import (
+    RoutingStats,
+    RowDataset,
+    build_module,
+    collate_batch,
+)
+from .routing import ROUTERS, make_router
+from .variants import build_experts, describe_spec_error, split_expert, upcycle
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+# Relative noise on upcycled / split expert copies: enough to break the tie between copies,
+# small enough that the network's function barely moves.
+_COPY_NOISE = 0.01
+
+
+_KMEANS_MAX_ROWS = 20_000
+# Router logits are -T ||x - c_i||^2 / (mean squared distance of a row to its centroid).
+_KMEANS_TEMPERATURE = 1.0
+
+
+def kmeans_router_init(router, X, seed: int) -> None:
+    """Set ``router.linear`` so that its logits split the rows as k-means does.
+
+    MiniBatchKMeans with one cluster per expert on (at most ``_KMEANS_MAX_ROWS`` of) the
+    training rows; expert ``i``'s logit is ``t (2 c_i.x - ||c_i||^2)``, i.e.
+    ``-t ||x - c_i||^2`` up to a per-row constant, with ``t`` = ``_KMEANS_TEMPERATURE``
+    over the mean squared distance of a row to its centroid.
+    """
+    rng = np.random.default_rng(seed)
+    n = X.shape[0]
+    rows = np.sort(rng.choice(n, _KMEANS_MAX_ROWS, replace=False)) if n > _KMEANS_MAX_ROWS \
+        else slice(None)
+    Xs = X[rows]
+    n_clusters = min(router.n_experts, Xs.shape[0])
+    km = MiniBatchKMeans(n_clusters, n_init=3, random_state=seed % (2**31)).fit(Xs)
+    centers = np.zeros((router.n_experts, X.shape[1]))
+    centers[:n_clusters] = km.cluster_centers_
+    t = _KMEANS_TEMPERATURE / max(km.inertia_ / Xs.shape[0], 1e-12)
+    linear = router.linear
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(2 * t * centers, dtype=linear.weight.dtype))
+        bias = -t * (centers**2).sum(1)
+        bias[n_clusters:] = bias[:n_clusters].min() if n_clusters else 0.0
+        linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
+
+
+class _BaseMoE(BaseEstimator):
+    """Shared parameters, fitting and routing introspection of the MoE estimators."""
+
+    _parameter_constraints: dict = {
+        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "top_k": [Interval(Integral, 1, None, closed="left")],
+        "router": [StrOptions(set(ROUTERS))],
+        "expert_hidden": [tuple, list, Interval(Integral, 1, None, closed="left")],
+        "experts": [list, None],
+        "gating": [StrOptions({"expert", "elementwise"})],
+        "init": [StrOptions({"random", "upcycle"})],
+        "router_init": [StrOptions({"random", "kmeans"})],
+        "upcycle_epochs": [Interval(Integral, 1, None, closed="left")],
+        "upcycle_drop": [Interval(Real, 0, 1, closed="both")],
+        "grow_steps": [Interval(Integral, 0, None, closed="left")],
+        "grow_epochs": [Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"relu", "gelu", "tanh", "silu"})],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "gate_dropout": [Interval(Real, 0, 1, closed="left")],
+        "shared_expert": ["boolean"],
+        "aux_loss_coef": [Interval(Real, 0, None, closed="left")],
+        "z_loss_coef": [Interval(Real, 0, None, closed="left")],
+        "balance": [StrOptions({"aux_loss", "bias"})],
+        "bias_update_rate": [Interval(Real, 0, None, closed="left")],
+        "capacity_factor": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "router_lr_scale": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "precision": [StrOptions({"float32", "bfloat16", "float16"})],
+        "callbacks": [list, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_experts: int = 8,
+        top_k: int = 2,
+        router: str = "topk",
+        expert_hidden: tuple[int, ...] | int = (64,),
+        experts: list | None = None,
+        gating: str = "expert",
+        init: str = "random",
+        router_init: str = "random",
+        upcycle_epochs: int = 10,
+        upcycle_drop: float = 0.0,
+        grow_steps: int = 0,
+        grow_epochs: int = 5,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        gate_dropout: float = 0.0,
+        shared_expert: bool = False,
+        aux_loss_coef: float = 1e-2,
+        z_loss_coef: float = 1e-3,
+        balance: str = "aux_loss",
+        bias_update_rate: float = 1e-3,
+        capacity_factor: float = 1.25,
+        max_epochs: int = 50,
+        lr: float = 1e-3,
+        router_lr_scale: float = 1.0,
+        batch_size: int = 128,
+        optimizer="adam",
+        weight_decay: float = 0.0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        device: str = "cpu",
+        precision: str = "float32",
+        callbacks: list | None = None,
+        random_state=None,
+        verbose: int = 0,
+    ) -> None:
+        self.n_experts = n_experts
+        self.top_k = top_k
+        self.router = router
+        self.expert_hidden = expert_hidden
+        self.experts = experts
+        self.gating = gating
+        self.init = init
+        self.router_init = router_init
+        self.upcycle_epochs = upcycle_epochs
+        self.upcycle_drop = upcycle_drop
+        self.grow_steps = grow_steps
+        self.grow_epochs = grow_epochs
+        self.activation = activation
+        self.dropout = dropout
+        self.gate_dropout = gate_dropout
+        self.shared_expert = shared_expert
+        self.aux_loss_coef = aux_loss_coef
+        self.z_loss_coef = z_loss_coef
+        self.balance = balance
+        self.bias_update_rate = bias_update_rate
+        self.capacity_factor = capacity_factor
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.router_lr_scale = router_lr_scale
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.precision = precision
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting ------------------------------------------------------------------------
+    def _check_params(self) -> tuple[tuple[int, ...], str]:
+        """Checks that need more than one parameter or more than a type/range."""
+        self._check_experts()
+        n_experts = self.n_experts if self.experts is None else len(self.experts)
+        if self.top_k > n_experts:
+            source = "`n_experts`" if self.experts is None else "len(`experts`)"
+            raise ValueError(
+                f"`top_k`={self.top_k} must be <= {source}={n_experts}: a row cannot "
+                "be routed to more experts than there are."
+            )
+        hidden = (self.expert_hidden,) if isinstance(self.expert_hidden, Integral) else tuple(
+            self.expert_hidden
+        )
+        if not all(isinstance(h, Integral) and h >= 1 for h in hidden):
+            raise ValueError(
+                f"`expert_hidden` must be a positive int or a tuple of positive ints; "
+                f"got {self.expert_hidden!r}."
+            )
+        device = resolve_device(self.device)
+        check_precision(self.precision, device)
+        return hidden, device
+
+    def _check_experts(self) -> None:
+        if self.experts is None:
+            return
+        if len(self.experts) == 0:
+            raise ValueError("`experts` must be None or a non-empty list of expert specs.")
+        for i, spec in enumerate(self.experts):
+            why = describe_spec_error(spec)
+            if why is not None:
+                raise ValueError(
+                    f"`experts[{i}]`: {why}. A spec is 'linear', a hidden width or tuple of "
+                    "widths such as (64, 64), an nn.Module, or a factory "
+                    "f(in_features, out_features) -> nn.Module."
+                )
+        if self.init == "upcycle":
+            raise ValueError(
+                "`init`='upcycle' copies one dense expert into identical experts; it cannot "
+                "be combined with heterogeneous `experts`. Use `experts`=None."
+            )
+
+    def _fit_net(self, X, y: np.ndarray, net_cls, criterion, out_features: int) -> None:
+        hidden, device = self._check_params()
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        train, valid = self._split(X, y, seed)
+        self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
+        self.dense_history_ = None
+        devices = [device] if device.startswith("cuda") else []
+        # Fork the RNG so fitting is reproducible without touching the user's torch seed.
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            if self.init == "upcycle":
+                module = self._upcycled_module(
+                    net_cls, criterion, train, valid, device, out_features, hidden
+                )
+            else:
+                module = self._build_module(X.shape[1], out_features, hidden)
+            if self.router_init == "kmeans":
+                kmeans_router_init(module.router, train.X, seed)
+            self.net_ = self._make_net(net_cls, criterion, module, valid, device)
+            self.net_.fit(train, None)
+        self._finish_fit(X)
+        for _ in range(self.grow_steps):
+            self._grow(X, y, 1, self.grow_epochs)
+
+    def _finish_fit(self, X) -> None:
+        self.history_ = self.net_.history
+        self.n_active_params_ = self.net_.module_.n_active_params(self._active_k())
+        self._set_routing_stats(X)
+
+    def _upcycled_module(self, net_cls, criterion, train, valid, device, out_features, hidden):
+        """Sparse upcycling: train one dense expert, then copy it into ``n_experts``.
+
+        The router and the optimizer start fresh: carrying the dense Adam moments over to
+        the copies was measured worse (held-out R^2 0.756 vs 0.772 after 10 + 10 epochs,
+        benchmarks/bench_moe_variants.py's task, E=8). With ``upcycle_drop > 0`` the copies
+        differ by their re-drawn units (Drop-Upcycling), so they get no extra noise.
+        """
+        in_features = train.X.shape[1]
+        dense = self._build_module(
+            in_features, out_features, hidden, n_experts=1, top_k=1, router="topk"
+        )
+        # The user's callbacks (pruning, logging) see the mixture's epochs only.
+        dense_net = self._make_net(
+            net_cls, criterion, dense, valid, device,
+            max_epochs=self.upcycle_epochs, user_callbacks=False,
+        )
+        dense_net.fit(train, None)
+        self.dense_history_ = dense_net.history
+        trained = dense_net.module_
+        module = self._build_module(in_features, out_features, hidden)  # fresh router
+        drop = float(self.upcycle_drop)
+        module.experts = upcycle(
+            trained.experts, self.n_experts, noise=0.0 if drop > 0 else _COPY_NOISE, drop=drop
+        )
+        module.shared_expert, module.fallback = trained.shared_expert, trained.fallback
+        return module.to(device)
+
+    def _split(self, X, y: np.ndarray, seed: int) -> tuple[RowDataset, RowDataset | None]:
+        if not self.early_stopping:
+            return RowDataset(X, y), None
+        idx = np.arange(X.shape[0])
+        stratify = y if self._is_classification() and self._can_stratify(y) else None
+        tr, va = train_test_split(
+            idx, test_size=self.validation_fraction, random_state=seed, stratify=stratify
+        )
+        return RowDataset(X[tr], y[tr]), RowDataset(X[va], y[va])
+
+    def _can_stratify(self, y: np.ndarray) -> bool:
+        counts = np.bincount(y)
+        n_valid = int(np.ceil(self.validation_fraction * len(y)))
+        return counts[counts > 0].min() >= 2 and n_valid >= len(counts)
+
+    def _is_classification(self) -> bool:
+        return False
+
+    def _build_module(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: tuple[int, ...],
+        n_experts: int | None = None,
+        top_k: int | None = None,
+        router: str | None = None,
+    ):
+        n_experts = self.n_experts_ if n_experts is None else n_experts
+        router = make_router(
+            self.router if router is None else router,
+            in_features,
+            n_experts,
+            self.top_k if top_k is None else top_k,
+            capacity_factor=self.capacity_factor,
+            gate_dropout=self.gate_dropout,
+            balance=self.balance,
+            bias_update_rate=self.bias_update_rate,
+        )
+        experts = None
+        if self.experts is not None and n_experts == len(self.experts):
+            experts = build_experts(
+                self.experts, in_features, out_features,
+                activation=self.activation, dropout=self.dropout,
+            )
+        return build_module(
+            router,
+            in_features,
+            out_features,
+            n_experts=n_experts,
+            hidden=hidden,
+            activation=self.activation,
+            dropout=self.dropout,
+            shared_expert=self.shared_expert,
+            # Switch overflow rows need a path to the output: a linear skip for every row.
+            fallback=self.router == "switch",
+            precision=self.precision,
+            experts=experts,
+            elementwise=self.gating == "elementwise",
+        )
+
+    def _make_net(
+        self, net_cls, criterion, module, valid, device: str, *,
+        max_epochs: int | None = None, user_callbacks: bool = True,
+    ):
+        callbacks = [("routing_stats", RoutingStats())]
+        if self.early_stopping:
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss", patience=self.n_iter_no_change, load_best=True
+                    ),
+                )
+            )
+        if user_callbacks:
+            callbacks += list(self.callbacks or [])
+        optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
+        extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
+        if self.router_lr_scale != 1.0:
+            # skorch param groups: the router's parameters ("router.linear.*", the noisy
+            # top-k "router.noise.*") get their own learning rate, the rest ``lr``.
+            extra["optimizer__param_groups"] = [
+                ("router.*", {"lr": self.lr * float(self.router_lr_scale)})
+            ]
+        return net_cls(
+            module=module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=self.lr,
+            optimizer__weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs if max_epochs is None else max_epochs,
+            batch_size=self.batch_size,
+            iterator_train__shuffle=True,
+            iterator_train__collate_fn=collate_batch,
+            iterator_valid__collate_fn=collate_batch,
+            train_split=None if valid is None else predefined_split(valid),
+            callbacks=callbacks,
+            device=device,
+            verbose=self.verbose,
+            # Aux-loss-free balancing ('bias') replaces the load-balancing loss.
+            aux_loss_coef=0.0 if self.balance == "bias" else self.aux_loss_coef,
+            z_loss_coef=self.z_loss_coef,
+            # The pickled module is our own class, not only tensors.
+            torch_load_kwargs={"weights_only": False},
+            **extra,
+        )
+
+    def _active_k(self) -> int:
+        if self.router == "softmax":
+            return self.n_experts_
+        return 1 if self.router == "switch" else self.top_k
+
+    # -- routing introspection ----------------------------------------------------------
+    def _set_routing_stats(self, X) -> None:
+        indices, gates, entropy = self._route(X)
+        if self.router == "softmax":
+            # Dense routing: every row uses every expert; report the mean gate instead.
+            load = gates.mean(0) / max(gates.mean(0).sum(), 1e-12)
+        else:
+            load = np.bincount(indices.ravel(), minlength=self.n_experts_) / indices.size
+        self.expert_load_ = load
+        self.router_entropy_ = float(entropy)
+        self.overflow_fraction_ = self._last_overflow()
+
+    def _last_overflow(self) -> float:
+        """Overflow of the last complete epoch.
+
+        Training interrupted inside an epoch (Ctrl-C: skorch stops and keeps the weights)
+        leaves a history row without the epoch-end statistics; fall back to the batches
+        of the interrupted epoch, which the module counted.
+        """
+        for row in reversed(self.history_):
+            if "overflow_fraction" in row:
+                return float(row["overflow_fraction"])
+        rows, _, overflow = self.net_.module_.stat_sums.cpu().tolist()
+        return overflow / rows if rows > 0 else 0.0
+
+    @torch.no_grad()
+    def _route(self, X) -> tuple[np.ndarray, np.ndarray, float]:
+        module = self.net_.module_
+        was_training = module.training
+        module.eval()
+        ds = RowDataset(X)
+        idx, gts, ent = [], [], 0.0
+        try:
+            for start in range(0, len(ds), self.net_.batch_size):
+                xb, _ = ds.__getitems__(range(start, min(start + self.net_.batch_size, len(ds))))
+                r = module.route(xb.to(self.net_.device))
+                idx.append(r.indices.cpu().numpy())
+                gts.append(r.gates.float().cpu().numpy())
+                ent += float(r.entropy) * xb.shape[0]
+        finally:
+            module.train(was_training)
+        return np.concatenate(idx), np.concatenate(gts), ent / max(len(ds), 1)
+
+    def route(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Which experts each row of ``X`` goes to, and with what weight.
+
+        Rows are routed as in ``predict``: each on its own (no noise, no capacity limit;
+        expert choice falls back to top-k over the same scores).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        indices : ndarray of shape (n_samples, k), int64
+            Expert ids, best first (``k = n_experts`` for ``router='softmax'``,
+            1 for ``'switch'``, ``top_k`` otherwise).
+        gates : ndarray of shape (n_samples, k), float32
+            The weight of each of those experts in the row's output.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        indices, gates, _ = self._route(X)
+        return indices, gates
+
+    @torch.no_grad()
+    def output_gates(self, X) -> np.ndarray:
+        """Per-output gates of each row's experts (``gating='elementwise'``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        gates : ndarray of shape (n_samples, k, n_outputs), float32
+            Weight of each routed expert's output unit ``o`` (class logit or standardised
+            target) in the row's output; with ``gating='expert'`` every output of an
+            expert has the same weight, the one :meth:`route` returns.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        module = self.net_.module_
+        was_training = module.training
+        module.eval()
+        ds, out = RowDataset(X), []
+        try:
+            for start in range(0, len(ds), self.net_.batch_size):
+                xb, _ = ds.__getitems__(range(start, min(start + self.net_.batch_size, len(ds))))
+                xb = xb.to(self.net_.device)
+                gates = module.gates(xb, module.route(xb))
+                out.append(gates.float().cpu().numpy())
+        finally:
+            module.train(was_training)
+        gates = np.concatenate(out)
+        if gates.ndim == 2:
+            gates = np.repeat(gates[:, :, None], self._n_outputs(), axis=2)
+        return gates
+
+    # -- growing ------------------------------------------------------------------------
+    def grow(self, X, y, n_new: int = 1, max_epochs: int | None = None):
+        """Add experts to the fitted mixture by splitting the most loaded ones; train on.
+
+        Each new expert is a copy (with a little noise) of the currently most loaded
+        expert; the router gets a copy of that expert's row with both biases lowered by
+        ``log 2``, so the pair starts by sharing the rows the original took, and the
+        network's predictions barely change. Training then continues on ``(X, y)`` with a
+        fresh optimizer for ``max_epochs``; ``history_`` becomes that phase's history.
+        ``n_experts_`` grows by ``n_new``; the ``n_experts`` parameter is left as given
+        (``clone`` builds the original size). In a search, use the ``grow_steps``
+        parameter instead, which grows inside ``fit``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels seen in ``fit`` (classifier) or targets.
+        n_new : int, default=1
+            Experts to add.
+        max_epochs : int, default=None
+            Epochs of training after the split; ``None`` uses ``max_epochs``.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self)
+        if not isinstance(n_new, Integral) or isinstance(n_new, bool) or n_new < 1:
+            raise ValueError(f"`n_new` must be an int >= 1; got {n_new!r}.")
+        if max_epochs is not None and (
+            not isinstance(max_epochs, Integral) or isinstance(max_epochs, bool) or max_epochs < 1
+        ):
+            raise ValueError(f"`max_epochs` must be None or an int >= 1; got {max_epochs!r}.")
+        X, y = self._validate_grow(X, y)
+        return self._grow(X, y, n_new, max_epochs)
+
+    def _grow(self, X, y: np.ndarray, n_new: int, max_epochs: int | None):
+        """``grow`` on validated ``X`` and encoded / standardised ``y``."""
+        net_cls, criterion = self._net_spec()
+        module, device = self.net_.module_, self.net_.device
+        load = list(np.asarray(self.expert_load_, dtype=float))
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed = (seed + 7919 * self.n_experts_) % np.iinfo(np.int32).max  # new per size
+        train, valid = self._split(X, y, seed)
+        devices = [device] if str(device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for _ in range(n_new):
+                index = int(np.argmax(load))
+                split_expert(module, index, noise=_COPY_NOISE)
+                load[index] /= 2
+                load.append(load[index])
+            self.n_experts_ = len(module.experts)
+            self.net_ = self._make_net(
+                net_cls, criterion, module, valid, device, max_epochs=max_epochs
+            )
+            self.net_.fit(train, None)
+        self._finish_fit(X)
+        return self
+
+    def _forward(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        return self.net_.predict_proba(RowDataset(X))
+
+    def _validate_fit(self, X, y, **kwargs):
+        return validate_data(
+            self, X, y, accept_sparse="csr", dtype=np.float32, reset=True, **kwargs
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
