@@ -260,12 +260,12 @@ def _rows(X, index: np.ndarray):
 
 def _first_moe(fold_table: pd.DataFrame) -> pd.Series | None:
     """The first fold's fitted model among those that route (MoE), if any."""
-    from moensemble.plotting import _final_step
+    from moensemble.folds import final_step
 
     if "estimator" not in fold_table:
         return None
     for _, row in fold_table.sort_values(["fold"], kind="stable").iterrows():
-        if hasattr(_final_step(row["estimator"]), "route"):
+        if hasattr(final_step(row["estimator"]), "route"):
             return row
     return None
 

@@ -41,13 +41,11 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from moensemble.folds import StopAtDeadline, TrialOutOfTime, callback_owner, with_callbacks
 from moensemble.search.spaces import gated_space, moe_space, stacking_space, weighted_space
-from moensemble.search.storage import heartbeat, recover_trials
+from moensemble.search.storage import heartbeat, recover_trials, tag_worker
 from moensemble.search.trials import (
     COSTS,
-    StopAtDeadline,
-    TrialOutOfTime,
-    callback_owner,
     cross_validate_trial,
     directions_for,
     is_space_change,
@@ -56,8 +54,6 @@ from moensemble.search.trials import (
     seed_from,
     space_changed_error,
     stored_choices,
-    tag_worker,
-    with_callbacks,
 )
 
 __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchContext"]

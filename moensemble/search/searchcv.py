@@ -17,6 +17,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
+from moensemble.search.storage import tag_worker
 from moensemble.search.trials import (
     build_estimator,
     check_objectives,
@@ -28,7 +29,6 @@ from moensemble.search.trials import (
     quiet_optuna,
     replay_space,
     space_changed_error,
-    tag_worker,
 )
 
 __all__ = ["SearchCV"]

@@ -1,8 +1,8 @@
 """Trial machinery shared by :class:`~moensemble.search.SearchCV` and the AutoML estimators.
 
-Creating or resuming a study, the per-trial cross-validation, the skorch callbacks that
-report epochs to the trial and stop training at a deadline, cost measures, replaying a
-trial's space, and quiet logging.
+Creating or resuming a study, the per-trial cross-validation (on the fold engine,
+:func:`moensemble.folds.evaluate_folds`), the skorch callback that reports epochs to the
+trial, cost measures, replaying a trial's space, and quiet logging.
 """
 
 from __future__ import annotations
@@ -21,16 +21,15 @@ import numpy as np
 import optuna
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils import check_random_state
 
-from moensemble.search.storage import open_storage, recover_trials, tag_worker
+from moensemble.folds import SkorchCallback, accepts_callbacks, evaluate_folds
+from moensemble.search.storage import open_storage, recover_trials
 
 __all__ = ["COSTS", "quiet_optuna", "make_study", "is_space_change", "stored_choices",
-           "space_changed_error", "seed_from", "ReportEpochs", "StopAtDeadline",
-           "callback_owner", "accepts_callbacks", "with_callbacks", "count_params",
-           "predict_latency", "TrialOutOfTime", "Evaluation", "cross_validate_trial",
-           "build_estimator", "directions_for", "pareto_frame", "replay_space",
-           "check_objectives", "tag_worker"]
+           "space_changed_error", "seed_from", "ReportEpochs", "count_params",
+           "predict_latency", "Evaluation", "cross_validate_trial", "build_estimator",
+           "directions_for", "pareto_frame", "replay_space", "check_objectives"]
 
 #: Cost measures usable as a second objective, all minimised.
 COSTS = ("n_params", "latency")
@@ -127,50 +126,15 @@ def seed_from(random_state: Any) -> int | None:
         return random_state
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
-# --------------------------------------------------------------------------- skorch callbacks
+
+# --------------------------------------------------------------------------- epochs to the trial
 # Trials are looked up by a token so that cloning or deep-copying an estimator
 # that holds the callbacks never copies the trial (and its storage).
 _ACTIVE_TRIALS: dict[str, optuna.Trial] = {}
 _ACTIVE_LOCK = threading.Lock()
 
 
-class _CallbackBase:
-    """Duck-typed skorch callback (skorch's own base would import torch here)."""
-
-    def initialize(self):
-        return self
-
-    def on_train_begin(self, net, **kwargs):
-        pass
-
-    def on_train_end(self, net, **kwargs):
-        pass
-
-    def on_epoch_begin(self, net, **kwargs):
-        pass
-
-    def on_epoch_end(self, net, **kwargs):
-        pass
-
-    def on_batch_begin(self, net, **kwargs):
-        pass
-
-    def on_batch_end(self, net, **kwargs):
-        pass
-
-    def on_grad_computed(self, net, named_parameters, **kwargs):
-        pass
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
-
-    def set_params(self, **params: Any):
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-
-class ReportEpochs(_CallbackBase):
+class ReportEpochs(SkorchCallback):
     """Report ``-valid_loss`` (else ``-train_loss``) after every epoch; prune when told.
 
     The loss is negated because the studies maximise the score.
@@ -193,39 +157,6 @@ class ReportEpochs(_CallbackBase):
             raise optuna.TrialPruned(f"pruned at epoch {epoch} (loss {loss:.4g})")
 
 
-class StopAtDeadline(_CallbackBase):
-    """Stop training (as skorch's early stopping does) once ``time.monotonic() > deadline``."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-
-    def on_epoch_end(self, net, **kwargs) -> None:
-        # Checked per epoch, not per batch: estimators record epoch statistics in their
-        # own epoch-end callbacks and may expect every history row to be complete.
-        if time.monotonic() > self.deadline:
-            raise KeyboardInterrupt  # skorch ends `fit` cleanly on it
-
-
-def callback_owner(estimator: BaseEstimator) -> BaseEstimator | None:
-    """The estimator, or the last step of a pipeline, that takes skorch ``callbacks``."""
-    if "callbacks" in estimator.get_params(deep=False):
-        return estimator
-    steps = getattr(estimator, "steps", None)
-    return callback_owner(steps[-1][1]) if steps else None
-
-
-def accepts_callbacks(estimator: BaseEstimator) -> bool:
-    """Whether ``estimator`` (or its final pipeline step) takes skorch callbacks."""
-    return callback_owner(estimator) is not None
-
-
-def with_callbacks(estimator: BaseEstimator, extra: list) -> BaseEstimator:
-    """Append ``extra`` to the skorch callbacks of ``estimator`` (or its final step)."""
-    owner = callback_owner(estimator)
-    if extra and owner is not None:
-        existing = list(owner.get_params(deep=False)["callbacks"] or [])
-        owner.set_params(callbacks=existing + extra)
-    return estimator
 
 
 # --------------------------------------------------------------------------- costs
@@ -279,21 +210,14 @@ def _num_rows(X: Any) -> int:
 
 
 # --------------------------------------------------------------------------- one trial
-class TrialOutOfTime(Exception):
-    """The trial could not finish its folds before its deadline."""
-
-    def __init__(self, message: str, fold_times: Sequence[float] = ()) -> None:
-        super().__init__(message)
-        self.fold_times = list(fold_times)
-
-
 @dataclass
 class Evaluation:
-    """What one trial measured over its folds."""
+    """What one trial measured over its folds (``oof`` only with ``keep_oof=True``)."""
 
     fold_scores: list[float] = field(default_factory=list)
     fold_times: list[float] = field(default_factory=list)
     costs: dict[str, float] = field(default_factory=dict)
+    oof: np.ndarray | None = None
 
     @property
     def score(self) -> float:
@@ -313,6 +237,7 @@ def cross_validate_trial(
     costs: Sequence[str] = (),
     deadline: float | None = None,
     fold_estimate: float = 0.0,
+    keep_oof: bool = False,
 ) -> Evaluation:
     """Fit and score ``estimator`` on each fold; report to ``trial`` for pruning.
 
@@ -321,58 +246,47 @@ def cross_validate_trial(
     share of ``deadline`` is used up. Others report the running mean score after
     each fold (``report_folds``). For estimators that cannot be stopped, a fold
     predicted to end after ``deadline`` (from the slowest fold so far, or
-    ``fold_estimate`` before the first) raises :class:`TrialOutOfTime` before it
-    starts.
+    ``fold_estimate`` before the first) raises
+    :class:`~moensemble.folds.TrialOutOfTime` before it starts. ``keep_oof`` keeps
+    the out-of-fold predictions (see :func:`moensemble.folds.evaluate_folds`).
     """
-    result = Evaluation()
-    interruptible = accepts_callbacks(estimator)  # its training stops at the fold deadline
+    measured: dict[str, float] = {}
     token = uuid.uuid4().hex
     with _ACTIVE_LOCK:
         _ACTIVE_TRIALS[token] = trial
-    start = time.monotonic()
+
+    def callbacks(k: int) -> list:
+        return [ReportEpochs(token)] if report_epochs and k == 0 else []
+
+    def after_fold(k: int, model, X_test, y_test, result) -> None:
+        if k == 0:
+            if "n_params" in costs:
+                measured["n_params"] = float(count_params(model))
+            if "latency" in costs:
+                measured["latency"] = predict_latency(model, X_test)
+        last = k == len(folds) - 1  # pruning after the last fold would save nothing
+        if report_folds and not last and not accepts_callbacks(model):
+            trial.report(result.score, k)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {k}")
+
     try:
-        for k, (train, test) in enumerate(folds):
-            fold_deadline = None
-            if deadline is not None:
-                now = time.monotonic()
-                expected = max(result.fold_times, default=fold_estimate)
-                if now >= deadline or (not interruptible and now + expected > deadline):
-                    raise TrialOutOfTime(
-                        f"{k} of {len(folds)} folds done at the deadline", result.fold_times
-                    )
-                fold_deadline = start + (deadline - start) * (k + 1) / len(folds)
-            model = clone(estimator)
-            callbacks: list = []
-            if report_epochs and k == 0:
-                callbacks.append(ReportEpochs(token))
-            if fold_deadline is not None:
-                callbacks.append(StopAtDeadline(fold_deadline))
-            with_callbacks(model, callbacks)
-            X_train, X_test = _safe_indexing(X, train), _safe_indexing(X, test)
-            tic = time.perf_counter()
-            model.fit(X_train, _safe_indexing(y, train))
-            result.fold_times.append(time.perf_counter() - tic)
-            result.fold_scores.append(float(scorer(model, X_test, _safe_indexing(y, test))))
-            if k == 0:
-                if "n_params" in costs:
-                    result.costs["n_params"] = float(count_params(model))
-                if "latency" in costs:
-                    result.costs["latency"] = predict_latency(model, X_test)
-            last = k == len(folds) - 1  # pruning after the last fold would save nothing
-            if report_folds and not last and not accepts_callbacks(model):
-                trial.report(result.score, k)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after fold {k}")
+        folded = evaluate_folds(
+            estimator, X, y, folds, scoring=scorer, method="auto" if keep_oof else None,
+            deadline=deadline, fold_estimate=fold_estimate, fold_callbacks=callbacks,
+            on_fold_end=after_fold,
+        )
     finally:
         with _ACTIVE_LOCK:
             _ACTIVE_TRIALS.pop(token, None)
+    result = Evaluation(fold_scores=folded.fold_scores, fold_times=folded.fit_times,
+                        costs=measured, oof=folded.oof)
     trial.set_user_attr("fold_scores", result.fold_scores)
     trial.set_user_attr("fit_time", float(np.sum(result.fold_times)))
     trial.set_user_attr("max_fold_time", float(np.max(result.fold_times)))
     for name, value in result.costs.items():
         trial.set_user_attr(name, value)
     return result
-
 
 def build_estimator(estimator: BaseEstimator | None, proposal: Any) -> BaseEstimator:
     """Turn what a space returned (params dict or estimator) into an unfitted estimator."""
