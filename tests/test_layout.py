@@ -86,3 +86,10 @@ def test_the_cli_defaults_agree_with_the_storage():
 
     for name in ("HEARTBEAT_INTERVAL", "GRACE_PERIOD", "MAX_RETRY"):
         assert getattr(tune, name) == getattr(storage, name), name
+
+
+def test_the_fold_engine_is_a_shared_core():
+    """``moensemble.folds`` sits below the families and the search: it imports only _validation."""
+    inside = {module for module, _ in _imports(PACKAGE / "folds.py")
+              if module.startswith("moensemble")}
+    assert inside <= {"moensemble._validation"}
