@@ -374,16 +374,16 @@ def _read_member(archive: zipfile.ZipFile, name: Any, path: Path, budget: list[i
     except (KeyError, TypeError):
         raise ValueError(f"{path} is damaged: it lacks {name!r}.") from None
     if info.file_size > budget[0]:
-        raise ValueError(f"{path} is damaged: {name!r} claims {info.file_size} bytes, more "
-                         f"than load(max_size=...) allows.")
+        raise ValueError(f"{path} is damaged: {name!r} holds {info.file_size} bytes "
+                         "uncompressed, more than load(max_size=...) allows.")
     try:
         with archive.open(info) as member:
             data = member.read(budget[0] + 1)  # the header's size can lie: read no further
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{path} is damaged: cannot read {name!r} ({exc}).") from None
     if len(data) > budget[0]:
-        raise ValueError(f"{path} is damaged: {name!r} is larger than load(max_size=...) "
-                         "allows.")
+        raise ValueError(f"{path} is damaged: {name!r} inflates to more than "
+                         "load(max_size=...) allows.")
     budget[0] -= len(data)
     return data
 
