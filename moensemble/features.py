@@ -23,7 +23,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
+from sklearn.preprocessing import (
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+    TargetEncoder,
+)
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import (
@@ -113,9 +119,11 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         (needs the ``text`` extra; dense).
     text_max_features : int or None, default=20000
         Vocabulary size of each TF-IDF column (most frequent terms); None keeps all.
-    scale : bool, default=True
-        Standardize numeric, datetime and high-cardinality columns (not one-hot, boolean
-        or text columns), as neural networks (the MoE, the gated router) need.
+    scale : {"standard", "minmax"} or bool, default=True
+        Rescale numeric, datetime and high-cardinality columns (not one-hot, boolean or
+        text columns). True or ``"standard"``: zero mean, unit variance, as neural
+        networks (the MoE, the gated router) need. ``"minmax"``: to [0, 1], clipped at
+        predict time, so that every output is non-negative (naive Bayes). False: as is.
     sparse_output : {"auto"} or bool, default="auto"
         ``"auto"``: a CSR matrix when a TF-IDF block is present, else a dense array.
     mode : {"encode", "native"}, default="encode"
@@ -166,7 +174,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         "high_cardinality": [StrOptions({"auto", "target", "ordinal"})],
         "text": [StrOptions({"tfidf", "embedding"})],
         "text_max_features": [Interval(Integral, 1, None, closed="left"), None],
-        "scale": ["boolean"],
+        "scale": ["boolean", StrOptions({"standard", "minmax"})],
         "sparse_output": [StrOptions({"auto"}), "boolean"],
         "mode": [StrOptions({"encode", "native"})],
         "text_components": [Interval(Integral, 1, None, closed="left")],
@@ -182,7 +190,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         high_cardinality: str = "auto",
         text: str = "tfidf",
         text_max_features: int | None = 20000,
-        scale: bool = True,
+        scale: bool | str = True,
         sparse_output: str | bool = "auto",
         mode: str = "encode",
         text_components: int = 50,
@@ -349,7 +357,9 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         )
 
     def _encoder(self, kind: str, encode: bool, column: pd.Series) -> Any:
-        scaler = [StandardScaler()] if self.scale and encode else []
+        scaler = []
+        if self.scale and encode:
+            scaler = [MinMaxScaler(clip=True) if self.scale == "minmax" else StandardScaler()]
         # The scaler comes first (it ignores NaN) so that indicators stay 0/1.
         if kind == "numeric":
             if not encode:
