@@ -165,7 +165,7 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     >>> list(encoder.get_feature_names_out())
     ['age', 'missingindicator_age', 'city_Oslo', 'city_Rome', 'city_nan']
     >>> encoder.transform(X)[1]
-    array([31., 1., 0., 1., 0.])
+    array([31.,  1.,  0.,  1.,  0.])
     """
 
     _parameter_constraints: dict = {

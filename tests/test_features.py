@@ -341,3 +341,21 @@ def test_sentence_embeddings_for_text_when_asked():
     assert isinstance(Z, np.ndarray) and len(encoder.blocks_["text"]) == 384
     norms = np.linalg.norm(Z[:, encoder.blocks_["text"]], axis=1)
     np.testing.assert_allclose(norms, 1, rtol=1e-5)
+
+
+def test_minmax_scaling_makes_every_output_non_negative(table):
+    X_train, X_test, y_train, _ = table
+    encoder = TableEncoder(scale="minmax", high_cardinality="ordinal").fit(X_train, y_train)
+    Z = encoder.transform(X_test.assign(age=X_test["age"] * 3, store="S999"))  # out of range
+    assert Z.min() >= 0 and Z.max() <= 1
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from moensemble import features
+    from moensemble.datasets import _mixed
+
+    for module in (features, _mixed):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
