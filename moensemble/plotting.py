@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from sklearn.pipeline import Pipeline
 
+from moensemble.folds import max_violation  # the leaderboard's definition
+
 __all__ = ["plot_leaderboard", "plot_routing_heatmap", "plot_expert_load", "routing_table",
            "expert_load"]
 
@@ -204,12 +206,10 @@ def plot_expert_load(model, X=None, *, rows: str | None = None,
     Returns
     -------
     fig : matplotlib Figure
-        One bar per expert, a dashed line at the balanced share ``1 / n_experts``, and the
-        max violation :func:`moensemble.leaderboard.max_violation` of that load in the
-        title, with the rows it was measured on.
+        One bar per expert, a dashed line at the balanced share ``1 / n_experts``, and in
+        the title the load's :func:`moensemble.folds.max_violation` (the leaderboard's
+        definition) with the rows it was measured on.
     """
-    from moensemble.leaderboard import max_violation  # one definition with the leaderboard
-
     load = expert_load(model, X)
     fig, ax = _figure(ax, (2.5 + 0.5 * len(load), 3.8))
     ax.bar(np.arange(len(load)), load, color=_COLORS["moe"])

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import FunctionTransformer  # noqa: E402
 
-from moensemble.leaderboard import max_violation  # noqa: E402
+from moensemble.folds import max_violation  # noqa: E402
 from moensemble.plotting import (  # noqa: E402
     expert_load,
     plot_expert_load,
