@@ -210,6 +210,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
                 pruner=self.pruner,
                 directions=directions_for(objectives),
                 random_state=self.random_state,
+                space=self.space,
             )
             self._optimize(X, y, folds, scorer, objectives)
         self._set_best(objectives)

@@ -68,6 +68,7 @@ def run_worker(
     catch: tuple[type[Exception], ...] = (Exception,),
     max_retry: int = MAX_RETRY,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    space: Callable[[optuna.Trial], Any] | None = None,
 ) -> list[int]:
     """Join ``study_name`` in ``storage`` and run ``n_trials`` trials of ``objective``.
 
@@ -94,6 +95,11 @@ def run_worker(
     callbacks : sequence of callables, default=()
         ``callback(study, frozen_trial)`` after each of this worker's trials (as in
         :meth:`optuna.Study.optimize`).
+    space : callable, default=None
+        The space ``objective`` draws its parameters from (``space(trial)``). A study whose
+        trials were drawn from another space is refused before this worker writes to it
+        (:func:`moensemble.search.trials.check_space`). None takes ``objective.space`` when
+        it has one (objectives from :func:`make_objective` do), else checks nothing.
 
     Returns
     -------
@@ -105,6 +111,14 @@ def run_worker(
         raise ValueError("Give `n_trials` or `timeout`: a worker without either never stops.")
     opened = open_storage(storage, max_retry=max_retry)
     study = join_study(opened, study_name, seed=seed)
+    if config is not None:  # other settings first: they explain a changed space
+        _check_config(study, config, store=False)
+    space = getattr(objective, "space", None) if space is None else space
+    if space is not None:
+        from moensemble.search.trials import check_space
+
+        check_space(study, space, what="search space of this worker",
+                    advice="use a new study name (`study_name`, `moensemble tune --study-name`)")
     if config is not None:
         _check_config(study, config)
     recover_trials(study, max_retry=max_retry)
@@ -280,7 +294,8 @@ def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
     objective : callable
         ``objective(trial) -> float``, the mean score over ``problem``'s folds (higher is
         better); MoE trials report their validation loss per epoch, others their running
-        score per fold, so that the pruner can stop them early.
+        score per fold, so that the pruner can stop them early. Its ``space`` attribute is
+        the family's space, which :func:`run_worker` checks against a joined study.
     """
     from sklearn.metrics import check_scoring
 
@@ -298,6 +313,7 @@ def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
                                           report_epochs=True, report_folds=True)
         return result.score
 
+    objective.space = space  # run_worker checks it against the study's trials
     return objective
 
 
