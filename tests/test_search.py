@@ -362,6 +362,39 @@ def test_conditional_spaces_resume_and_their_changes_are_found(noisy):
     assert "'depth'" not in str(info.value) and "'C'" not in str(info.value)
 
 
+def _float_x(trial):
+    return trial.suggest_float("x", 1.0, 2.0)
+
+
+def _choice_x(trial):
+    return trial.suggest_categorical("x", [1.0, 2.0])
+
+
+@pytest.mark.parametrize("first, later, held", [
+    (_float_x, lambda trial: trial.suggest_float("x", 1.0, 2.0, log=True),
+     r"float in \[1.0, 2.0\]"),
+    (_float_x, lambda trial: trial.suggest_int("x", 1, 2), r"float in \[1.0, 2.0\]"),
+    (_choice_x, lambda trial: trial.suggest_categorical("x", [1.0, 3.0]),
+     r"categorical \[1.0, 2.0\]"),
+], ids=["log", "kind", "choices"])
+@pytest.mark.parametrize("error_score", [np.nan, "raise"])
+def test_a_name_drawn_from_two_distributions_stops_with_a_clear_error(noisy, first, later, held,
+                                                                     error_score):
+    """What no replay can see before the first trial (a branch no stored trial took) still
+    stops the search at its first refused trial, with the study's distributions named."""
+    X, y = noisy
+
+    def space(trial):
+        (first if trial.number == 0 else later)(trial)
+        return {"C": 1.0}
+
+    search = SearchCV(LogisticRegression(), space, n_trials=5, cv=2, error_score=error_score)
+    with pytest.raises(ValueError, match=rf"another distribution .*study holds 'x': {held}\..*"
+                       "new `study_name`"):
+        search.fit(X, y)
+    assert len(search.study_.trials) == 2  # stopped at the first refused trial
+
+
 def test_the_library_spaces_resume_without_a_false_change():
     """The spaces shipped here (conditional ones included) replay as they were drawn."""
     from moensemble.search.trials import space_changes

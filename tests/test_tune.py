@@ -514,3 +514,22 @@ def test_every_family_space_replays_as_it_was_drawn():
             space(trial)
             study.tell(trial, 0.0)
         assert space_changes(study, space) == [], family
+
+
+def test_a_worker_whose_trial_is_refused_a_distribution_stops_with_a_clear_error():
+    """A branch no stored trial took draws a name from another distribution: the worker
+    stops at that trial instead of failing every trial with Optuna's message."""
+    from moensemble.search.worker import run_worker
+
+    storage = optuna.storages.InMemoryStorage()
+
+    def objective(trial):
+        if trial.number == 0:
+            return trial.suggest_float("x", 1.0, 2.0)
+        return trial.suggest_float("x", 1.0, 2.0, log=True)
+
+    with pytest.raises(ValueError, match=r"worker asks for a parameter with another "
+                       r"distribution .*'x': float in \[1.0, 2.0\]"):
+        run_worker(storage, "w", objective, n_trials=5)
+    study = optuna.load_study(study_name="w", storage=storage)
+    assert [t.state for t in study.trials] == [State.COMPLETE, State.FAIL]

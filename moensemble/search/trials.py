@@ -27,8 +27,8 @@ from moensemble.folds import SkorchCallback, accepts_callbacks, evaluate_folds
 from moensemble.search.storage import open_storage, recover_trials
 
 __all__ = ["COSTS", "quiet_optuna", "make_study", "is_space_change", "stored_choices",
-           "space_changed_error", "SpaceChange", "describe_distribution", "space_changes",
-           "check_space", "seed_from", "ReportEpochs", "count_params",
+           "stored_distributions", "space_changed_error", "SpaceChange", "describe_distribution",
+           "space_changes", "check_space", "seed_from", "ReportEpochs", "count_params",
            "predict_latency", "Evaluation", "cross_validate_trial", "build_estimator",
            "directions_for", "pareto_frame", "replay_space", "check_objectives"]
 
@@ -100,34 +100,47 @@ def make_study(
 
 
 
+# Optuna's refusals of a parameter drawn from another distribution than the study holds.
+_INCOMPATIBLE = ("does not support dynamic value space", "different log configuration",
+                 "different distribution kind")
+
+
 def is_space_change(exc: BaseException) -> bool:
-    """Whether ``exc`` is Optuna refusing other choices for a stored categorical parameter."""
-    return isinstance(exc, ValueError) and "does not support dynamic value space" in str(exc)
+    """Whether ``exc`` is Optuna refusing a parameter's distribution (other choices, ``log``
+    or kind than the study holds for that name)."""
+    return isinstance(exc, ValueError) and any(text in str(exc) for text in _INCOMPATIBLE)
 
 
 def stored_choices(study: optuna.Study) -> dict[str, tuple]:
     """The choices of each categorical parameter in the study's trials."""
-    found: dict[str, tuple] = {}
+    return {name: tuple(dist.choices) for name, dist in stored_distributions(study).items()
+            if isinstance(dist, optuna.distributions.CategoricalDistribution)}
+
+
+def stored_distributions(study: optuna.Study) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Each parameter's distribution in the study's trials (the earliest trial's)."""
+    found: dict[str, optuna.distributions.BaseDistribution] = {}
     for trial in study.get_trials(deepcopy=False):
         for name, dist in trial.distributions.items():
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                found.setdefault(name, tuple(dist.choices))
+            found.setdefault(name, dist)
     return found
 
 
 def space_changed_error(study: optuna.Study, what: str) -> ValueError:
-    """A clear error for a resumed study whose space now has other categorical choices.
+    """A clear error for Optuna refusing, during a trial, a parameter's distribution.
 
-    The fallback for a change :func:`check_space` could not see before the first trial
-    (a branch of the space no stored trial went through).
+    The fallback for what :func:`check_space` cannot see before the first trial: a
+    parameter name that a branch no stored trial went through draws from another
+    distribution than the study holds for it.
     """
-    stored = ", ".join(f"{name}: {list(choices)}" for name, choices in
-                       sorted(stored_choices(study).items()))
+    stored = "; ".join(f"{name!r}: {describe_distribution(dist)}" for name, dist in
+                       sorted(stored_distributions(study).items()))
     return ValueError(
-        f"The {what} asks for categorical choices other than those stored in study "
-        f"{study.study_name!r} (`study_name`), which Optuna cannot resume: the stored study "
-        f"uses {stored or 'no categorical parameter'}. Resume it with the same choices (in "
-        "the same order), or give a new `study_name`."
+        f"The {what} asks for a parameter with another distribution (choices, log or kind) "
+        f"than study {study.study_name!r} (`study_name`) holds for that name, which Optuna "
+        f"refuses; the study holds {stored or 'no parameter'}. Draw each parameter name from "
+        "one distribution throughout the space (the study's, to resume it), or give a new "
+        "`study_name`."
     )
 
 

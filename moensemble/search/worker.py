@@ -109,14 +109,14 @@ def run_worker(
 
     if n_trials is None and timeout is None:
         raise ValueError("Give `n_trials` or `timeout`: a worker without either never stops.")
+    from moensemble.search.trials import check_space, is_space_change, space_changed_error
+
     opened = open_storage(storage, max_retry=max_retry)
     study = join_study(opened, study_name, seed=seed)
     if config is not None:  # other settings first: they explain a changed space
         _check_config(study, config, store=False)
     space = getattr(objective, "space", None) if space is None else space
     if space is not None:
-        from moensemble.search.trials import check_space
-
         check_space(study, space, what="search space of this worker",
                     advice="use a new study name (`study_name`, `moensemble tune --study-name`)")
     if config is not None:
@@ -124,14 +124,25 @@ def run_worker(
     recover_trials(study, max_retry=max_retry)
     mine: list[int] = []
     me = worker_id()
+    refused: list[ValueError] = []
 
     def tagged(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER_ATTR, me)
         mine.append(trial.number)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except ValueError as exc:
+            if not is_space_change(exc):
+                raise
+            # Every later trial would fail the same way: stop the worker with a clear error.
+            refused.append(space_changed_error(study, "search space of this worker"))
+            study.stop()
+            raise refused[-1] from exc
 
     study.optimize(tagged, n_trials=n_trials, timeout=timeout, catch=catch, gc_after_trial=True,
                    callbacks=list(callbacks))
+    if refused:
+        raise refused[0]
     return mine
 
 
