@@ -448,8 +448,34 @@ def test_bad_search_parameters_name_the_parameter(noisy):
         SearchCV(LogisticRegression(), c_space, objectives=("score", "speed")).fit(X, y)
     with pytest.raises(ValueError, match="n_trials"):
         SearchCV(LogisticRegression(), c_space, n_trials=None).fit(X, y)
-    with pytest.raises(ValueError, match="n_trials"):
-        SearchCV(LogisticRegression(), c_space, n_trials=0).fit(X, y)
+    bad = {"n_trials": [0, -1, 2.5, "3", True, np.float64(2.0)],
+           "timeout": [float("nan"), -1.0, 0, float("inf"), "5", True],
+           "n_jobs": [0, -2, 1.5]}
+    for name, values in bad.items():
+        for value in values:
+            with pytest.raises((ValueError, TypeError), match=f"[`']{name}[`'] (parameter of "
+                               f"SearchCV )?must be") as info:
+                SearchCV(LogisticRegression(), c_space, **{"n_trials": 1, name: value}).fit(X, y)
+            assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+@pytest.mark.parametrize("error_score", [np.nan, "raise"])
+def test_a_space_that_raises_is_named_as_the_fault(noisy, error_score):
+    X, y = noisy
+
+    def space(trial):
+        c = trial.suggest_float("C", 1e-3, 1e2, log=True)
+        return {"C": c, "solver": {"lbfgs": "lbfgs"}["newton"]}  # the user's bug
+
+    search = SearchCV(LogisticRegression(), space, n_trials=3, cv=2, error_score=error_score)
+    with pytest.raises(ValueError, match=r"`space` raised KeyError: 'newton' \(trial \d, "
+                       r"values drawn so far: \{'C': [\d.e-]+\}\)") as info:
+        search.fit(X, y)
+    assert isinstance(info.value.__cause__, KeyError)
+    states = [t.state for t in search.study_.trials]
+    assert states == [optuna.trial.TrialState.FAIL] * (1 if error_score == "raise" else 3)
+    with pytest.raises(ValueError, match=r"`space` raised TypeError: .*takes 0 positional"):
+        SearchCV(LogisticRegression(), lambda: {}, n_trials=1, cv=2).fit(X, y)
 
 
 def test_an_inconsistent_space_fails_the_fit_with_its_own_message(noisy):
