@@ -445,6 +445,11 @@ def test_a_worker_joining_a_study_of_another_space_is_refused(tmp_path, capsys, 
     assert "parameter 'use_" in err and "new study name" in err and "--study-name" in err
     study = optuna.load_study(study_name="s", storage=open_storage(url))
     assert len(study.trials) == 1 and study.user_attrs == {}  # nothing written
+    code = main(["--storage", url, "--study-name", "s", "--refit-best", "--output",
+                 str(tmp_path / "m.moe"), "--n-samples", "200", "--cv", "2", "--quiet"])
+    assert code == 2 and not (tmp_path / "m.moe").exists()
+    err = capsys.readouterr().err
+    assert "family 'weighted' differs" in err and "parameter 'weighting' changed" in err
 
 
 def test_a_worker_whose_family_space_changed_is_refused(tmp_path, capsys, monkeypatch):

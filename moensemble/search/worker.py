@@ -352,11 +352,12 @@ def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, prob
     Raises
     ------
     ValueError
-        No such study, other settings, or no complete trial yet.
+        No such study, other settings, another space (see
+        :func:`moensemble.search.trials.check_space`), or no complete trial yet.
     """
     import optuna
 
-    from moensemble.search.trials import build_estimator, replay_space
+    from moensemble.search.trials import build_estimator, check_space, replay_space
 
     opened = open_storage(storage)
     try:
@@ -369,6 +370,9 @@ def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, prob
     if not complete:
         raise ValueError(f"Study {study_name!r} has no complete trial to refit yet.")
     estimator, space = problem.make()
+    # The best trial's values mean the same parameters only in the space they were drawn from.
+    check_space(study, space, what=f"search space of family {problem.family!r}",
+                advice="refit with the family and version the study was searched with")
     model = build_estimator(estimator, replay_space(space, study.best_trial))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
