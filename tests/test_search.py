@@ -19,7 +19,7 @@ from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
 from moensemble.search import SearchCV, moe_space, stacking_space, weighted_space
-from moensemble.search.storage import mask_url
+from moensemble.search.storage import mask_url, open_storage
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 PRUNED = optuna.trial.TrialState.PRUNED
@@ -244,23 +244,171 @@ def test_a_user_storage_object_is_used_as_given(tmp_path, noisy):
     assert storage.heartbeat_interval is None  # theirs to configure
 
 
-def test_resuming_with_other_categorical_choices_is_a_clear_error(tmp_path, noisy):
+def _lr_space(c=None, max_iter=None, solver=("lbfgs", "liblinear"), extra=None, drop=None):
+    """A LogisticRegression space; each argument changes one parameter's distribution."""
+    c = c or dict(low=1e-3, high=1e2, log=True)
+    max_iter = max_iter or dict(low=50, high=200)
+
+    def space(trial):
+        params = {}
+        if drop != "C":
+            suggest = trial.suggest_int if c.get("int") else trial.suggest_float
+            params["C"] = suggest("C", **{k: v for k, v in c.items() if k != "int"})
+        params["max_iter"] = trial.suggest_int("max_iter", **max_iter)
+        params["solver"] = trial.suggest_categorical("solver", solver)
+        if extra:
+            params["tol"] = trial.suggest_float("tol", 1e-5, 1e-3, log=True)
+        return params
+
+    return space
+
+
+# (changed space, what the error says about it): every kind of parameter, every field.
+SPACE_CHANGES = {
+    "float range": (dict(c=dict(low=1e-2, high=1e2, log=True)),
+                    r"parameter 'C' changed from float in \[0.001, 100.0\], log \(trial 0\) "
+                    r"to float in \[0.01, 100.0\], log"),
+    "float log": (dict(c=dict(low=1e-3, high=1e2)),
+                  r"'C' changed from float in \[0.001, 100.0\], log \(trial 0\) to float in "
+                  r"\[0.001, 100.0\]\."),
+    "float step": (dict(c=dict(low=1e-3, high=1e2, step=0.5)),
+                   r"'C' changed .* to float in \[0.001, 99.501\], step 0.5"),
+    "float to int": (dict(c=dict(low=1, high=100, int=True)),
+                     r"'C' changed from float in \[0.001, 100.0\], log \(trial 0\) to int in "
+                     r"\[1, 100\]"),
+    "int range": (dict(max_iter=dict(low=50, high=300)),
+                  r"'max_iter' changed from int in \[50, 200\] \(trial 0\) to int in \[50, 300\]"),
+    "int log": (dict(max_iter=dict(low=50, high=200, log=True)),
+                r"'max_iter' changed .* to int in \[50, 200\], log"),
+    "int step": (dict(max_iter=dict(low=50, high=200, step=10)),
+                 r"'max_iter' changed .* to int in \[50, 200\], step 10"),
+    "choices": (dict(solver=("lbfgs", "newton-cg")),
+                r"'solver' changed from categorical \['lbfgs', 'liblinear'\] \(trial 0\) to "
+                r"categorical \['lbfgs', 'newton-cg'\]"),
+    "choice order": (dict(solver=("liblinear", "lbfgs")),
+                     r"'solver' changed .* to categorical \['liblinear', 'lbfgs'\]"),
+    "added": (dict(extra=True), r"parameter 'tol' is new \(float in \[1e-05, 0.001\], log\)"),
+    "removed": (dict(drop="C"), r"parameter 'C' is no longer asked for \(trial 0 drew it "
+                r"from float in \[0.001, 100.0\], log\)"),
+}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory"])
+def test_resuming_with_a_changed_space_is_a_clear_error_before_any_trial(tmp_path, kind):
+    X, y = make_classification(n_samples=80, n_features=5, random_state=0)
+    storage = {"sqlite": f"sqlite:///{tmp_path / 's.db'}", "journal": f"journal:{tmp_path / 's'}",
+               "memory": optuna.storages.InMemoryStorage()}[kind]
+    params = dict(n_trials=2, cv=2, storage=storage, study_name="space", random_state=0)
+    first = SearchCV(LogisticRegression(), _lr_space(), **params).fit(X, y)
+    assert len(first.study_.trials) == 2
+    for change, (changed, message) in SPACE_CHANGES.items():
+        for error_score in (np.nan, "raise"):
+            with pytest.raises(ValueError, match=message) as info:
+                SearchCV(LogisticRegression(), _lr_space(**changed), error_score=error_score,
+                         **params).fit(X, y)
+            assert "study 'space'" in str(info.value), change
+            assert "new `study_name`" in str(info.value), change
+            assert str(info.value).count("parameter '") == 1, change  # only what changed
+    # Refused before the first new trial: nothing was added to the study.
+    assert len(optuna.load_study(study_name="space", storage=open_storage(storage)).trials) == 2
+    resumed = SearchCV(LogisticRegression(), _lr_space(), **params).fit(X, y)  # the old space
+    assert len(resumed.study_.get_trials(states=(COMPLETE,))) == 4
+    assert 1e-3 <= resumed.best_params_["C"] <= 1e2
+
+
+def test_a_changed_space_is_refused_for_a_given_study_too(noisy):
+    X, y = noisy
+    study = optuna.create_study(direction="maximize")
+    SearchCV(LogisticRegression(), c_space, n_trials=1, cv=2, study=study).fit(X, y)
+    with pytest.raises(ValueError, match=r"'C' changed .* to float in \[1.0, 2.0\].*another "
+                       "`study`"):
+        SearchCV(LogisticRegression(), lambda t: {"C": t.suggest_float("C", 1.0, 2.0)},
+                 n_trials=1, cv=2, study=study).fit(X, y)
+    assert len(study.trials) == 1
+
+
+def test_conditional_spaces_resume_and_their_changes_are_found(noisy):
+    """Ranges that depend on earlier values, branches, and failed trials are compared per
+    trial: the same space resumes, a change in one branch is named."""
+    from moensemble.search.trials import space_changes
+
     X, y = noisy
 
-    def solver_space(solvers):
+    def branchy(bound):
         def space(trial):
-            return {"solver": trial.suggest_categorical("solver", solvers)}
+            if trial.suggest_categorical("model", ["tree", "logistic"]) == "tree":
+                depth = trial.suggest_int("depth", 1, 6)
+                leaf = trial.suggest_int("leaf", 1, depth + bound)  # a range set by `depth`
+                return DecisionTreeClassifier(max_depth=depth, min_samples_leaf=leaf)
+            c = trial.suggest_float("C", 1e-2, 1e2, log=True)
+            if c > 30:  # a space that raises for some values: FAIL trials, partial params
+                raise RuntimeError("C too large")
+            return LogisticRegression(C=c, tol=trial.suggest_float("tol", 1e-5, 1e-3))
 
         return space
 
-    params = dict(n_trials=2, cv=2, storage=f"journal:{tmp_path / 's.log'}",
-                  study_name="choices", random_state=0)
-    SearchCV(LogisticRegression(), solver_space(["lbfgs", "liblinear"]), **params).fit(X, y)
-    for error_score in (np.nan, "raise"):
-        with pytest.raises(ValueError, match=r"study 'choices'.*solver: \['lbfgs', "
-                           r"'liblinear'\].*new `study_name`"):
-            SearchCV(LogisticRegression(), solver_space(["lbfgs", "newton-cg"]),
-                     error_score=error_score, **params).fit(X, y)
+    params = dict(n_trials=12, cv=2, scoring="accuracy", random_state=0,
+                  storage=optuna.storages.InMemoryStorage(), study_name="branchy")
+    first = SearchCV(None, branchy(0), **params).fit(X, y)
+    states = {t.state for t in first.study_.trials}
+    assert {COMPLETE, optuna.trial.TrialState.FAIL} <= states
+    assert {t.params["model"] for t in first.study_.trials} == {"tree", "logistic"}
+    assert space_changes(first.study_, branchy(0)) == []
+    again = SearchCV(None, branchy(0), **{**params, "n_trials": 2}).fit(X, y)
+    assert len(again.study_.trials) == 14
+    with pytest.raises(ValueError, match=r"'leaf' changed from int in \[1, (\d)\] \(trial "
+                       r"\d+\) to int in \[1, \d\]") as info:
+        SearchCV(None, branchy(1), **params).fit(X, y)
+    assert "'depth'" not in str(info.value) and "'C'" not in str(info.value)
+
+
+def _float_x(trial):
+    return trial.suggest_float("x", 1.0, 2.0)
+
+
+def _choice_x(trial):
+    return trial.suggest_categorical("x", [1.0, 2.0])
+
+
+@pytest.mark.parametrize("first, later, held", [
+    (_float_x, lambda trial: trial.suggest_float("x", 1.0, 2.0, log=True),
+     r"float in \[1.0, 2.0\]"),
+    (_float_x, lambda trial: trial.suggest_int("x", 1, 2), r"float in \[1.0, 2.0\]"),
+    (_choice_x, lambda trial: trial.suggest_categorical("x", [1.0, 3.0]),
+     r"categorical \[1.0, 2.0\]"),
+], ids=["log", "kind", "choices"])
+@pytest.mark.parametrize("error_score", [np.nan, "raise"])
+def test_a_name_drawn_from_two_distributions_stops_with_a_clear_error(noisy, first, later, held,
+                                                                     error_score):
+    """What no replay can see before the first trial (a branch no stored trial took) still
+    stops the search at its first refused trial, with the study's distributions named."""
+    X, y = noisy
+
+    def space(trial):
+        (first if trial.number == 0 else later)(trial)
+        return {"C": 1.0}
+
+    search = SearchCV(LogisticRegression(), space, n_trials=5, cv=2, error_score=error_score)
+    with pytest.raises(ValueError, match=rf"another distribution .*study holds 'x': {held}\..*"
+                       "new `study_name`"):
+        search.fit(X, y)
+    assert len(search.study_.trials) == 2  # stopped at the first refused trial
+
+
+def test_the_library_spaces_resume_without_a_false_change():
+    """The spaces shipped here (conditional ones included) replay as they were drawn."""
+    from moensemble.search.trials import space_changes
+
+    members = [("lr", LogisticRegression()), ("tree", DecisionTreeClassifier())]
+    spaces = [partial(moe_space, n_experts=(2, 8), top_k=(1, 4)),
+              partial(weighted_space, members=members), stacking_space]
+    for space in spaces:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(15):
+            trial = study.ask()
+            space(trial)
+            study.tell(trial, 0.0)
+        assert space_changes(study, space) == [], space
 
 
 def test_multi_objective_returns_a_pareto_front(noisy):
@@ -300,8 +448,34 @@ def test_bad_search_parameters_name_the_parameter(noisy):
         SearchCV(LogisticRegression(), c_space, objectives=("score", "speed")).fit(X, y)
     with pytest.raises(ValueError, match="n_trials"):
         SearchCV(LogisticRegression(), c_space, n_trials=None).fit(X, y)
-    with pytest.raises(ValueError, match="n_trials"):
-        SearchCV(LogisticRegression(), c_space, n_trials=0).fit(X, y)
+    bad = {"n_trials": [0, -1, 2.5, "3", True, np.float64(2.0)],
+           "timeout": [float("nan"), -1.0, 0, float("inf"), "5", True],
+           "n_jobs": [0, -2, 1.5]}
+    for name, values in bad.items():
+        for value in values:
+            with pytest.raises((ValueError, TypeError), match=f"[`']{name}[`'] (parameter of "
+                               f"SearchCV )?must be") as info:
+                SearchCV(LogisticRegression(), c_space, **{"n_trials": 1, name: value}).fit(X, y)
+            assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+@pytest.mark.parametrize("error_score", [np.nan, "raise"])
+def test_a_space_that_raises_is_named_as_the_fault(noisy, error_score):
+    X, y = noisy
+
+    def space(trial):
+        c = trial.suggest_float("C", 1e-3, 1e2, log=True)
+        return {"C": c, "solver": {"lbfgs": "lbfgs"}["newton"]}  # the user's bug
+
+    search = SearchCV(LogisticRegression(), space, n_trials=3, cv=2, error_score=error_score)
+    with pytest.raises(ValueError, match=r"`space` raised KeyError: 'newton' \(trial \d, "
+                       r"values drawn so far: \{'C': [\d.e-]+\}\)") as info:
+        search.fit(X, y)
+    assert isinstance(info.value.__cause__, KeyError)
+    states = [t.state for t in search.study_.trials]
+    assert states == [optuna.trial.TrialState.FAIL] * (1 if error_score == "raise" else 3)
+    with pytest.raises(ValueError, match=r"`space` raised TypeError: .*takes 0 positional"):
+        SearchCV(LogisticRegression(), lambda: {}, n_trials=1, cv=2).fit(X, y)
 
 
 def test_an_inconsistent_space_fails_the_fit_with_its_own_message(noisy):

@@ -420,3 +420,121 @@ def test_cli_options_scoring_max_retry_and_quiet(tmp_path, capsys, monkeypatch):
 def test_database_storage_retries_as_many_times_as_asked(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", max_retry=0)
     assert storage.get_heartbeat_stale_trial_callback()._max_retry == 0
+
+
+# ---- resuming with a changed space -----------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test's own study.ask()
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_worker_joining_a_study_of_another_space_is_refused(tmp_path, capsys, kind):
+    """Optuna would fail each trial (other choices); the worker refuses before the first."""
+    url = (f"journal:{tmp_path / 'study.log'}" if kind == "journal"
+           else f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    trial = study.ask()
+    trial.suggest_categorical("weighting", ["greedy", "uniform"])
+    study.tell(trial, 0.5)
+    code = main(["--storage", url, "--study-name", "s", "--n-trials", "1", "--family",
+                 "weighted", "--n-samples", "200", "--cv", "2", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "parameter 'weighting' changed from categorical ['greedy', 'uniform'] (trial 0) " \
+           "to categorical ['greedy', 'optimize', 'uniform']" in err
+    assert "parameter 'use_" in err and "new study name" in err and "--study-name" in err
+    study = optuna.load_study(study_name="s", storage=open_storage(url))
+    assert len(study.trials) == 1 and study.user_attrs == {}  # nothing written
+    code = main(["--storage", url, "--study-name", "s", "--refit-best", "--output",
+                 str(tmp_path / "m.moe"), "--n-samples", "200", "--cv", "2", "--quiet"])
+    assert code == 2 and not (tmp_path / "m.moe").exists()
+    err = capsys.readouterr().err
+    assert "family 'weighted' differs" in err and "parameter 'weighting' changed" in err
+
+
+def test_a_worker_whose_family_space_changed_is_refused(tmp_path, capsys, monkeypatch):
+    """A worker of another version (here: one more parameter) cannot join an older study."""
+    from moensemble.search.worker import Problem
+
+    url = f"journal:{tmp_path / 'study.log'}"
+    common = ["--storage", url, "--study-name", "s", "--n-trials", "1", "--n-samples", "200",
+              "--cv", "2", "--quiet"]
+    assert main(common) == 0
+    make = Problem.make
+
+    def newer(self):
+        estimator, space = make(self)
+
+        def more(trial):
+            trial.suggest_int("extra", 1, 3)
+            return space(trial)
+
+        return estimator, more
+
+    monkeypatch.setattr(Problem, "make", newer)
+    assert main(common) == 2
+    assert "parameter 'extra' is new (int in [1, 3])" in capsys.readouterr().err
+    assert len(_trials(url, "s")) == 1
+    monkeypatch.undo()
+    assert main(common) == 0  # the same space resumes
+    assert [t.state for t in _trials(url, "s")] == [State.COMPLETE] * 2
+
+
+def test_run_worker_checks_the_given_space_on_an_in_memory_study():
+    from moensemble.search.trials import space_changes
+    from moensemble.search.worker import run_worker
+
+    storage = optuna.storages.InMemoryStorage()
+
+    def space(trial):
+        return {"x": trial.suggest_float("x", 0.0, 1.0)}
+
+    def objective(trial):
+        return space(trial)["x"]
+
+    assert len(run_worker(storage, "m", objective, n_trials=2, space=space)) == 2
+    objective.space = lambda trial: {"x": trial.suggest_float("x", 0.0, 2.0)}  # taken as space
+    with pytest.raises(ValueError, match=r"parameter 'x' changed from float in \[0.0, 1.0\] "
+                       r"\(trial 0\) to float in \[0.0, 2.0\]"):
+        run_worker(storage, "m", objective, n_trials=2)
+    assert len(run_worker(storage, "m", objective, n_trials=1, space=space)) == 1
+    study = optuna.load_study(study_name="m", storage=storage)
+    assert len(study.trials) == 3 and space_changes(study, space) == []
+
+
+def test_every_family_space_replays_as_it_was_drawn():
+    """No family's space (conditional ones included) looks changed to a worker joining."""
+    import numpy as np
+
+    from moensemble.search.auto import FAMILIES
+    from moensemble.search.trials import space_changes
+    from moensemble.search.worker import Problem
+
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.array([0, 1] * 20)
+    for family in FAMILIES:
+        _, space = Problem(X=X, y=y, task="classification", text=False, family=family).make()
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(10):
+            trial = study.ask()
+            space(trial)
+            study.tell(trial, 0.0)
+        assert space_changes(study, space) == [], family
+
+
+def test_a_worker_whose_trial_is_refused_a_distribution_stops_with_a_clear_error():
+    """A branch no stored trial took draws a name from another distribution: the worker
+    stops at that trial instead of failing every trial with Optuna's message."""
+    from moensemble.search.worker import run_worker
+
+    storage = optuna.storages.InMemoryStorage()
+
+    def objective(trial):
+        if trial.number == 0:
+            return trial.suggest_float("x", 1.0, 2.0)
+        return trial.suggest_float("x", 1.0, 2.0, log=True)
+
+    with pytest.raises(ValueError, match=r"worker asks for a parameter with another "
+                       r"distribution .*'x': float in \[1.0, 2.0\]"):
+        run_worker(storage, "w", objective, n_trials=5)
+    study = optuna.load_study(study_name="w", storage=storage)
+    assert [t.state for t in study.trials] == [State.COMPLETE, State.FAIL]

@@ -12,7 +12,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, is_classifier
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import check_cv
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
@@ -49,7 +49,9 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         The estimator to tune. None when ``space`` returns whole estimators.
     space : callable
         ``space(trial) -> dict`` of parameters for ``estimator.set_params``, or
-        ``space(trial) -> estimator``. See :mod:`moensemble.search.spaces`.
+        ``space(trial) -> estimator``. See :mod:`moensemble.search.spaces`. An error it
+        raises fails the trial (see ``error_score``) as a ValueError naming the trial.
+        Resuming a study with another space is refused (see ``study_name``).
     n_trials : int or None, default=20
         Trials to run in this fit (on top of those a resumed study holds).
         None runs until ``timeout``.
@@ -69,13 +71,16 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         processes can share) persists it.
     study_name : str or None, default=None
         With a storage, fitting again with the same name resumes the study:
-        finished trials are kept and new ones are added.
+        finished trials are kept and new ones are added. The space must be the one the
+        study's trials were drawn from: any changed distribution is a ValueError before
+        the first new trial.
     sampler : optuna sampler or None, default=None
         None uses ``TPESampler(seed=random_state)``.
     pruner : optuna pruner or None, default=None
         None uses ``MedianPruner(n_startup_trials=5, n_warmup_steps=2)``.
     n_jobs : int, default=1
-        Trials run at once (threads, :meth:`optuna.Study.optimize`).
+        Trials run at once (threads, :meth:`optuna.Study.optimize`); -1 runs as many as
+        there are CPUs.
     refit : bool, default=True
         Refit the best configuration on all data as ``best_estimator_``.
     objectives : tuple of str, default=('score',)
@@ -130,7 +135,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         "study_name": [str, None],
         "sampler": [HasMethods(["sample_independent"]), None],
         "pruner": [HasMethods(["prune"]), None],
-        "n_jobs": [Integral],
+        "n_jobs": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
         "refit": ["boolean"],
         "objectives": [tuple, list],
         "error_score": [StrOptions({"raise"}), Real],
@@ -194,6 +199,9 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         if fit_params:
             raise TypeError(f"SearchCV.fit takes no fit parameters; got {sorted(fit_params)}.")
         objectives = check_objectives(self.objectives)
+        for name, kind in (("n_trials", "an int >= 1"), ("timeout", "a float > 0 (seconds)")):
+            if isinstance(getattr(self, name), bool | np.bool_):  # bool passes as an int
+                raise TypeError(f"`{name}` must be {kind} or None; got {getattr(self, name)!r}.")
         if self.n_trials is None and self.timeout is None:
             raise ValueError("Set `n_trials` or `timeout`; with neither the search never ends.")
         classifier = self._is_classifier(y)
@@ -210,6 +218,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
                 pruner=self.pruner,
                 directions=directions_for(objectives),
                 random_state=self.random_state,
+                space=self.space,
             )
             self._optimize(X, y, folds, scorer, objectives)
         self._set_best(objectives)
@@ -229,7 +238,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         def objective(trial: optuna.Trial):
             tag_worker(trial)
             try:
-                model = build_estimator(self.estimator, self.space(trial))
+                model = build_estimator(self.estimator, self._draw(trial))
                 result = cross_validate_trial(
                     trial, model, X, y, folds, scorer,
                     report_epochs=single, report_folds=single, costs=objectives[1:],
@@ -258,6 +267,20 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         error, self._space_error = self._space_error, None
         if error is not None:
             raise error
+
+    def _draw(self, trial: optuna.Trial) -> Any:
+        """``space(trial)``; its own errors say that they come from the space."""
+        try:
+            return self.space(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            if is_space_change(exc):
+                raise
+            raise ValueError(
+                f"`space` raised {type(exc).__name__}: {exc} (trial {trial.number}, values "
+                f"drawn so far: {trial.params})."
+            ) from exc
 
     def _set_best(self, objectives: list[str]) -> None:
         complete = self.study_.get_trials(

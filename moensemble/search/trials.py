@@ -27,7 +27,8 @@ from moensemble.folds import SkorchCallback, accepts_callbacks, evaluate_folds
 from moensemble.search.storage import open_storage, recover_trials
 
 __all__ = ["COSTS", "quiet_optuna", "make_study", "is_space_change", "stored_choices",
-           "space_changed_error", "seed_from", "ReportEpochs", "count_params",
+           "stored_distributions", "space_changed_error", "SpaceChange", "describe_distribution",
+           "space_changes", "check_space", "seed_from", "ReportEpochs", "count_params",
            "predict_latency", "Evaluation", "cross_validate_trial", "build_estimator",
            "directions_for", "pareto_frame", "replay_space", "check_objectives"]
 
@@ -56,6 +57,7 @@ def make_study(
     pruner: optuna.pruners.BasePruner | None,
     directions: list[str],
     random_state: Any,
+    space: Callable | None = None,
 ) -> optuna.Study:
     """Create, or load to resume, a study; defaults chosen here only.
 
@@ -63,7 +65,8 @@ def make_study(
     it (:func:`moensemble.search.storage.open_storage`: heartbeats and retries of dead
     trials on databases), and the trials a dead process left RUNNING are failed and queued
     again (:func:`moensemble.search.storage.recover_trials`). A storage object is used as
-    given.
+    given. With a ``space``, a resumed study whose trials were drawn from another space is
+    refused (:func:`check_space`) before anything is written to it.
     """
     if study is not None:
         found = [d.name.lower() for d in study.directions]
@@ -71,6 +74,8 @@ def make_study(
             raise ValueError(
                 f"`study` optimises directions {found} but this search needs {directions}."
             )
+        if space is not None:
+            check_space(study, space, advice="pass another `study`")
         return study
     seed = seed_from(random_state)
     sampler = sampler or optuna.samplers.TPESampler(seed=seed)
@@ -87,36 +92,184 @@ def make_study(
         )
     except ValueError as exc:  # e.g. the stored study has other directions
         raise ValueError(f"Cannot resume study {study_name!r}: {exc}") from None
+    if space is not None:
+        check_space(created, space)
     if isinstance(storage, str):
         recover_trials(created)
     return created
 
 
 
+# Optuna's refusals of a parameter drawn from another distribution than the study holds.
+_INCOMPATIBLE = ("does not support dynamic value space", "different log configuration",
+                 "different distribution kind")
+
+
 def is_space_change(exc: BaseException) -> bool:
-    """Whether ``exc`` is Optuna refusing other choices for a stored categorical parameter."""
-    return isinstance(exc, ValueError) and "does not support dynamic value space" in str(exc)
+    """Whether ``exc`` is Optuna refusing a parameter's distribution (other choices, ``log``
+    or kind than the study holds for that name)."""
+    return isinstance(exc, ValueError) and any(text in str(exc) for text in _INCOMPATIBLE)
 
 
 def stored_choices(study: optuna.Study) -> dict[str, tuple]:
     """The choices of each categorical parameter in the study's trials."""
-    found: dict[str, tuple] = {}
+    return {name: tuple(dist.choices) for name, dist in stored_distributions(study).items()
+            if isinstance(dist, optuna.distributions.CategoricalDistribution)}
+
+
+def stored_distributions(study: optuna.Study) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Each parameter's distribution in the study's trials (the earliest trial's)."""
+    found: dict[str, optuna.distributions.BaseDistribution] = {}
     for trial in study.get_trials(deepcopy=False):
         for name, dist in trial.distributions.items():
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                found.setdefault(name, tuple(dist.choices))
+            found.setdefault(name, dist)
     return found
 
 
 def space_changed_error(study: optuna.Study, what: str) -> ValueError:
-    """A clear error for a resumed study whose space now has other categorical choices."""
-    stored = ", ".join(f"{name}: {list(choices)}" for name, choices in
-                       sorted(stored_choices(study).items()))
+    """A clear error for Optuna refusing, during a trial, a parameter's distribution.
+
+    The fallback for what :func:`check_space` cannot see before the first trial: a
+    parameter name that a branch no stored trial went through draws from another
+    distribution than the study holds for it.
+    """
+    stored = "; ".join(f"{name!r}: {describe_distribution(dist)}" for name, dist in
+                       sorted(stored_distributions(study).items()))
     return ValueError(
-        f"The {what} asks for categorical choices other than those stored in study "
-        f"{study.study_name!r} (`study_name`), which Optuna cannot resume: the stored study "
-        f"uses {stored or 'no categorical parameter'}. Resume it with the same choices (in "
-        "the same order), or give a new `study_name`."
+        f"The {what} asks for a parameter with another distribution (choices, log or kind) "
+        f"than study {study.study_name!r} (`study_name`) holds for that name, which Optuna "
+        f"refuses; the study holds {stored or 'no parameter'}. Draw each parameter name from "
+        "one distribution throughout the space (the study's, to resume it), or give a new "
+        "`study_name`."
+    )
+
+
+# --------------------------------------------------------------------------- resuming a space
+@dataclass(frozen=True)
+class SpaceChange:
+    """One parameter whose distribution differs between a stored trial and the space now.
+
+    ``stored`` is None for a parameter the space now adds, ``now`` None for one it no
+    longer asks for.
+    """
+
+    name: str
+    trial: int
+    stored: optuna.distributions.BaseDistribution | None
+    now: optuna.distributions.BaseDistribution | None
+
+    def __str__(self) -> str:
+        if self.stored is None:
+            return f"parameter {self.name!r} is new ({describe_distribution(self.now)})"
+        if self.now is None:
+            return (f"parameter {self.name!r} is no longer asked for (trial {self.trial} drew "
+                    f"it from {describe_distribution(self.stored)})")
+        return (f"parameter {self.name!r} changed from {describe_distribution(self.stored)} "
+                f"(trial {self.trial}) to {describe_distribution(self.now)}")
+
+
+def describe_distribution(dist: optuna.distributions.BaseDistribution) -> str:
+    """``float in [0.001, 100.0], log``, ``int in [1, 9], step 2``, ``categorical ['a', 'b']``."""
+    distributions = optuna.distributions
+    if isinstance(dist, distributions.CategoricalDistribution):
+        return f"categorical {list(dist.choices)}"
+    if isinstance(dist, distributions.FloatDistribution | distributions.IntDistribution):
+        kind = "float" if isinstance(dist, distributions.FloatDistribution) else "int"
+        text = f"{kind} in [{dist.low}, {dist.high}]"
+        if dist.log:
+            text += ", log"
+        if dist.step is not None and not (kind == "int" and dist.step == 1):
+            text += f", step {dist.step}"
+        return text
+    return repr(dist)
+
+
+class _ReplayTrial(optuna.trial.FixedTrial):
+    """Replays a stored trial's values through a space, recording what the space asks for.
+
+    A parameter the trial does not hold gets a placeholder (the low end, the first choice),
+    so that the rest of the space still runs.
+    """
+
+    def _suggest(self, name: str, distribution: optuna.distributions.BaseDistribution) -> Any:
+        self._distributions[name] = distribution
+        if name in self._params:
+            value = self._params[name]
+        elif isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            value = distribution.choices[0]
+        else:
+            value = distribution.low
+        self._suggested_params[name] = value
+        return value
+
+
+def space_changes(study: optuna.Study, space: Callable) -> list[SpaceChange]:
+    """How ``space`` differs from the space the study's finished trials were drawn from.
+
+    Each finished trial's values are replayed through ``space`` (so conditional parameters
+    and ranges that depend on earlier values are compared trial by trial), and every
+    distribution it asks for is compared with the stored one: bounds, ``log``, ``step``, the
+    kind (float, int, categorical) and the choices in their order. Complete trials must ask
+    for exactly the stored parameters (none added, none gone); pruned and failed trials may
+    have stopped before their last parameter, so only those they hold are compared. A
+    space that raises on a replay is compared up to where it raised.
+
+    Returns
+    -------
+    changes : list of SpaceChange
+        At most one per parameter (the earliest trial that shows it), in trial order.
+    """
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                optuna.trial.TrialState.FAIL)
+    changes: dict[str, SpaceChange] = {}
+    for trial in sorted(study.get_trials(deepcopy=False, states=finished),
+                        key=lambda t: t.number):
+        if not trial.distributions:
+            continue
+        replay = _ReplayTrial(dict(trial.params), number=trial.number)
+        complete = trial.state == optuna.trial.TrialState.COMPLETE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a stored value outside the new range
+            try:
+                space(replay)
+            except Exception:  # the space's own error shows in a real trial
+                complete = False
+        asked = replay._distributions
+        for name in sorted(set(asked) | set(trial.distributions)):
+            stored, now = trial.distributions.get(name), asked.get(name)
+            if name in changes or (not complete and (stored is None or now is None)):
+                continue
+            if stored != now:
+                changes[name] = SpaceChange(name, trial.number, stored, now)
+    return list(changes.values())
+
+
+def check_space(
+    study: optuna.Study,
+    space: Callable,
+    *,
+    what: str = "search space",
+    advice: str = "give a new `study_name` to start a new study",
+) -> None:
+    """Refuse to resume ``study`` with a ``space`` other than its trials were drawn from.
+
+    Optuna would fail every new trial (other choices, ``log`` or kind) or run them in the
+    new ranges while the best trial keeps values outside them. Call it before the first
+    new trial; see :func:`space_changes` for what is compared.
+
+    Raises
+    ------
+    ValueError
+        Naming each changed parameter, from what to what, and how to proceed
+        (``advice``).
+    """
+    changes = space_changes(study, space)
+    if not changes:
+        return
+    raise ValueError(
+        f"The {what} differs from the one study {study.study_name!r} was searched with, "
+        f"which Optuna cannot resume: {'; '.join(str(c) for c in changes)}. Resume with the "
+        f"study's space, or {advice}."
     )
 
 

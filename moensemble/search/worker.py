@@ -68,6 +68,7 @@ def run_worker(
     catch: tuple[type[Exception], ...] = (Exception,),
     max_retry: int = MAX_RETRY,
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    space: Callable[[optuna.Trial], Any] | None = None,
 ) -> list[int]:
     """Join ``study_name`` in ``storage`` and run ``n_trials`` trials of ``objective``.
 
@@ -94,6 +95,11 @@ def run_worker(
     callbacks : sequence of callables, default=()
         ``callback(study, frozen_trial)`` after each of this worker's trials (as in
         :meth:`optuna.Study.optimize`).
+    space : callable, default=None
+        The space ``objective`` draws its parameters from (``space(trial)``). A study whose
+        trials were drawn from another space is refused before this worker writes to it
+        (:func:`moensemble.search.trials.check_space`). None takes ``objective.space`` when
+        it has one (objectives from :func:`make_objective` do), else checks nothing.
 
     Returns
     -------
@@ -103,21 +109,40 @@ def run_worker(
 
     if n_trials is None and timeout is None:
         raise ValueError("Give `n_trials` or `timeout`: a worker without either never stops.")
+    from moensemble.search.trials import check_space, is_space_change, space_changed_error
+
     opened = open_storage(storage, max_retry=max_retry)
     study = join_study(opened, study_name, seed=seed)
+    if config is not None:  # other settings first: they explain a changed space
+        _check_config(study, config, store=False)
+    space = getattr(objective, "space", None) if space is None else space
+    if space is not None:
+        check_space(study, space, what="search space of this worker",
+                    advice="use a new study name (`study_name`, `moensemble tune --study-name`)")
     if config is not None:
         _check_config(study, config)
     recover_trials(study, max_retry=max_retry)
     mine: list[int] = []
     me = worker_id()
+    refused: list[ValueError] = []
 
     def tagged(trial: optuna.Trial) -> float:
         trial.set_user_attr(WORKER_ATTR, me)
         mine.append(trial.number)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except ValueError as exc:
+            if not is_space_change(exc):
+                raise
+            # Every later trial would fail the same way: stop the worker with a clear error.
+            refused.append(space_changed_error(study, "search space of this worker"))
+            study.stop()
+            raise refused[-1] from exc
 
     study.optimize(tagged, n_trials=n_trials, timeout=timeout, catch=catch, gc_after_trial=True,
                    callbacks=list(callbacks))
+    if refused:
+        raise refused[0]
     return mine
 
 
@@ -280,7 +305,8 @@ def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
     objective : callable
         ``objective(trial) -> float``, the mean score over ``problem``'s folds (higher is
         better); MoE trials report their validation loss per epoch, others their running
-        score per fold, so that the pruner can stop them early.
+        score per fold, so that the pruner can stop them early. Its ``space`` attribute is
+        the family's space, which :func:`run_worker` checks against a joined study.
     """
     from sklearn.metrics import check_scoring
 
@@ -298,6 +324,7 @@ def make_objective(problem: Problem) -> Callable[[optuna.Trial], float]:
                                           report_epochs=True, report_folds=True)
         return result.score
 
+    objective.space = space  # run_worker checks it against the study's trials
     return objective
 
 
@@ -325,11 +352,12 @@ def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, prob
     Raises
     ------
     ValueError
-        No such study, other settings, or no complete trial yet.
+        No such study, other settings, another space (see
+        :func:`moensemble.search.trials.check_space`), or no complete trial yet.
     """
     import optuna
 
-    from moensemble.search.trials import build_estimator, replay_space
+    from moensemble.search.trials import build_estimator, check_space, replay_space
 
     opened = open_storage(storage)
     try:
@@ -342,6 +370,9 @@ def refit_best(storage: str | optuna.storages.BaseStorage, study_name: str, prob
     if not complete:
         raise ValueError(f"Study {study_name!r} has no complete trial to refit yet.")
     estimator, space = problem.make()
+    # The best trial's values mean the same parameters only in the space they were drawn from.
+    check_space(study, space, what=f"search space of family {problem.family!r}",
+                advice="refit with the family and version the study was searched with")
     model = build_estimator(estimator, replay_space(space, study.best_trial))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
