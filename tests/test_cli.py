@@ -156,7 +156,7 @@ def test_numeric_regression_from_csv(text_csv, tmp_path, capsys):
         (["--data", "{csv}", "--text-column", "review"], "--target"),
         (["--data", "{csv}", "--target", "topic", "--features", "review"], "not numeric"),
         (["--data", "{csv}", "--target", "topic", "--text-column", "review", "--models",
-          "logreg,gpt"], "available: ['logreg'"),
+          "logreg,gpt"], "unknown model(s) gpt in --models; available: logreg, naive_bayes"),
         (["--target", "topic"], "need --data"),
         (["--output", "{file}/sub"], "cannot write to output folder"),
         (["--data", "{csv}", "--target", "topic", "--features", "price", "--text-features",

@@ -20,6 +20,7 @@ import numpy as np
 
 from moensemble.cli.common import (
     EXIT_USAGE,
+    HelpFormatter,
     UserError,
     int_at_least,
     load_data,
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Join an Optuna study (created by the first worker) and run trials; start "
         "any number of workers on the same --storage and --study-name. --refit-best refits "
         "the best trial on all the data and saves it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     study = tune.add_argument_group("study")
     study.add_argument("--storage", required=True, metavar="URL",
