@@ -23,13 +23,17 @@ from moensemble.cli.common import (
     DEFAULT_N_SAMPLES,
     HelpFormatter,
     UserError,
+    _common_classes,
+    _subsample,
+    _task,
     load_data,
     positive_int,
     printer,
+    read_table,
 )
 
-__all__ = ["register", "run", "build_models", "select_models", "format_leaderboard",
-           "save_results", "embed_text"]
+__all__ = ["register", "run", "load_table", "build_models", "select_models",
+           "format_leaderboard", "save_results", "embed_text"]
 
 DEFAULT_OUTPUT = "moensemble-output"
 DEFAULT_CV = 3
@@ -61,14 +65,16 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       help="a .csv, .tsv or .parquet file with one row per sample")
     data.add_argument("--target", metavar="COL", help="column to predict (needed with --data)")
     data.add_argument("--text-column", metavar="COL",
-                      help="text column, turned into features (see --text-features)")
+                      help="treat COL as free text (kinds are detected otherwise; see "
+                      "--text-features)")
     data.add_argument("--text-features", choices=["tfidf", "embeddings"], default="tfidf",
                       help="'tfidf': sparse TF-IDF inside every model's pipeline; "
                       "'embeddings': 384-d all-MiniLM-L6-v2 sentence embeddings, computed "
                       "once before the folds (a pretrained encoder learns nothing from the "
                       "rows; needs the 'text' extra)")
     data.add_argument("--features", nargs="+", metavar="COL", default=[],
-                      help="numeric feature columns (with or without --text-column)")
+                      help="use only these columns (default: every column but the target, "
+                      "each encoded by its detected kind)")
     data.add_argument("--task", choices=["auto", "classification", "regression"],
                       default="auto", help="'auto': regression when the target is continuous")
     data.add_argument("--n-samples", type=positive_int, metavar="N",
@@ -101,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
     say = printer(args.quiet)
     output = _prepare_output(args.output)
-    dataset = load_data(args)
+    dataset = load_data(args) if args.data is None else load_table(args)
+    if "kinds" in dataset:
+        say(format_kinds(dataset["kinds"]))  # before the embeddings replace the text
     if args.text_features == "embeddings":
         dataset = embed_text(dataset, say)
     X, y, task = dataset["X"], dataset["y"], dataset["task"]
@@ -138,6 +146,66 @@ def run(args: argparse.Namespace) -> int:
 
 
 
+def load_table(args: argparse.Namespace) -> dict:
+    """Read ``--data``: every column but ``--target`` (or the ``--features`` and
+    ``--text-column`` given), each with its detected kind (``--text-column``: text)."""
+    from moensemble.features import check_target, infer_kinds
+
+    if not args.target:
+        raise UserError("--data needs --target COL (the column to predict).")
+    frame = read_table(args.data)
+    frame.columns = [str(c) for c in frame.columns]
+    chosen = list(dict.fromkeys([*([args.text_column] if args.text_column else []),
+                                 *args.features]))
+    missing = [c for c in dict.fromkeys([args.target, *chosen]) if c not in frame.columns]
+    if missing:
+        raise UserError(f"column(s) {missing} not in {args.data.name}; available columns: "
+                        f"{list(frame.columns)}")
+    if args.target in chosen:
+        raise UserError(f"the target {args.target!r} is also used as a feature.")
+    try:
+        check_target(frame[args.target], name=args.target)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    X = frame[chosen or [c for c in frame.columns if c != args.target]]
+    kinds = infer_kinds(X, kinds={args.text_column: "text"} if args.text_column else None)
+    if all(kind == "drop" for kind in kinds.values()):
+        raise UserError(f"no feature column of {args.data.name} has a value.")
+    task = _task(frame[args.target], args.task)
+    y = frame[args.target].to_numpy()
+    note = ""
+    if task == "classification":
+        y = y.astype(str) if y.dtype == object else y
+        if np.unique(y).size < 2:
+            raise UserError(f"target column {args.target!r} has a single class "
+                            f"({np.unique(y)[0]!r}); a classifier needs at least two.")
+        keep, note = _common_classes(y, args.cv)
+        X, y = X.loc[keep], y[keep]
+    if args.n_samples and args.n_samples < len(y):
+        X, y = _subsample(X, y, args.n_samples, task, args.random_state)
+    text = [c for c, kind in kinds.items() if kind == "text"]
+    what = f"{np.unique(y).size} classes" if task == "classification" else "regression"
+    return {
+        "X": X, "y": y, "task": task, "kinds": kinds, "detected_kinds": kinds,
+        "text": bool(text),
+        "text_column": text[0] if text else None,
+        "numeric": [c for c, kind in kinds.items() if kind == "numeric"],
+        "description": f"{args.data.name}, {len(y)} rows, {X.shape[1]} columns, {what}{note}",
+        "source": str(args.data),
+    }
+
+
+def format_kinds(kinds: dict) -> str:
+    """One line per kind: the columns :class:`~moensemble.TableEncoder` encodes that way."""
+    lines = ["column kinds:"]
+    for kind in ("numeric", "boolean", "categorical", "datetime", "text", "drop"):
+        columns = [c for c, k in kinds.items() if k == kind]
+        if columns:
+            label = "dropped (no value)" if kind == "drop" else kind
+            lines.append(f"  {label}: {', '.join(columns)}")
+    return "\n".join(lines)
+
+
 def _quiet_known_warnings() -> None:
     from sklearn.exceptions import ConvergenceWarning
 
@@ -155,6 +223,8 @@ def embed_text(dataset: dict, say: Callable[[str], None]) -> dict:
     """
     if not dataset["text"]:
         raise UserError("--text-features embeddings needs a text column (--text-column COL).")
+    if "kinds" in dataset:
+        return _embed_table_text(dataset, say)
     X = dataset["X"]
     texts = list(X[dataset["text_column"]] if isinstance(X, pd.DataFrame) else X)
     try:
@@ -175,11 +245,40 @@ def embed_text(dataset: dict, say: Callable[[str], None]) -> dict:
                            "sentence embeddings"}
 
 
+def _embed_table_text(dataset: dict, say: Callable[[str], None]) -> dict:
+    """Each text column of a table replaced by its embedding columns (numeric kind)."""
+    X, kinds = dataset["X"], dict(dataset["kinds"])
+    text = [c for c, kind in kinds.items() if kind == "text"]
+    try:
+        from moensemble.text import SentenceEmbedder
+
+        embedder = SentenceEmbedder().fit(["a"])  # loads the model: fails fast without it
+    except ImportError as exc:
+        raise UserError(f"--text-features embeddings: {exc}") from None
+    parts, n_dims = [X.drop(columns=text)], 0
+    for col in text:
+        say(f"embedding {len(X)} texts of {col!r} with all-MiniLM-L6-v2 ...")
+        embeddings = embedder.transform(X[col].fillna("").astype(str).tolist())
+        n_dims = embeddings.shape[1]
+        columns = [f"{col}_embedding{i}" for i in range(n_dims)]
+        parts.append(pd.DataFrame(embeddings, columns=columns, index=X.index))
+        kinds.update(dict.fromkeys(columns, "numeric"))
+        del kinds[col]
+    X = pd.concat(parts, axis=1)
+    return {**dataset, "X": X, "kinds": {c: kinds[c] for c in X.columns}, "text": False,
+            "description": f"{dataset['description']}; text as {n_dims}-d sentence "
+                           "embeddings"}
+
+
 # ---- models ----------------------------------------------------------------------------------
 
 
 def build_models(dataset: dict, args: argparse.Namespace) -> list:
-    """Default models behind TF-IDF (+ scaled numeric columns) features as sklearn pipelines."""
+    """Default models behind the features as sklearn pipelines.
+
+    A table (``--data``) goes through a :class:`~moensemble.TableEncoder`; the bundled
+    glosses through TF-IDF.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.impute import SimpleImputer
@@ -188,6 +287,16 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
 
     from moensemble.leaderboard import default_models
 
+    if "kinds" in dataset:
+        from moensemble.features import TableEncoder
+
+        # Scaled to [0, 1] so that every member (naive Bayes included) can take them; the
+        # kinds are those printed, so every fold encodes the columns the same way.
+        encoder = TableEncoder(kinds=dataset["kinds"], scale="minmax",
+                               text_max_features=args.max_features,
+                               random_state=args.random_state)
+        return default_models(dataset["task"], features=encoder, sparse=dataset["text"],
+                              quick=True, random_state=args.random_state)
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=args.max_features,
                             ngram_range=(1, 2), dtype=np.float32)
     numeric = make_pipeline(SimpleImputer(), MinMaxScaler(clip=True))
@@ -319,7 +428,9 @@ def _report_json(board: pd.DataFrame, scores: pd.DataFrame, dataset: dict,
         "higher_is_better": board.attrs.get("higher_is_better"),
         "data": dataset["description"],
         "cv": args.cv,
-        "text_features": args.text_features if args.data is None or args.text_column else None,
+        "text_features": (args.text_features if args.data is None or dataset["text_column"]
+                          else None),
+        "column_kinds": dataset.get("detected_kinds"),
         "random_state": args.random_state,
         "seconds": round(seconds, 2),
         "leaderboard": json.loads(board.reset_index().to_json(orient="records")),
