@@ -16,26 +16,47 @@ from moensemble.cli.compare import MODEL_NAMES, build_models, select_models
 FAST = ["--cv", "2"]
 
 
-@pytest.fixture
-def csv(tmp_path):
+def _reviews(tmp_path, unlabelled=()):
     rng = np.random.default_rng(0)
     words = {"sport": "ball goal team match", "food": "bread cheese soup taste"}
     rows = [{"review": " ".join(rng.choice(w.split(), size=5)), "topic": label,
              "price": rng.normal(), "constant": "same"}
             for label, w in words.items() for _ in range(30)]
     frame = pd.DataFrame(rows)
-    frame.loc[[3, 17, 40], "topic"] = np.nan  # three rows without a label
+    frame.loc[list(unlabelled), "topic"] = np.nan
     path = tmp_path / "reviews.csv"
     frame.to_csv(path, index=False)
     return path
 
 
-def test_rows_with_an_empty_target_are_counted_in_a_note(csv, tmp_path, capsys):
-    code = main(["compare", "--data", str(csv), "--text-column", "review", "--target",
-                 "topic", "--models", "naive_bayes", "--output", str(tmp_path / "o"), *FAST])
-    out = capsys.readouterr().out
+@pytest.fixture
+def csv(tmp_path):
+    return _reviews(tmp_path)
+
+
+def test_rows_with_an_empty_target_are_never_dropped_silently(tmp_path, capsys):
+    from moensemble.cli.common import load_data
+
+    path = _reviews(tmp_path, unlabelled=[3, 17, 40])
+    # `tune` drops them and its "data:" line says how many.
+    args = argparse.Namespace(data=path, target="topic", text_column="review", features=[],
+                              task="auto", n_samples=None, cv=2, random_state=0)
+    dataset = load_data(args)
+    assert len(dataset["y"]) == 57
+    assert dataset["description"] == ("reviews.csv, 57 rows, 2 classes (dropped 3 rows with "
+                                      "an empty 'topic')")
+    # The worker's first line carries that description.
+    code = main(["tune", "--storage", f"journal:{tmp_path / 'study.log'}", "--study-name", "s",
+                 "--n-trials", "1", "--data", str(path), "--target", "topic", "--text-column",
+                 "review", "--cv", "2"])
+    first = capsys.readouterr().out.splitlines()[0]
     assert code == 0
-    assert "data: reviews.csv, 57 rows, 2 classes (dropped 3 rows with an empty 'topic')" in out
+    assert "on reviews.csv, 57 rows, 2 classes (dropped 3 rows with an empty 'topic')" in first
+    # `compare` refuses them, naming the rows.
+    code = main(["compare", "--data", str(path), "--text-column", "review", "--target",
+                 "topic", "--output", str(tmp_path / "o"), *FAST])
+    assert code == 2
+    assert "3 missing value(s), at row(s) 3, 17, 40" in capsys.readouterr().err
 
 
 def test_the_single_class_error_names_the_class_plainly(csv, tmp_path, capsys):

@@ -177,8 +177,9 @@ def load_table(args: argparse.Namespace) -> dict:
     if task == "classification":
         y = y.astype(str) if y.dtype == object else y
         if np.unique(y).size < 2:
+            only = np.unique(y)[0].item()  # a Python value: 'same', not np.str_('same')
             raise UserError(f"target column {args.target!r} has a single class "
-                            f"({np.unique(y)[0]!r}); a classifier needs at least two.")
+                            f"({only!r}); a classifier needs at least two.")
         keep, note = _common_classes(y, args.cv)
         X, y = X.loc[keep], y[keep]
     if args.n_samples and args.n_samples < len(y):
