@@ -185,7 +185,7 @@ def test_numeric_regression_from_csv(text_csv, tmp_path, capsys):
         (["--data", "{gappy}", "--target", "topic"],
          "target 'topic' has 1 missing value(s), at row(s) 3;"),
         (["--data", "{csv}", "--target", "topic", "--text-column", "review", "--models",
-          "logreg,gpt"], "available: ['logreg'"),
+          "logreg,gpt"], "unknown model(s) gpt in --models; available: logreg, naive_bayes"),
         (["--target", "topic"], "need --data"),
         (["--output", "{file}/sub"], "cannot write to output folder"),
         (["--data", "{csv}", "--target", "topic", "--features", "price", "--text-features",

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["UserError", "EXIT_USAGE", "DEFAULT_N_SAMPLES", "int_at_least", "positive_int",
-           "printer", "load_data", "read_table"]
+__all__ = ["UserError", "EXIT_USAGE", "DEFAULT_N_SAMPLES", "HelpFormatter", "int_at_least",
+           "positive_int", "printer", "load_data", "read_table"]
 
 EXIT_USAGE = 2
 #: Quick defaults: the bundled run finishes in a couple of minutes on 2 CPU cores.
@@ -24,6 +24,19 @@ DEFAULT_N_SAMPLES = 3000
 
 class UserError(Exception):
     """A mistake in the command line or the data: reported in one line, without a traceback."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: X)`` to an option's help only where it tells something: not for
+    ``None`` / ``False`` defaults, and not where the help already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS or (
+                "default" in text):
+            return text
+        return super()._get_help_string(action)
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
@@ -123,21 +136,26 @@ def _from_frame(frame: pd.DataFrame, args: argparse.Namespace) -> dict:
         if not pd.api.types.is_numeric_dtype(frame[col]):
             raise UserError(f"--features column {col!r} is not numeric ({frame[col].dtype}); "
                             "pass text with --text-column.")
-    frame = frame.loc[frame[args.target].notna(), list(dict.fromkeys(columns))]
+    labelled = frame[args.target].notna()
+    frame = frame.loc[labelled, list(dict.fromkeys(columns))]
     if frame.empty:
         raise UserError(f"target column {args.target!r} has no values.")
+    unlabelled = int((~labelled).sum())
+    notes = [f"dropped {unlabelled} row{'s' if unlabelled != 1 else ''} with an empty "
+             f"{args.target!r}"] if unlabelled else []
     if args.text_column:
         frame[args.text_column] = frame[args.text_column].fillna("").astype(str)
     task = _task(frame[args.target], args.task)
     y = frame[args.target].to_numpy()
-    note = ""
     if task == "classification":
         y = y.astype(str) if y.dtype == object else y
         if np.unique(y).size < 2:
+            only = np.unique(y)[0].item()  # a Python value: 'same', not np.str_('same')
             raise UserError(f"target column {args.target!r} has a single class "
-                            f"({np.unique(y)[0]!r}); a classifier needs at least two.")
-        keep, note = _common_classes(y, args.cv)
+                            f"({only!r}); a classifier needs at least two.")
+        keep, rare = _common_classes(y, args.cv)
         frame, y = frame.loc[keep], y[keep]
+        notes += [rare.strip(" ()")] if rare else []
     if args.n_samples and args.n_samples < len(y):
         frame, y = _subsample(frame, y, args.n_samples, task, args.random_state)
     X = frame.drop(columns=args.target)
@@ -147,7 +165,8 @@ def _from_frame(frame: pd.DataFrame, args: argparse.Namespace) -> dict:
     return {
         "X": X, "y": y, "task": task, "text": bool(args.text_column),
         "text_column": args.text_column, "numeric": list(args.features),
-        "description": f"{args.data.name}, {len(y)} rows, {kind}{note}",
+        "description": f"{args.data.name}, {len(y)} rows, {kind}"
+                       + (f" ({'; '.join(notes)})" if notes else ""),
         "source": str(args.data),
     }
 

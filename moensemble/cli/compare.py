@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -20,6 +21,7 @@ import pandas as pd
 
 from moensemble.cli.common import (
     DEFAULT_N_SAMPLES,
+    HelpFormatter,
     UserError,
     _common_classes,
     _subsample,
@@ -35,6 +37,16 @@ __all__ = ["register", "run", "load_table", "build_models", "select_models",
 
 DEFAULT_OUTPUT = "moensemble-output"
 DEFAULT_CV = 3
+#: The default models' names (moensemble.leaderboard.default_models), written out so that
+#: `--help` imports no torch; a test checks that they agree.
+MODEL_NAMES = {
+    "classification": ("logreg", "naive_bayes", "extra_trees", "weighted", "stacked", "moe",
+                       "gated"),
+    "regression": ("ridge", "extra_trees", "weighted", "stacked", "moe", "gated"),
+}
+#: Why a default model is left out of some runs.
+LEFT_OUT = {"naive_bayes": "naive Bayes needs non-negative word counts (TF-IDF features), "
+                           "so it sits out runs without them"}
 
 
 def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,7 +58,7 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "and a mixture of experts on the same folds; print the leaderboard and write it (CSV, "
         "JSON) "
         "with PNG plots. Without --data, runs on a subset of the bundled WordNet glosses.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     data = compare.add_argument_group("data (default: the bundled WordNet glosses)")
     data.add_argument("--data", type=Path, metavar="FILE",
@@ -70,7 +82,10 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       "your file: all rows)")
     options = compare.add_argument_group("run")
     options.add_argument("--models", metavar="NAMES",
-                     help="comma-separated subset of the default models (see the leaderboard)")
+                     help="comma-separated subset of the default models: "
+                     f"{', '.join(MODEL_NAMES['classification'])} (naive_bayes on TF-IDF "
+                     "only); for a regression target "
+                     f"{', '.join(MODEL_NAMES['regression'])} (default: all)")
     options.add_argument("--cv", type=positive_int, default=DEFAULT_CV, metavar="K",
                      help="outer cross-validation folds (the ensembles use 3 inner folds)")
     options.add_argument("--max-features", type=positive_int, default=20000, metavar="N",
@@ -100,9 +115,13 @@ def run(args: argparse.Namespace) -> int:
     X, y, task = dataset["X"], dataset["y"], dataset["task"]
     if args.cv > len(y) // 2:
         raise UserError(f"--cv {args.cv} is too many folds for {len(y)} rows.")
-    models = select_models(build_models(dataset, args), args.models)
+    built = build_models(dataset, args)
+    models = select_models(built, args.models, left_out=_left_out(built, task))
     say(f"data: {dataset['description']}")
     say(f"models: {', '.join(name for name, _ in models)}; {args.cv}-fold cross-validation")
+    if not args.models:
+        for reason in _left_out(built, task).values():
+            say(f"note: {reason}")
 
     folds = make_folds(args.cv, X, y, task=task, random_state=args.random_state)
     start = time.perf_counter()
@@ -110,11 +129,16 @@ def run(args: argparse.Namespace) -> int:
         _quiet_known_warnings()
         board, fold_table = compare(
             models, X, y, cv=folds, n_jobs=args.n_jobs, random_state=args.random_state,
-            progress=not args.quiet, return_folds=True, return_estimators=True,
+            # A bar redraws itself with carriage returns: only on a terminal, not in a log file.
+            progress=not args.quiet and sys.stderr.isatty(),
+            return_folds=True, return_estimators=True,
         )
     seconds = time.perf_counter() - start
 
     print(format_leaderboard(board))
+    if board["active_params_per_row"].notna().any():
+        say("load violation: (max - mean) / mean expert load on each fold's training rows, "
+            "averaged over the folds")
     say(f"\n{len(models)} models x {args.cv} folds in {seconds:.0f} s")
     written = save_results(output, board, fold_table, folds, dataset, args, seconds)
     say(f"wrote {', '.join(path.name for path in written)} to {output}/")
@@ -153,8 +177,9 @@ def load_table(args: argparse.Namespace) -> dict:
     if task == "classification":
         y = y.astype(str) if y.dtype == object else y
         if np.unique(y).size < 2:
+            only = np.unique(y)[0].item()  # a Python value: 'same', not np.str_('same')
             raise UserError(f"target column {args.target!r} has a single class "
-                            f"({np.unique(y)[0]!r}); a classifier needs at least two.")
+                            f"({only!r}); a classifier needs at least two.")
         keep, note = _common_classes(y, args.cv)
         X, y = X.loc[keep], y[keep]
     if args.n_samples and args.n_samples < len(y):
@@ -290,16 +315,32 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
                           random_state=args.random_state)
 
 
-def select_models(models: list, names: str | None) -> list:
-    """Keep the comma-separated ``names`` (in their order), or all models when None."""
+def select_models(models: list, names: str | None,
+                  left_out: dict[str, str] | None = None) -> list:
+    """Keep the comma-separated ``names`` (in their order), or all models when None.
+
+    ``left_out`` maps default models missing from ``models`` to why; asking for one says so.
+    """
     if not names:
         return models
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     available = dict(models)
+    for name in wanted:
+        if name in (left_out or {}):
+            raise UserError(f"--models {name}: not in this run: {left_out[name]}; available: "
+                            f"{', '.join(available)}")
     unknown = [n for n in wanted if n not in available]
     if unknown or not wanted:
-        raise UserError(f"unknown model(s) {unknown} in --models; available: {list(available)}")
+        raise UserError(f"unknown model(s) {', '.join(unknown) or '(none given)'} in --models; "
+                        f"available: {', '.join(available)}")
     return [(n, available[n]) for n in dict.fromkeys(wanted)]
+
+
+def _left_out(models: list, task: str) -> dict[str, str]:
+    """The default models of ``task`` that ``models`` lacks, with the reason."""
+    names = {name for name, _ in models}
+    return {name: LEFT_OUT[name] for name in MODEL_NAMES.get(task, ())
+            if name not in names and name in LEFT_OUT}
 
 
 # ---- output ----------------------------------------------------------------------------------
@@ -354,12 +395,13 @@ def save_results(output: Path, board: pd.DataFrame, fold_table: pd.DataFrame, fo
         test = folds[fold][1]
         X_test = _rows(dataset["X"], test)
         estimator = moe["estimator"]
+        rows = f"fold {fold + 1}'s {len(test):,} held-out rows"
         if dataset["task"] == "classification":
             written.append(_save_figure(
                 output / "routing_heatmap.png",
-                plot_routing_heatmap(estimator, X_test, dataset["y"][test])))
+                plot_routing_heatmap(estimator, X_test, dataset["y"][test], rows=rows)))
         written.append(_save_figure(output / "expert_load.png",
-                                    plot_expert_load(estimator, X_test)))
+                                    plot_expert_load(estimator, X_test, rows=rows)))
     return written
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from moensemble.cli.common import (
     EXIT_USAGE,
+    HelpFormatter,
     UserError,
     int_at_least,
     load_data,
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Join an Optuna study (created by the first worker) and run trials; start "
         "any number of workers on the same --storage and --study-name. --refit-best refits "
         "the best trial on all the data and saves it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     study = tune.add_argument_group("study")
     study.add_argument("--storage", required=True, metavar="URL",
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         if args.scoring not in get_scorer_names():
             raise UserError(f"unknown --scoring {args.scoring!r}; known: "
                             f"{', '.join(get_scorer_names())}.")
-    problem = _problem(args)
+    problem, description = _problem(args)
     try:
         opened = storage.open_storage(args.storage, heartbeat_interval=args.heartbeat,
                                       grace_period=args.grace_period,
@@ -138,8 +139,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --n-trials N or --timeout SECONDS (or --refit-best).")
     objective = make_objective(problem)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The data's description says what was dropped (rows with an empty target, rare classes).
     say(f"worker {storage.worker_id()}: family {problem.family}, {problem.task} on "
-        f"{len(problem.y)} rows, {problem.cv}-fold {problem.scoring_name()}; study "
+        f"{description}; {problem.cv}-fold {problem.scoring_name()}; study "
         f"{args.study_name!r}")
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -189,7 +191,8 @@ def _state_counts(study) -> dict[str, int]:
     return counts
 
 
-def _problem(args: argparse.Namespace):
+def _problem(args: argparse.Namespace) -> tuple:
+    """The worker's ``Problem`` and a line describing the data (with what was dropped)."""
     from moensemble.search.worker import Problem
 
     args.n_samples = args.n_samples or (1000 if args.data is None else None)
@@ -199,9 +202,10 @@ def _problem(args: argparse.Namespace):
         raise UserError("tune takes either --text-column or --features, not both.")
     if not dataset["text"]:
         X = np.asarray(X, dtype=np.float64)
-    return Problem(X=X, y=np.asarray(dataset["y"]), task=dataset["task"], text=dataset["text"],
-                   family=args.family, cv=args.cv, random_state=args.random_state,
-                   scoring=args.scoring)
+    problem = Problem(X=X, y=np.asarray(dataset["y"]), task=dataset["task"],
+                      text=dataset["text"], family=args.family, cv=args.cv,
+                      random_state=args.random_state, scoring=args.scoring)
+    return problem, dataset["description"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

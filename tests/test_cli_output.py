@@ -1,0 +1,155 @@
+"""What the command line tells its user: notes on dropped rows and models, help, progress."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moensemble.cli import build_parser, main
+from moensemble.cli.compare import MODEL_NAMES, build_models, select_models
+
+FAST = ["--cv", "2"]
+
+
+def _reviews(tmp_path, unlabelled=()):
+    rng = np.random.default_rng(0)
+    words = {"sport": "ball goal team match", "food": "bread cheese soup taste"}
+    rows = [{"review": " ".join(rng.choice(w.split(), size=5)), "topic": label,
+             "price": rng.normal(), "constant": "same"}
+            for label, w in words.items() for _ in range(30)]
+    frame = pd.DataFrame(rows)
+    frame.loc[list(unlabelled), "topic"] = np.nan
+    path = tmp_path / "reviews.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def csv(tmp_path):
+    return _reviews(tmp_path)
+
+
+def test_rows_with_an_empty_target_are_never_dropped_silently(tmp_path, capsys):
+    from moensemble.cli.common import load_data
+
+    path = _reviews(tmp_path, unlabelled=[3, 17, 40])
+    # `tune` drops them and its "data:" line says how many.
+    args = argparse.Namespace(data=path, target="topic", text_column="review", features=[],
+                              task="auto", n_samples=None, cv=2, random_state=0)
+    dataset = load_data(args)
+    assert len(dataset["y"]) == 57
+    assert dataset["description"] == ("reviews.csv, 57 rows, 2 classes (dropped 3 rows with "
+                                      "an empty 'topic')")
+    # The worker's first line carries that description.
+    code = main(["tune", "--storage", f"journal:{tmp_path / 'study.log'}", "--study-name", "s",
+                 "--n-trials", "1", "--data", str(path), "--target", "topic", "--text-column",
+                 "review", "--cv", "2"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert code == 0
+    assert "on reviews.csv, 57 rows, 2 classes (dropped 3 rows with an empty 'topic')" in first
+    # `compare` refuses them, naming the rows.
+    code = main(["compare", "--data", str(path), "--text-column", "review", "--target",
+                 "topic", "--output", str(tmp_path / "o"), *FAST])
+    assert code == 2
+    assert "3 missing value(s), at row(s) 3, 17, 40" in capsys.readouterr().err
+
+
+def test_the_single_class_error_names_the_class_plainly(csv, tmp_path, capsys):
+    code = main(["compare", "--data", str(csv), "--text-column", "review", "--target",
+                 "constant", "--output", str(tmp_path), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "has a single class ('same'); a classifier needs at least two" in err
+    assert "np." not in err
+
+
+def _dataset(text: bool) -> dict:
+    return {"task": "classification", "text": text, "numeric": [] if text else ["e0"],
+            "text_column": None}
+
+
+def test_without_word_counts_naive_bayes_is_left_out_with_a_note(csv, tmp_path, capsys,
+                                                                 monkeypatch):
+    args = argparse.Namespace(max_features=100, random_state=0)
+    # TF-IDF keeps naive Bayes; numeric (or embedding) features do not.
+    assert [n for n, _ in build_models(_dataset(True), args)] == list(
+        MODEL_NAMES["classification"])
+    dense = build_models(_dataset(False), args)
+    assert "naive_bayes" not in dict(dense)
+    with pytest.raises(Exception, match="--models naive_bayes: not in this run: naive Bayes "
+                                        "needs non-negative word counts"):
+        select_models(dense, "logreg,naive_bayes",
+                      left_out={"naive_bayes": "naive Bayes needs non-negative word counts"})
+    # The run prints why, without --models too (two cheap models stand in for the six).
+    import moensemble.cli.compare as cli_compare
+
+    monkeypatch.setattr(cli_compare, "build_models",
+                        lambda dataset, args: [(n, m) for n, m in dense if n == "logreg"])
+    code = main(["compare", "--data", str(csv), "--features", "price", "--target", "topic",
+                 "--output", str(tmp_path / "o"), *FAST])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "models: logreg;" in out
+    assert "note: naive Bayes needs non-negative word counts (TF-IDF features)" in out
+    # Asked for by name, it is refused with the same reason.
+    code = main(["compare", "--data", str(csv), "--features", "price", "--target", "topic",
+                 "--models", "naive_bayes", "--output", str(tmp_path / "o"), *FAST])
+    assert code == 2
+    assert "--models naive_bayes: not in this run: naive Bayes" in capsys.readouterr().err
+
+
+def test_the_model_names_in_the_help_are_the_default_models():
+    from moensemble.leaderboard import default_models
+
+    for task in MODEL_NAMES:
+        names = {n for sparse in (True, False)
+                 for n, _ in default_models(task, sparse=sparse, quick=True)}
+        assert names == set(MODEL_NAMES[task])
+    help_text = " ".join(_subparser("compare").format_help().split())
+    assert ("subset of the default models: logreg, naive_bayes, extra_trees, weighted, "
+            "stacked, moe, gated") in help_text
+    assert "ridge, extra_trees" in help_text
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[name]
+
+
+@pytest.mark.parametrize("command", ["compare", "tune"])
+def test_help_gives_each_default_once_and_only_when_it_says_something(command):
+    help_text = _subparser(command).format_help()
+    text = " ".join(help_text.split())
+    options: list[str] = []  # each option's help, its wrapped lines joined
+    for line in help_text.splitlines():
+        if re.match(r"^ {2}-", line) or not line.startswith(" "):
+            options.append(line.strip())
+        elif options:
+            options[-1] += " " + line.strip()
+    assert sum(o.startswith("--") for o in options) >= 10
+    for option in options:
+        assert option.count("(default:") <= 1, option
+        assert option.count("default") <= 2, option  # "default: X" once, and the help's own
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: 3)" in text  # --cv: a default worth showing stays
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(csv, tmp_path, capsys, monkeypatch):
+    run = ["compare", "--data", str(csv), "--text-column", "review", "--target", "topic",
+           "--models", "naive_bayes", "--output", str(tmp_path / "o"), *FAST]
+    assert main(run) == 0
+    captured = capsys.readouterr()
+    assert "\r" not in captured.err + captured.out
+    assert "compare:" not in captured.err
+    lines = captured.out.splitlines()
+    assert any(line.split()[:1] == ["accuracy"] or "accuracy" in line for line in lines)
+    # On a terminal the bar is drawn.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(run) == 0
+    assert "compare:" in capsys.readouterr().err
