@@ -7,6 +7,9 @@ import io
 import json
 import os
 import pickle
+import struct
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -14,9 +17,12 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import make_classification, make_regression
-from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -29,7 +35,9 @@ from moensemble.ensemble import (  # noqa: E402
     StackingEnsembleClassifier,
     StackingEnsembleRegressor,
     WeightedEnsembleClassifier,
+    WeightedEnsembleRegressor,
 )
+from moensemble.gated import GatedEnsembleClassifier, GatedEnsembleRegressor  # noqa: E402
 from moensemble.moe import MoEClassifier, MoERegressor  # noqa: E402
 from moensemble.persist import FORMAT_VERSION, MANIFEST, UntrustedTypesError  # noqa: E402
 
@@ -72,11 +80,30 @@ def saved(tmp_path, moe):
     return save(moe, tmp_path / "model.moe")
 
 
+class MyClassifier(ClassifierMixin, BaseEstimator):
+    """A user's own estimator: not on moensemble's trusted list."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        return np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def _read_member(path: Path, name: str) -> bytes:
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(name)
+
+
 def _replace_member(path: Path, name: str, data: bytes) -> None:
     with zipfile.ZipFile(path) as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
     members[name] = data
-    with zipfile.ZipFile(path, "w") as archive:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for n, content in members.items():
             archive.writestr(n, content)
 
@@ -217,6 +244,151 @@ def test_pickle_and_joblib_keep_working(tmp_path, moe, classification):
             joblib.load(tmp_path / "m.joblib").predict_proba(X), model.predict_proba(X))
 
 
+def _assert_same_predictions(loaded, model, X):
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    if hasattr(model, "predict_proba"):
+        np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+_NET = dict(max_epochs=2, random_state=0)
+PUBLIC_ESTIMATORS = {
+    "WeightedEnsembleClassifier": lambda: WeightedEnsembleClassifier(
+        [("nb", GaussianNB()), ("lr", LogisticRegression())], cv=3),
+    "WeightedEnsembleRegressor": lambda: WeightedEnsembleRegressor(
+        [("tree", DecisionTreeRegressor(max_depth=3, random_state=0)), ("ridge", Ridge())], cv=3),
+    "StackingEnsembleClassifier": lambda: StackingEnsembleClassifier(
+        [("nb", GaussianNB()), ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))],
+        cv=3),
+    "StackingEnsembleRegressor": lambda: StackingEnsembleRegressor(
+        [("tree", DecisionTreeRegressor(max_depth=3, random_state=0)), ("ridge", Ridge())], cv=3),
+    "MoEClassifier": lambda: MoEClassifier(n_experts=3, **_NET),
+    "MoERegressor": lambda: MoERegressor(n_experts=3, **_NET),
+    "GatedEnsembleClassifier": lambda: GatedEnsembleClassifier(
+        [("nb", GaussianNB()), ("lr", LogisticRegression())], cv=3, **_NET),
+    "GatedEnsembleRegressor": lambda: GatedEnsembleRegressor(
+        [("tree", DecisionTreeRegressor(max_depth=3, random_state=0)), ("ridge", Ridge())],
+        cv=3, **_NET),
+}
+
+
+def test_the_list_covers_every_public_estimator():
+    import moensemble
+
+    estimators = {n for n in moensemble.__all__ if n.endswith(("Classifier", "Regressor"))}
+    # The searches are saved through their best_estimator_ (tested below).
+    assert estimators - set(PUBLIC_ESTIMATORS) == {"AutoClassifier", "AutoRegressor"}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC_ESTIMATORS))
+def test_every_public_estimator_round_trips(tmp_path, name):
+    regression = name.endswith("Regressor")
+    make = make_regression if regression else make_classification
+    X, y = make(n_samples=90, n_features=5, random_state=0)
+    model = PUBLIC_ESTIMATORS[name]().fit(X, y)
+    loaded = load(save(model, tmp_path / "m.moe"))
+    assert type(loaded) is type(model)
+    _assert_same_predictions(loaded, model, X)
+
+
+@pytest.mark.parametrize("cv", [StratifiedKFold(3, shuffle=True, random_state=0),
+                                KFold(3, shuffle=True, random_state=0),
+                                [(np.arange(75), np.arange(75, 150)),
+                                 (np.arange(75, 150), np.arange(75))]])
+def test_ensemble_given_a_cv_splitter_round_trips(tmp_path, classification, cv):
+    X, y = classification
+    model = StackingEnsembleClassifier([("nb", GaussianNB()), ("lr", LogisticRegression())],
+                                       cv=cv).fit(X, y)
+    loaded = load(save(model, tmp_path / "m.moe"))
+    _assert_same_predictions(loaded, model, X)
+    assert type(loaded.cv) is type(model.cv) or isinstance(cv, list)
+
+
+def test_ensemble_with_a_joblib_memory_round_trips_and_load_creates_no_folder(tmp_path,
+                                                                           classification):
+    import shutil
+
+    X, y = classification
+    cache = tmp_path / "cache"
+    model = WeightedEnsembleClassifier([("nb", GaussianNB()), ("lr", LogisticRegression())],
+                                       cv=3, memory=joblib.Memory(cache, verbose=0)).fit(X, y)
+    path = save(model, tmp_path / "m.moe")
+    shutil.rmtree(cache)
+    loaded = load(path)
+    _assert_same_predictions(loaded, model, X)
+    assert loaded.memory == str(cache)  # the location: the ensembles accept it as `memory`
+    assert not cache.exists()  # loading a file makes no folder on this machine
+
+
+@pytest.mark.parametrize("algorithm", ["kd_tree", "ball_tree", "brute"])
+def test_knn_members_round_trip(tmp_path, classification, algorithm):
+    X, y = classification
+    knn = KNeighborsClassifier(algorithm=algorithm, weights="distance")
+    model = WeightedEnsembleClassifier([("knn", knn), ("nb", GaussianNB())], cv=3).fit(X, y)
+    loaded = load(save(model, tmp_path / "m.moe"))
+    _assert_same_predictions(loaded, model, X + 0.1)  # not the training rows: real lookups
+    reg = KNeighborsRegressor(algorithm=algorithm, metric="manhattan").fit(X, y)
+    np.testing.assert_array_equal(load(save(reg, tmp_path / "r.moe")).predict(X + 0.1),
+                                  reg.predict(X + 0.1))
+
+
+def test_upcycled_moe_round_trips_with_both_histories(tmp_path, classification):
+    X, y = classification
+    model = MoEClassifier(n_experts=3, init="upcycle", upcycle_epochs=2, **_NET).fit(X, y)
+    loaded = load(save(model, tmp_path / "m.moe"))
+    _assert_same_predictions(loaded, model, X)
+    assert len(loaded.dense_history_) == len(model.dense_history_) == 2
+    assert loaded.dense_history_[-1, "train_loss"] == model.dense_history_[-1, "train_loss"]
+
+
+def test_gated_ensemble_with_a_moe_member_round_trips(tmp_path, classification):
+    X, y = classification
+    model = GatedEnsembleClassifier(
+        [("nb", GaussianNB()), ("moe", MoEClassifier(n_experts=3, **_NET))], cv=3, **_NET
+    ).fit(X, y)
+    loaded = load(save(model, tmp_path / "m.moe"))
+    _assert_same_predictions(loaded, model, X)
+    assert loaded.named_estimators_["moe"].net_ is not model.named_estimators_["moe"].net_
+
+
+def test_automl_best_estimator_round_trips_and_the_search_is_refused(tmp_path, classification):
+    from moensemble import AutoClassifier
+
+    X, y = classification
+    search = AutoClassifier(families=("weighted",), max_trials=1, cv=2, inner_cv=2,
+                            progress_bar=False, random_state=0).fit(X, y)
+    loaded = load(save(search.best_estimator_, tmp_path / "best.moe"))
+    _assert_same_predictions(loaded, search.best_estimator_, X)
+    with pytest.raises(TypeError, match=r"AutoClassifier.*save\(search.best_estimator_"):
+        save(search, tmp_path / "search.moe")
+
+
+def test_the_model_tune_refit_best_writes_loads(tmp_path):
+    url = f"journal:{tmp_path / 'study.log'}"
+    output = tmp_path / "model.moe"
+    common = [sys.executable, "-m", "moensemble", "tune", "--storage", url, "--study-name", "s",
+              "--n-samples", "150", "--cv", "2", "--quiet"]
+    for extra in (["--n-trials", "1"], ["--refit-best", "--output", str(output)]):
+        done = subprocess.run([*common, *extra], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    model = load(output)  # the bundled glosses behind TF-IDF
+    assert set(model.predict(["a small furry animal", "a tool for cutting"])) <= set(
+        model.classes_)
+
+
+def test_save_refuses_a_file_load_would_refuse_naming_the_type(tmp_path, classification):
+    X, y = classification
+    model = WeightedEnsembleClassifier([("mine", MyClassifier()), ("nb", GaussianNB())],
+                                       cv=3).fit(X, y)
+    name = f"{MyClassifier.__module__}.MyClassifier"
+    with pytest.raises(TypeError, match=rf"load\(\) would refuse.*{name}"):
+        save(model, tmp_path / "m.moe")
+    assert list(tmp_path.iterdir()) == []
+    path = save(model, tmp_path / "m.moe", trusted=[name])  # checked by the user
+    with pytest.raises(UntrustedTypesError):
+        load(path)
+    _assert_same_predictions(load(path, trusted=[name]), model, X)
+
+
 # ---- tampered files --------------------------------------------------------------------------
 
 
@@ -255,6 +427,77 @@ def test_pickle_file_is_not_a_moensemble_file(tmp_path):
 def test_tampered_weights_are_refused(saved):
     _replace_member(saved, "nets/0.safetensors", b"\x00" * 64)
     with pytest.raises(ValueError, match="cannot load the network weights"):
+        load(saved)
+
+
+# ---- crafted files: load bounds what it allocates --------------------------------------------
+
+
+def test_member_larger_than_max_size_is_damaged(saved):
+    size = sum(i.file_size for i in zipfile.ZipFile(saved).infolist())
+    with pytest.raises(ValueError, match=r"is damaged: .* more than load\(max_size=\.\.\.\)"):
+        load(saved, max_size=size // 2)
+    with pytest.raises(TypeError, match="`max_size` must be a positive int"):
+        load(saved, max_size=0)
+
+
+def test_zip_bomb_member_is_refused_before_it_is_inflated(tmp_path, saved):
+    _replace_member(saved, "nets/0.history.json", b"[" + b" " * 50_000_000 + b"]")
+    assert saved.stat().st_size < 1_000_000  # a small file ...
+    with pytest.raises(ValueError, match=r"damaged: 'nets/0.history.json' .* load\(max_size"):
+        load(saved, max_size=10_000_000)  # ... that would inflate to 50 MB
+
+
+def _skops_with_a_huge_array_header(data: bytes) -> bytes:
+    inner = zipfile.ZipFile(io.BytesIO(data))
+    members = {n: inner.read(n) for n in inner.namelist()}
+    name = next(n for n in members if n.endswith(".npy"))
+    array = np.lib.format.read_array(io.BytesIO(members[name]))
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+                 "shape": (10**12,)})  # 8 TB of float64 claimed, a few bytes stored
+    members[name] = header.getvalue() + array.tobytes()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for n, content in members.items():
+            archive.writestr(n, content)
+    return out.getvalue()
+
+
+def test_array_header_claiming_more_than_is_stored_is_damaged(saved):
+    _replace_member(saved, "model.skops",
+                    _skops_with_a_huge_array_header(_read_member(saved, "model.skops")))
+    with pytest.raises(ValueError, match=r"damaged: the array .* claims shape \(1000000000000,\)"):
+        load(saved)
+
+
+@pytest.mark.parametrize("in_features", [10**9, 7, "8", True])
+def test_manifest_sizes_are_checked_against_the_stored_tensors(saved, in_features):
+    manifest = json.loads(_read_member(saved, MANIFEST))
+    manifest["nets"][0]["in_features"] = in_features
+    _replace_member(saved, MANIFEST, json.dumps(manifest).encode())
+    with pytest.raises(ValueError, match="is damaged: "):
+        load(saved)
+
+
+def test_safetensors_header_claiming_a_huge_tensor_is_damaged(saved):
+    weights = _read_member(saved, "nets/0.safetensors")
+    (length,) = struct.unpack("<Q", weights[:8])
+    header = json.loads(weights[8:8 + length])
+    first = next(k for k in header if k != "__metadata__")
+    header[first]["shape"] = [10**6, 10**6]
+    raw = json.dumps(header).encode()
+    _replace_member(saved, "nets/0.safetensors",
+                    struct.pack("<Q", len(raw)) + raw + weights[8 + length:])
+    with pytest.raises(ValueError, match="is damaged: cannot load the network weights"):
+        load(saved)
+
+
+@pytest.mark.parametrize("history", [b"{not json", b'{"epoch": 1}', b"[1, 2]", b"\xff\xfe"])
+def test_damaged_history_json_is_damaged(saved, history):
+    _replace_member(saved, "nets/0.history.json", history)
+    with pytest.raises(ValueError, match="is damaged: a training history"):
         load(saved)
 
 

@@ -14,9 +14,17 @@ that holds only data formats that cannot carry code:
     ``save_params(use_safetensors=True)``) and its training history as JSON. On load, the
     network is rebuilt from its estimator's parameters, then the weights are loaded into it.
 
-Any estimator that skops can serialise works: the weighted and stacked ensembles, pipelines
-of scikit-learn models, and mixtures of experts anywhere inside them (a stack whose base is
-an :class:`~moensemble.MoEClassifier`, a pipeline ending in one).
+Every model built from scikit-learn's and moensemble's estimators works: the weighted,
+stacked and gated ensembles, pipelines, and mixtures of experts anywhere inside them (a stack
+whose base is an :class:`~moensemble.MoEClassifier`, a gated ensemble over one). Parts that
+skops cannot store, or that ``load`` should not have to trust (networks, training histories,
+pandas objects, ``joblib.Memory``, neighbors trees), are stored as plain data and rebuilt:
+see :mod:`moensemble.persist._parts`.
+
+``load`` bounds what a crafted file can make it do: every member's uncompressed size is
+capped (``max_size``), array and tensor headers are checked against the bytes stored after
+them before anything is allocated, and networks are built on torch's ``meta`` device and
+compared with the stored weights before they are built for real.
 
 Plain ``pickle`` / ``joblib.dump`` keep working for files you wrote yourself; use
 :func:`save` / :func:`load` for files that come from elsewhere.
@@ -24,20 +32,20 @@ Plain ``pickle`` / ``joblib.dump`` keep working for files you wrote yourself; us
 
 from __future__ import annotations
 
-import copy
 import importlib
 import io
 import json
+import math
 import os
-import sys
 import tempfile
-import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from moensemble.persist import _parts as parts
 
 __all__ = ["save", "load", "trusted_types", "UntrustedTypesError"]
 
@@ -46,7 +54,8 @@ FORMAT = "moensemble-model"
 FORMAT_VERSION = 1
 MANIFEST = "moensemble.json"
 MODEL = "model.skops"
-FRAME_KEY = "__moensemble_pandas__"
+#: Default cap on the bytes ``load`` decompresses (each of the file and ``model.skops``).
+MAX_SIZE = 2**31
 
 #: scikit-learn / numpy types that skops does not trust by default and that we vetted:
 #: plain data holders whose loading runs no user code.
@@ -71,6 +80,16 @@ VETTED_TYPES = (
     "sklearn.feature_extraction.text.CountVectorizer",
     "sklearn.compose._column_transformer.ColumnTransformer",
     "sklearn.pipeline.Pipeline",
+    # CV splitters (the ensembles' ``cv``): integers, flags, seeds and index arrays.
+    *(
+        f"sklearn.model_selection._split.{name}"
+        for name in (
+            "KFold", "StratifiedKFold", "GroupKFold", "StratifiedGroupKFold", "RepeatedKFold",
+            "RepeatedStratifiedKFold", "ShuffleSplit", "StratifiedShuffleSplit",
+            "GroupShuffleSplit", "TimeSeriesSplit", "LeaveOneOut", "LeavePOut",
+            "LeaveOneGroupOut", "LeavePGroupsOut", "PredefinedSplit", "_CVIterableWrapper",
+        )
+    ),
     # skops stores sparse matrices as .npz members, read without pickle.
     "scipy.sparse._csr.csr_matrix",
     "scipy.sparse._csc.csc_matrix",
@@ -105,7 +124,7 @@ class UntrustedTypesError(ValueError):
 # ---- save ------------------------------------------------------------------------------------
 
 
-def save(model: Any, path: str | os.PathLike) -> Path:
+def save(model: Any, path: str | os.PathLike, trusted: Iterable[str] | None = None) -> Path:
     """Save a fitted model to one file that :func:`load` reads back without pickle.
 
     The file is written next to ``path`` and moved into place at the end, so a failure
@@ -118,6 +137,9 @@ def save(model: Any, path: str | os.PathLike) -> Path:
         (mixtures of experts) are stored as safetensors.
     path : str or path-like
         Destination file, e.g. ``"model.moe"``.
+    trusted : iterable of str, default=None
+        Type names outside moensemble's trusted list (your own estimator class, a function in
+        a parameter) that you will also pass to ``load(path, trusted=...)``.
 
     Returns
     -------
@@ -127,8 +149,9 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     Raises
     ------
     TypeError
-        When a part of ``model`` cannot be stored without pickle (skops refuses it); use
-        ``joblib.dump`` for such models.
+        When a part of ``model`` cannot be stored without pickle (skops refuses it), or when
+        ``load`` would refuse the file: the message names the types (add them to ``trusted``
+        once you have checked them, or use ``joblib.dump``).
 
     Examples
     --------
@@ -145,8 +168,14 @@ def save(model: Any, path: str | os.PathLike) -> Path:
     import skops.io as sio
 
     path = Path(path)
+    trusted = _check_trusted_arg(trusted)
+    if hasattr(model, "study_"):  # SearchCV, AutoClassifier, AutoRegressor
+        raise TypeError(
+            f"Cannot save a fitted {type(model).__name__}: it holds its Optuna study and "
+            "search space. Save the model it found: save(search.best_estimator_, path)."
+        )
     nets: list[Any] = []
-    skeleton = _strip_nets(model, nets, {})
+    skeleton = parts.strip(model, nets, {})
     try:
         model_bytes = sio.dumps(skeleton)
     except OSError:  # out of memory for the archive, not an unsupported part
@@ -156,12 +185,21 @@ def save(model: Any, path: str | os.PathLike) -> Path:
             f"Cannot save {type(model).__name__} safely: {exc}. Models with such parts can be "
             "saved with joblib.dump (which unpickles, so load only files you trust)."
         ) from exc
+    needed = sio.get_untrusted_types(data=model_bytes)
+    refused = sorted(set(needed) - set(trusted_types(needed)) - set(trusted))
+    if refused:
+        raise TypeError(
+            f"Cannot save {type(model).__name__}: load() would refuse the file, which needs "
+            f"types outside moensemble's trusted list: {refused}. If you have checked them, "
+            "pass them to save(..., trusted=[...]) and to load(..., trusted=[...]); or use "
+            "joblib.dump (which unpickles, so load only files you trust)."
+        )
     manifest = _manifest(model, nets)
     members = {MODEL: model_bytes}
     for i, owner in enumerate(nets):
-        members[f"nets/{i}.safetensors"] = _net_weights(owner)
-        members[f"nets/{i}.history.json"] = _history_json(owner.net_)
-    members[MANIFEST] = json.dumps(manifest, indent=2, default=_json_default).encode()
+        members[f"nets/{i}.safetensors"] = parts.net_weights(owner)
+        members[f"nets/{i}.history.json"] = parts.history_json(owner.net_)
+    members[MANIFEST] = json.dumps(manifest, indent=2, default=parts.json_default).encode()
     _write_zip_atomic(path, members)
     return path
 
@@ -182,130 +220,13 @@ def _manifest(model: Any, nets: list[Any]) -> dict:
             {
                 "estimator": _qualname(type(owner)),
                 "params": owner.get_params(deep=False),
-                "in_features": _net_in_features(owner),
+                "in_features": parts.net_in_features(owner),
                 "weights": f"nets/{i}.safetensors",
                 "history": f"nets/{i}.history.json",
             }
             for i, owner in enumerate(nets)
         ],
     }
-
-
-def _strip_nets(obj: Any, nets: list[Any], memo: dict[int, Any]) -> Any:
-    """Return ``obj`` with each estimator that holds a skorch net replaced by a net-less copy.
-
-    The copies get ``_moensemble_net`` (their index in ``nets``); containers and estimators
-    on the way are shallow-copied only when something below them changed, and ``memo`` keeps
-    shared objects shared (``named_estimators_`` and ``estimators_`` hold the same models).
-    """
-    key = id(obj)
-    if key in memo:
-        return memo[key]
-    if _is_frame(obj):
-        # skops stores no pandas objects: keep the columns as numpy arrays, rebuilt on load.
-        memo[key] = _frame_state(obj)
-        return memo[key]
-    if _holds_net(obj):
-        stripped = copy.copy(obj)
-        for name in ("net_", "history_"):
-            stripped.__dict__.pop(name, None)
-        stripped._moensemble_net = len(nets)
-        nets.append(obj)
-        memo[key] = stripped
-        return stripped
-    if isinstance(obj, list | tuple):
-        items = [_strip_nets(v, nets, memo) for v in obj]
-        out = obj
-        if any(a is not b for a, b in zip(items, obj, strict=True)):
-            # list, tuple, or a named tuple (whose constructor takes the fields one by one)
-            out = type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
-    elif isinstance(obj, dict):
-        items = {k: _strip_nets(v, nets, memo) for k, v in obj.items()}
-        changed = any(items[k] is not v for k, v in obj.items())
-        out = obj
-        if changed:
-            out = copy.copy(obj)
-            out.update(items)
-    elif _is_estimator_like(obj):
-        state = {k: _strip_nets(v, nets, memo) for k, v in vars(obj).items()}
-        changed = any(state[k] is not v for k, v in vars(obj).items())
-        out = obj
-        if changed:
-            out = copy.copy(obj)
-            out.__dict__.update(state)
-    else:
-        out = obj
-    memo[key] = out
-    return out
-
-
-def _is_frame(obj: Any) -> bool:
-    pd = sys.modules.get("pandas")  # no pandas object can exist unless pandas is imported
-    return pd is not None and isinstance(obj, pd.DataFrame | pd.Series)
-
-
-def _frame_state(frame: Any) -> dict:
-    """A DataFrame or Series as a plain dict of lists and numpy arrays."""
-    import pandas as pd
-
-    is_series = isinstance(frame, pd.Series)
-    table = frame.to_frame() if is_series else frame
-    return {
-        FRAME_KEY: "series" if is_series else "frame",
-        "name": frame.name if is_series else None,
-        "columns": list(table.columns),
-        "index": [np.asarray(table.index.get_level_values(i)) for i in range(table.index.nlevels)],
-        "index_names": list(table.index.names),
-        "data": [np.asarray(table.iloc[:, j]) for j in range(table.shape[1])],
-    }
-
-
-def _frame_from_state(state: dict) -> Any:
-    import pandas as pd
-
-    index = pd.MultiIndex.from_arrays(state["index"], names=state["index_names"]) if len(
-        state["index"]
-    ) > 1 else pd.Index(state["index"][0], name=state["index_names"][0])
-    frame = pd.DataFrame(dict(enumerate(state["data"])), index=index)
-    frame.columns = state["columns"]
-    return frame.iloc[:, 0].rename(state["name"]) if state[FRAME_KEY] == "series" else frame
-
-
-def _holds_net(obj: Any) -> bool:
-    net = getattr(obj, "__dict__", {}).get("net_")
-    return net is not None and type(net).__module__.split(".")[0] in ("skorch", "moensemble") and (
-        hasattr(net, "module_")
-    )
-
-
-def _is_estimator_like(obj: Any) -> bool:
-    from sklearn.base import BaseEstimator
-
-    return isinstance(obj, BaseEstimator)
-
-
-def _net_weights(owner: Any) -> bytes:
-    """The net's module weights as safetensors bytes (skorch writes them)."""
-    buffer = io.BytesIO()
-    owner.net_.save_params(f_params=buffer, use_safetensors=True)
-    return buffer.getvalue()
-
-
-def _history_json(net: Any) -> bytes:
-    return json.dumps(list(net.history), default=_json_default).encode()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, type):
-        return _qualname(value)
-    if isinstance(value, tuple | set):
-        return list(value)
-    return repr(value)  # callbacks and other objects: for reading only, never loaded
-
 
 def _write_zip_atomic(path: Path, members: dict[str, bytes]) -> None:
     folder = path.parent if str(path.parent) else Path(".")
@@ -330,7 +251,9 @@ def _qualname(cls: type) -> str:
 # ---- load ------------------------------------------------------------------------------------
 
 
-def load(path: str | os.PathLike, trusted: Iterable[str] | None = None) -> Any:
+def load(
+    path: str | os.PathLike, trusted: Iterable[str] | None = None, *, max_size: int = MAX_SIZE
+) -> Any:
     """Load a model written by :func:`save`, refusing any type that is not trusted.
 
     Nothing in the file is unpickled: the configuration is JSON, torch weights are
@@ -345,6 +268,10 @@ def load(path: str | os.PathLike, trusted: Iterable[str] | None = None) -> Any:
     trusted : iterable of str, default=None
         More fully qualified type names to trust (e.g. your own estimator class), after you
         have checked them; :class:`UntrustedTypesError` lists the names a file needs.
+    max_size : int, default=2**31
+        The most bytes ``load`` decompresses from the file (and, separately, from its
+        ``model.skops`` member); a larger file is refused as damaged. Raise it for a model
+        larger than 2 GiB uncompressed.
 
     Returns
     -------
@@ -356,35 +283,45 @@ def load(path: str | os.PathLike, trusted: Iterable[str] | None = None) -> Any:
     FileNotFoundError
         ``path`` does not exist.
     ValueError
-        ``path`` is not a moensemble model file, is damaged, or was written in a newer
+        ``path`` is not a moensemble model file, is damaged (the message says
+        ``"... is damaged: ..."``: a member or array larger than what is stored, weights that
+        do not match the model, a history that is not JSON, ...), or was written in a newer
         format than this version of moensemble reads.
     UntrustedTypesError
         The file needs types that are not trusted; none of them was built.
     """
     path = Path(path)
+    trusted = _check_trusted_arg(trusted)
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+        raise TypeError(f"`max_size` must be a positive int (bytes); got {max_size!r}.")
     if not path.exists():
         raise FileNotFoundError(f"No model file at {path}.")
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a moensemble model file.")
+    budget = [max_size]  # bytes left to decompress from the file
     with _open_zip(path) as archive:
-        manifest = _read_manifest(archive, path)
-        model_bytes = _read_member(archive, MODEL, path)
-        try:
-            nets = [
-                (
-                    _read_member(archive, entry["weights"], path),
-                    _read_member(archive, entry["history"], path),
-                    int(entry["in_features"]),
-                )
-                for entry in manifest.get("nets", [])
-            ]
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ValueError) and "damaged" in str(exc):
-                raise
-            raise ValueError(f"{path} is damaged: bad network entry in {MANIFEST} ({exc}).") \
-                from None
+        manifest = _read_manifest(archive, path, budget)
+        model_bytes = _read_member(archive, MODEL, path, budget)
+        entries = manifest.get("nets", [])
+        if not isinstance(entries, list):
+            raise ValueError(f"{path} is damaged: bad network list in {MANIFEST}.")
+        nets = []
+        for entry in entries:
+            try:
+                weights, history, width = entry["weights"], entry["history"], entry["in_features"]
+                if not (isinstance(width, int) and not isinstance(width, bool) and width >= 1):
+                    raise ValueError(f"in_features={width!r}")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path} is damaged: bad network entry in {MANIFEST} ({exc}).") \
+                    from None
+            nets.append((_read_member(archive, weights, path, budget),
+                         _read_member(archive, history, path, budget), width))
+    _check_skops_archive(model_bytes, path, max_size)
     model = _load_skops(model_bytes, path, trusted)
-    return _restore_nets(model, nets, {})
+    try:
+        return parts.restore(model, nets, {})
+    except parts.Damaged as exc:
+        raise ValueError(f"{path} is damaged: {exc}.") from None
 
 
 def trusted_types(untrusted: Iterable[str]) -> list[str]:
@@ -430,20 +367,75 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         ) from None
 
 
-def _read_member(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
+def _read_member(archive: zipfile.ZipFile, name: Any, path: Path, budget: list[int]) -> bytes:
+    """Read one member, decompressing at most ``budget[0]`` bytes (then lowered by it)."""
     try:
-        return archive.read(name)
-    except KeyError:
+        info = archive.getinfo(name)
+    except (KeyError, TypeError):
         raise ValueError(f"{path} is damaged: it lacks {name!r}.") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    if info.file_size > budget[0]:
+        raise ValueError(f"{path} is damaged: {name!r} holds {info.file_size} bytes "
+                         "uncompressed, more than load(max_size=...) allows.")
+    try:
+        with archive.open(info) as member:
+            data = member.read(budget[0] + 1)  # the header's size can lie: read no further
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{path} is damaged: cannot read {name!r} ({exc}).") from None
+    if len(data) > budget[0]:
+        raise ValueError(f"{path} is damaged: {name!r} inflates to more than "
+                         "load(max_size=...) allows.")
+    budget[0] -= len(data)
+    return data
 
 
-def _read_manifest(archive: zipfile.ZipFile, path: Path) -> dict:
+def _check_skops_archive(data: bytes, path: Path, max_size: int) -> None:
+    """Cap ``model.skops``'s members and check every array header against its bytes.
+
+    numpy allocates an array from its header's shape before reading the data, so a header
+    claiming more than the member holds would allocate that much: refuse it first.
+    """
+    budget = [max_size]
+    try:
+        inner = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        return  # not a skops file: _load_skops says so
+    with inner:
+        for info in inner.infolist():
+            content = _read_member(inner, info.filename, path, budget)
+            if info.filename.endswith(".npy"):
+                _check_npy(content, info.filename, path)
+            elif info.filename.endswith(".npz"):  # sparse matrices: a zip of .npy members
+                try:
+                    nested = zipfile.ZipFile(io.BytesIO(content))
+                except zipfile.BadZipFile:
+                    raise ValueError(f"{path} is damaged: {info.filename!r} is not an .npz "
+                                     "archive.") from None
+                with nested:
+                    for name in nested.namelist():
+                        _check_npy(_read_member(nested, name, path, budget), name, path)
+
+
+def _check_npy(content: bytes, name: str, path: Path) -> None:
+    from numpy.lib import format as npy
+
+    handle = io.BytesIO(content)
+    try:
+        version = npy.read_magic(handle)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read(handle)
+    except (ValueError, TypeError, SyntaxError, OverflowError) as exc:
+        raise ValueError(f"{path} is damaged: {name!r} is not a .npy array ({exc}).") from None
+    stored = len(content) - handle.tell()
+    if dtype.hasobject or math.prod(shape) * dtype.itemsize != stored:
+        raise ValueError(f"{path} is damaged: the array {name!r} claims shape {shape} of "
+                         f"{dtype}, which its {stored} stored bytes do not hold.")
+
+
+def _read_manifest(archive: zipfile.ZipFile, path: Path, budget: list[int]) -> dict:
     if MANIFEST not in archive.namelist():
         raise ValueError(f"{path} is not a moensemble model file (no {MANIFEST}).")
     try:
-        manifest = json.loads(_read_member(archive, MANIFEST, path))
+        manifest = json.loads(_read_member(archive, MANIFEST, path, budget))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is damaged: {MANIFEST} is not JSON ({exc}).") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -459,11 +451,22 @@ def _read_manifest(archive: zipfile.ZipFile, path: Path) -> dict:
     return manifest
 
 
+def _check_trusted_arg(trusted: Any) -> list[str]:
+    """``trusted`` as a list of names; a TypeError for anything else (``True``, a str)."""
+    if trusted is None:
+        return []
+    names = None
+    if not isinstance(trusted, str | bytes) and isinstance(trusted, Iterable):
+        names = list(trusted)
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise TypeError("`trusted` must be a list of type names (str) you have checked; "
+                        f"got {trusted!r}.")
+    return names
+
+
 def _load_skops(data: bytes, path: Path, extra: Iterable[str] | None) -> Any:
     import skops.io as sio
 
-    if isinstance(extra, str | bytes) or extra is True:
-        raise TypeError("`trusted` must be a list of type names (str) you have checked.")
     try:
         needed = sio.get_untrusted_types(data=data)
     except Exception as exc:  # not a skops archive: a replaced or corrupted member
@@ -483,119 +486,3 @@ def _load_skops(data: bytes, path: Path, extra: Iterable[str] | None) -> Any:
         raise ValueError(f"{path} is damaged or unsafe: {type(exc).__name__}: {exc}") from None
 
 
-# ---- torch networks --------------------------------------------------------------------------
-
-
-def _restore_nets(obj: Any, nets: list[tuple[bytes, bytes, int]], memo: dict[int, Any]) -> Any:
-    """Undo :func:`_strip_nets`: rebuild marked networks and pandas objects; return ``obj``.
-
-    Containers and estimators are updated in place (tuples are rebuilt).
-    """
-    key = id(obj)
-    if key in memo:
-        return memo[key]
-    memo[key] = obj
-    if isinstance(obj, dict) and FRAME_KEY in obj:
-        memo[key] = _frame_from_state(obj)
-        return memo[key]
-    index = getattr(obj, "__dict__", {}).get("_moensemble_net")
-    if index is not None:
-        del obj.__dict__["_moensemble_net"]
-        if not isinstance(index, int) or not 0 <= index < len(nets):
-            raise ValueError(f"Model file is damaged: network {index!r} is not stored.")
-        _rebuild_net(obj, *nets[index])
-    if isinstance(obj, list):
-        obj[:] = [_restore_nets(v, nets, memo) for v in obj]
-    elif isinstance(obj, tuple):
-        items = [_restore_nets(v, nets, memo) for v in obj]
-        if any(a is not b for a, b in zip(items, obj, strict=True)):
-            memo[key] = type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
-    elif isinstance(obj, dict):
-        for k, v in list(obj.items()):
-            obj[k] = _restore_nets(v, nets, memo)
-    elif _is_estimator_like(obj):
-        for k, v in list(vars(obj).items()):
-            setattr(obj, k, _restore_nets(v, nets, memo))
-    return memo[key]
-
-
-def _net_in_features(owner: Any) -> int:
-    """Input width of ``owner.net_``'s module: the first linear layer of the gated router's
-    trunk (or of the router itself), the estimator's features for a mixture of experts."""
-    import torch
-
-    module = owner.net_.module_
-    for part in (getattr(module, "trunk", None), getattr(module, "router", None)):
-        linear = next((m for m in part.modules() if isinstance(m, torch.nn.Linear)), None) if (
-            part is not None and hasattr(owner, "_check_router_params")
-        ) else None
-        if linear is not None:
-            return int(linear.in_features)
-    return int(owner.n_features_in_)
-
-
-def _rebuild_net(estimator: Any, weights: bytes, history: bytes, in_features: int) -> None:
-    """Build ``estimator.net_`` from its parameters, then load the saved weights into it."""
-    from skorch.history import History
-
-    if hasattr(estimator, "_build_module"):  # MoEClassifier / MoERegressor
-        net = _moe_net(estimator, in_features)
-    elif hasattr(estimator, "_check_router_params"):  # GatedEnsembleClassifier / Regressor
-        hidden, device = _check_for_this_machine(estimator, estimator._check_router_params)
-        net = estimator._make_net(in_features, hidden, None, device)
-    else:
-        raise ValueError(f"Cannot rebuild the network of {type(estimator).__name__}.")
-    net.initialize()
-    try:
-        net.load_params(f_params=io.BytesIO(weights), use_safetensors=True)
-    except Exception as exc:  # safetensors header error, shape mismatch, missing keys
-        raise ValueError(f"Model file is damaged: cannot load the network weights ({exc}).") \
-            from None
-    net.history = History(json.loads(history))
-    estimator.net_ = net
-    estimator.history_ = net.history
-
-
-def _moe_net(estimator: Any, in_features: int) -> Any:
-    import torch
-    from sklearn.base import is_classifier
-
-    from moensemble.moe.net import MoENetClassifier, MoENetRegressor
-
-    hidden, device = _check_for_this_machine(estimator, estimator._check_params)
-    if is_classifier(estimator):
-        net_cls, criterion = MoENetClassifier, torch.nn.CrossEntropyLoss
-        out = len(estimator.classes_)
-    else:
-        net_cls, criterion, out = MoENetRegressor, torch.nn.MSELoss, len(estimator._y_mean)
-    module = estimator._build_module(in_features, out, hidden)
-    return estimator._make_net(net_cls, criterion, module, None, device)
-
-
-def _check_for_this_machine(estimator: Any, check: Callable[[], Any]) -> Any:
-    """Check the parameters; a model fitted on a GPU loads on the CPU when there is none."""
-    try:
-        return check()
-    except ValueError as exc:
-        if str(estimator.device) == "cpu":
-            raise
-        warnings.warn(
-            f"The model was fitted with device={estimator.device!r}, which this machine cannot "
-            f"use ({exc}); it is loaded on the CPU (device='cpu').",
-            UserWarning,
-            stacklevel=5,
-        )
-        estimator.set_params(device="cpu")
-    try:
-        return check()
-    except ValueError:
-        if getattr(estimator, "precision", "float32") == "float32":
-            raise
-        warnings.warn(
-            f"precision={estimator.precision!r} is not supported on the CPU here; the model "
-            "predicts in float32.",
-            UserWarning,
-            stacklevel=5,
-        )
-        estimator.set_params(precision="float32")
-        return check()
