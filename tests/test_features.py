@@ -359,3 +359,16 @@ def test_docstring_examples_run():
     for module in (features, _mixed):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_a_fitted_pipeline_saves_and_loads_without_pickle(table, tmp_path):
+    pytest.importorskip("skops")
+    import moensemble
+
+    X_train, X_test, y_train, _ = table
+    pipe = make_pipeline(TableEncoder(random_state=0), LogisticRegression(max_iter=500))
+    pipe.fit(X_train, y_train)
+    path = moensemble.save(pipe, tmp_path / "table.skops")
+    loaded = moensemble.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), pipe.predict_proba(X_test))
+    assert loaded[0].feature_kinds_ == KINDS
