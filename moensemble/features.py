@@ -336,15 +336,18 @@ class TableEncoder(TransformerMixin, BaseEstimator):
             self._target_cv = splitter(5, shuffle=True, random_state=self.random_state)
         encode = self.mode == "encode"
         steps = []
-        for col, kind in self.feature_kinds_.items():
+        # Steps are named by position: a column may be called "remainder" or hold "__".
+        self._steps = {}
+        for i, (col, kind) in enumerate(self.feature_kinds_.items()):
             if kind == "drop" or self._encodes_natively(col):
                 continue
             if kind == "categorical":
                 n_cat = len(self._fit_info[col]["categories"])
                 kind = "onehot" if n_cat <= self.max_onehot_categories else high
-            steps.append((col, self._encoder(kind, encode, clean[col]), [col]))
-            if kind == "text":
-                steps[-1] = (col, steps[-1][1], col)  # text encoders take a 1-d column
+            self._steps[col] = f"c{i}"
+            # Text encoders take a 1-d column, the others a one-column frame.
+            steps.append((f"c{i}", self._encoder(kind, encode, clean[col]),
+                          col if kind == "text" else [col]))
         sparse = self.sparse_output
         if sparse == "auto":
             sparse = encode and self.text == "tfidf" and "text" in self.feature_kinds_.values()
@@ -411,14 +414,15 @@ class TableEncoder(TransformerMixin, BaseEstimator):
         for col, kind in self.feature_kinds_.items():
             if kind == "drop":
                 continue
-            if col not in fitted:  # native category column
+            if col not in self._steps:  # native category column
                 rows.append((col, col, kind, "category"))
                 continue
-            encoding = _encoding_name(fitted[col], kind)
-            for full in verbose[ct.output_indices_[col]]:
-                name = full[len(col) + 2 :]  # without ColumnTransformer's "col__"
+            step = self._steps[col]
+            encoding = _encoding_name(fitted[step], kind)
+            for full in verbose[ct.output_indices_[step]]:
+                name = full[len(step) + 2 :]  # without ColumnTransformer's "c3__"
                 if kind == "text":  # a term or component: say which column it is from
-                    name = full
+                    name = f"{col}__{name}"
                 elif name.startswith("missingindicator_"):
                     rows.append((name, col, kind, "missing_indicator"))
                     continue

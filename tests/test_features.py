@@ -179,6 +179,10 @@ def test_kinds_override_and_bad_overrides_name_the_column(table):
         TableEncoder(kinds={"zip": "categorical"}).fit(X_train, y_train)
     with pytest.raises(ValueError, match="`kinds` values must be one of"):
         TableEncoder(kinds={"age": "number"}).fit(X_train, y_train)
+    # Column names that ColumnTransformer would refuse as step names are fine.
+    odd = pd.DataFrame({"remainder": [1.0, 2.0, 3.0], "a__b": ["x", "y", "x"]})
+    names = TableEncoder().fit(odd).get_feature_names_out()
+    assert list(names) == ["remainder", "a__b_x", "a__b_y"]
     # Array columns are named by position.
     array = TableEncoder(kinds={1: "categorical"}).fit(np.array([[1.5, 2.0], [2.5, 3.0]]))
     assert array.feature_kinds_ == {"x0": "numeric", "x1": "categorical"}
@@ -359,3 +363,16 @@ def test_docstring_examples_run():
     for module in (features, _mixed):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_a_fitted_pipeline_saves_and_loads_without_pickle(table, tmp_path):
+    pytest.importorskip("skops")
+    import moensemble
+
+    X_train, X_test, y_train, _ = table
+    pipe = make_pipeline(TableEncoder(random_state=0), LogisticRegression(max_iter=500))
+    pipe.fit(X_train, y_train)
+    path = moensemble.save(pipe, tmp_path / "table.skops")
+    loaded = moensemble.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), pipe.predict_proba(X_test))
+    assert loaded[0].feature_kinds_ == KINDS
