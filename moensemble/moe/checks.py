@@ -23,7 +23,8 @@ class FiniteCheck(Callback):
 
     The message says where it happened (epoch, batch, training or validation) and the
     likely cause: inputs or targets on a huge scale (scale them, e.g. ``StandardScaler``)
-    or a learning rate too large (lower ``lr``).
+    or a learning rate too large (lower ``lr``). Under float16 loss scaling, training batches
+    are left to the ``GradScaler``, which skips a step whose values overflowed.
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs) -> None:
@@ -35,6 +36,8 @@ class FiniteCheck(Callback):
     def on_batch_end(self, net, batch=None, training=None, loss=None, y_pred=None,
                      **kwargs) -> None:
         self._batch = getattr(self, "_batch", 0) + 1
+        if training and getattr(net, "_grad_scaler", None) is not None:
+            return  # float16 loss scaling: an overflowing step is skipped, not applied
         output = y_pred[0] if isinstance(y_pred, tuple | list) else y_pred
         bad_loss = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all())
         bad_output = isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all())
