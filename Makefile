@@ -10,10 +10,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The editable install sees source edits without reinstalling: install again only when
+# pyproject.toml (dependencies, entry points) or the extras change. The stamp's name holds the
+# extras, so `make test EXTRAS=...` with other extras installs them.
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+install: $(STAMP)
+
 # Install the local CPU build of torch first: an unpinned torch would pull CUDA wheels.
-install: $(BIN)/python
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
 
 demo: install
 	$(BIN)/moensemble compare

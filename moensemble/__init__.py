@@ -25,6 +25,7 @@ _PUBLIC = {
     "AutoClassifier": "moensemble.search",
     "AutoRegressor": "moensemble.search",
     "load_wordnet_glosses": "moensemble.datasets",
+    "TableEncoder": "moensemble.features",
     "save": "moensemble.persist",
     "load": "moensemble.persist",
 }

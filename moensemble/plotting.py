@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from sklearn.pipeline import Pipeline
+
+from moensemble.folds import max_violation  # the leaderboard's definition
 
 __all__ = ["plot_leaderboard", "plot_routing_heatmap", "plot_expert_load", "routing_table",
            "expert_load"]
@@ -39,39 +42,57 @@ def plot_leaderboard(board: pd.DataFrame, metric: str | None = None, *,
     -------
     fig : matplotlib Figure
         Bars in the board's order, best on top; the best bar and MoE-like models (a non-NaN
-        ``active_params_per_row``) are coloured apart.
+        ``active_params_per_row``) are coloured apart, with a legend. The axis starts at 0
+        unless the scores sit close together far from it; the x label then says where it
+        starts. Tied scores keep plain tick labels (no offset).
     """
     column = _metric_column(board, metric)
     means = board[column].astype(float)
     std_column = column[: -len("_mean")] + "_std" if column.endswith("_mean") else None
     errors = board[std_column].astype(float) if std_column in board else None
-    fig, ax = _figure(ax, (7, 0.45 * len(board) + 1.5))
+    fig, ax = _figure(ax, (7, 0.45 * len(board) + 1.8))
     positions = np.arange(len(board))[::-1]  # first row (best) at the top
     is_moe = board.get("active_params_per_row", pd.Series(np.nan, board.index)).notna()
-    colors = [_COLORS["best"] if i == 0 else _COLORS["moe"] if moe else _COLORS["other"]
-              for i, moe in enumerate(is_moe)]
+    kinds = ["best" if i == 0 else "moe" if moe else "other" for i, moe in enumerate(is_moe)]
     ax.barh(positions, means.to_numpy(), xerr=None if errors is None else errors.to_numpy(),
-            color=colors, capsize=3, ecolor="#333333")
+            color=[_COLORS[k] for k in kinds], capsize=3, ecolor="#333333")
     ax.set_yticks(positions, [str(name) for name in board.index])
     label = column[: -len("_mean")] if column.endswith("_mean") else column
-    ax.set_xlabel(f"{label} (mean ± std over folds)" if errors is not None else label)
-    ax.set_title(f"Leaderboard: {label}")
-    finite = means[np.isfinite(means)]
-    if len(finite):
-        # Zoom on the spread between models when the scores all sit far from zero.
-        low = (finite - (errors.fillna(0) if errors is not None else 0)).min()
-        high = (finite + (errors.fillna(0) if errors is not None else 0)).max()
-        if low > 0 and (high - low) < 0.5 * high:
-            # Room on the right for the value labels, which stand past the error bars.
-            ax.set_xlim(max(0.0, low - 0.1 * (high - low) - 1e-9), high + 0.2 * (high - low))
     spread = errors.fillna(0).to_numpy() if errors is not None else np.zeros(len(means))
+    start = _zoomed_start(means.to_numpy(), spread)
+    if start is not None:
+        ax.set_xlim(start[0], start[1])
+    # Scores that tie to 1e-10 would otherwise get an offset label ("1e-10+9.99e-1").
+    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+    notes = ["mean ± std over folds"] if errors is not None else []
+    if start is not None:
+        notes.append(f"axis starts at {start[0]:.3g}, not 0")
+    ax.set_xlabel(f"{label} ({'; '.join(notes)})" if notes else label)
+    ax.set_title(f"Leaderboard: {label}")
     for y, value, err in zip(positions, means, spread, strict=True):
         if np.isfinite(value):
             text = f"{value:.3f}" if abs(value) < 100 else f"{value:.4g}"
             ax.annotate(text, (value + max(err, 0.0), y), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize=8)
+    legend = {"best": "best (first row)", "moe": "mixture of experts", "other": "other"}
+    ax.legend(handles=[Patch(color=_COLORS[k], label=legend[k]) for k in legend if k in kinds],
+              loc="best", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     return fig
+
+
+def _zoomed_start(means: np.ndarray, spread: np.ndarray) -> tuple[float, float] | None:
+    """``(left, right)`` x-limits that zoom on the spread between models, or None for an axis
+    from 0: when the scores sit far from zero and do not all tie."""
+    finite = np.isfinite(means)
+    if not finite.any():
+        return None
+    low = float((means - spread)[finite].min())
+    high = float((means + spread)[finite].max())
+    if low <= 0 or high - low >= 0.5 * high or high - low <= 1e-6 * high:
+        return None
+    # Room on the right for the value labels, which stand past the error bars.
+    return max(0.0, low - 0.1 * (high - low)), high + 0.2 * (high - low)
 
 
 def routing_table(model, X, y) -> pd.DataFrame:
@@ -105,7 +126,8 @@ def routing_table(model, X, y) -> pd.DataFrame:
                         columns=pd.Index(range(n_experts), name="expert"))
 
 
-def plot_routing_heatmap(model, X, y, *, ax: Axes | None = None) -> Figure:
+def plot_routing_heatmap(model, X, y, *, rows: str | None = None,
+                         ax: Axes | None = None) -> Figure:
     """Heatmap of :func:`routing_table`: which experts each class is routed to.
 
     Parameters
@@ -113,34 +135,48 @@ def plot_routing_heatmap(model, X, y, *, ax: Axes | None = None) -> Figure:
     model : fitted MoE estimator, or a fitted Pipeline ending in one
     X : {array-like, sparse matrix} of shape (n_samples, n_features)
     y : array-like of shape (n_samples,)
+    rows : str, default=None
+        Which rows ``X`` holds, for the subtitle (``"fold 1's 1,000 held-out rows"``);
+        None says how many rows were given.
     ax : matplotlib Axes, default=None
 
     Returns
     -------
     fig : matplotlib Figure
-        One image (``ax.images[0]``) whose array is the table, rows summing to 1.
+        One image (``ax.images[0]``) whose array is the table, rows summing to 1, a labelled
+        colour bar, and a subtitle naming the rows it was computed on.
     """
     table = routing_table(model, X, y)
     n_classes, n_experts = table.shape
-    fig, ax = _figure(ax, (1.2 + 0.45 * n_experts, 1.5 + 0.22 * n_classes))
+    fig, ax = _figure(ax, (2.0 + 0.45 * n_experts, 1.7 + 0.22 * n_classes))
     image = ax.imshow(table.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
                       interpolation="nearest")
     ax.set_xticks(range(n_experts), [str(e) for e in table.columns])
     ax.set_yticks(range(n_classes), [str(c) for c in table.index], fontsize=7)
     ax.set_xlabel("expert")
     ax.set_ylabel("class")
-    ax.set_title("Share of each class routed to each expert")
-    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    ax.set_title(f"Share of each class routed to each expert\n{_rows_text(rows, X)}",
+                 fontsize=10)
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    bar.set_label("share of the class's routing weight (row sums to 1)", fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def expert_load(model, X=None) -> np.ndarray:
-    """Share of routing weight per expert: from ``route(X)`` when ``X`` is given, else the
-    fitted ``expert_load_`` (normalised to sum to 1; a 2-D load is averaged over its rows)."""
+    """Share of routed assignments per expert, as the fitted ``expert_load_`` defines it.
+
+    With ``X``, measured on those rows through ``route``: each row's ``k`` chosen experts
+    count once each, or, for dense routing (every row uses every expert), the mean gate.
+    Without ``X``, the fitted ``expert_load_`` (the training rows; a 2-D load is averaged
+    over its rows). Normalised to sum to 1.
+    """
     if X is not None:
         indices, gates, n_experts = _route(model, X)
-        load = np.bincount(indices.ravel(), weights=gates.ravel(), minlength=n_experts)
+        if indices.shape[1] >= n_experts:
+            load = np.bincount(indices.ravel(), weights=gates.ravel(), minlength=n_experts)
+        else:
+            load = np.bincount(indices.ravel(), minlength=n_experts).astype(float)
     else:
         final = _final_step(model)
         if not hasattr(final, "expert_load_"):
@@ -152,32 +188,40 @@ def expert_load(model, X=None) -> np.ndarray:
     return load / total if total > 0 else load
 
 
-def plot_expert_load(model, X=None, *, ax: Axes | None = None) -> Figure:
-    """Bar chart of the share of routing weight each expert receives.
+def plot_expert_load(model, X=None, *, rows: str | None = None,
+                     ax: Axes | None = None) -> Figure:
+    """Bar chart of the share of routed assignments each expert receives.
 
     Parameters
     ----------
     model : fitted MoE estimator, or a fitted Pipeline ending in one
     X : {array-like, sparse matrix}, default=None
-        Measure the load on these rows (through ``route``); None uses ``expert_load_``.
+        Measure the load on these rows (through ``route``); None uses ``expert_load_``
+        (the training rows), the load that :func:`moensemble.compare` reports.
+    rows : str, default=None
+        Which rows ``X`` holds, for the subtitle; None says how many rows were given, or
+        "training rows" without ``X``.
     ax : matplotlib Axes, default=None
 
     Returns
     -------
     fig : matplotlib Figure
-        One bar per expert and a dashed line at the balanced share ``1 / n_experts``; the
-        title gives the max-violation ``(max - mean) / mean``.
+        One bar per expert, a dashed line at the balanced share ``1 / n_experts``, and in
+        the title the load's :func:`moensemble.folds.max_violation` (the leaderboard's
+        definition) with the rows it was measured on.
     """
     load = expert_load(model, X)
-    fig, ax = _figure(ax, (1.5 + 0.5 * len(load), 3.5))
+    fig, ax = _figure(ax, (2.5 + 0.5 * len(load), 3.8))
     ax.bar(np.arange(len(load)), load, color=_COLORS["moe"])
     balanced = 1.0 / len(load)
     ax.axhline(balanced, linestyle="--", color="#333333", linewidth=1, label="balanced")
-    violation = (load.max() - load.mean()) / load.mean() if load.mean() > 0 else np.nan
     ax.set_xticks(np.arange(len(load)))
     ax.set_xlabel("expert")
-    ax.set_ylabel("share of routing weight")
-    ax.set_title(f"Expert load (max violation {violation:.2f})")
+    ax.set_ylabel("share of routed assignments")
+    where = _rows_text(rows, X) if X is not None or rows is not None else (
+        "on the training rows (expert_load_)")
+    ax.set_title(f"Expert load (max violation {max_violation(load):.2f})\n{where}",
+                 fontsize=10)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
@@ -191,6 +235,12 @@ def _figure(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
         return ax.get_figure(), ax
     fig = Figure(figsize=size, dpi=100)
     return fig, fig.subplots()
+
+
+def _rows_text(rows: str | None, X) -> str:
+    if rows is not None:
+        return f"on {rows}"
+    return f"on the {X.shape[0] if hasattr(X, 'shape') else len(X):,} rows given"
 
 
 def _metric_column(board: pd.DataFrame, metric: str | None) -> str:

@@ -246,7 +246,7 @@ def test_a_database_url_gets_heartbeats_and_a_stale_trial_is_retried(task, tmp_p
 
     import optuna
 
-    from moensemble.tune import open_storage
+    from moensemble.search.storage import open_storage
 
     X, y = task
     url = f"sqlite:///{tmp_path / 'auto.db'}"

