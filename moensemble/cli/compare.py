@@ -24,7 +24,11 @@ from moensemble.cli.common import (
     _common_classes,
     _subsample,
     _task,
+    check_folds,
+    check_values,
+    fold_count,
     load_data,
+    n_jobs,
     positive_int,
     printer,
     read_table,
@@ -71,11 +75,11 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     options = compare.add_argument_group("run")
     options.add_argument("--models", metavar="NAMES",
                      help="comma-separated subset of the default models (see the leaderboard)")
-    options.add_argument("--cv", type=positive_int, default=DEFAULT_CV, metavar="K",
+    options.add_argument("--cv", type=fold_count, default=DEFAULT_CV, metavar="K",
                      help="outer cross-validation folds (the ensembles use 3 inner folds)")
     options.add_argument("--max-features", type=positive_int, default=20000, metavar="N",
                      help="TF-IDF vocabulary size")
-    options.add_argument("--n-jobs", type=int, default=1, metavar="N",
+    options.add_argument("--n-jobs", type=n_jobs, default=1, metavar="N",
                      help="folds run in parallel (-1: all cores)")
     options.add_argument("--random-state", type=int, default=0, metavar="SEED")
     options.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="DIR",
@@ -98,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.text_features == "embeddings":
         dataset = embed_text(dataset, say)
     X, y, task = dataset["X"], dataset["y"], dataset["task"]
-    if args.cv > len(y) // 2:
-        raise UserError(f"--cv {args.cv} is too many folds for {len(y)} rows.")
+    check_folds(args.cv, y, task)
+    check_values(X, y, args.target, allow_nan=True)  # the table encoder fills gaps
     models = select_models(build_models(dataset, args), args.models)
     say(f"data: {dataset['description']}")
     say(f"models: {', '.join(name for name, _ in models)}; {args.cv}-fold cross-validation")
