@@ -40,7 +40,10 @@ class FiniteCheck(Callback):
             return  # float16 loss scaling: an overflowing step is skipped, not applied
         output = y_pred[0] if isinstance(y_pred, tuple | list) else y_pred
         bad_loss = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all())
-        bad_output = isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all())
+        # The loss of a NaN/inf output is NaN/inf: in training the loss (a scalar) tells.
+        bad_output = not training and isinstance(output, torch.Tensor) and not bool(
+            torch.isfinite(output).all()
+        )
         if bad_loss or bad_output:
             raise NonFiniteTrainingError(self._message(net, batch, training, loss, bad_loss))
 
