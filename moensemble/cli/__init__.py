@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from moensemble.cli import compare, tune
-from moensemble.cli.common import EXIT_USAGE, UserError
+from moensemble.cli.common import EXIT_USAGE, OneLineParser, UserError
 
 __all__ = ["main", "build_parser"]
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser: the ``compare`` and ``tune`` subcommands."""
     from moensemble import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="moensemble",
         description="Ensembles and mixtures of experts with a scikit-learn API.",
     )

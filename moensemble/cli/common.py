@@ -8,6 +8,7 @@ code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["UserError", "EXIT_USAGE", "DEFAULT_N_SAMPLES", "HelpFormatter", "int_at_least",
-           "positive_int", "printer", "load_data", "read_table"]
+           "positive_int", "fold_count", "n_jobs", "positive_seconds", "OneLineParser",
+           "check_folds", "check_values", "printer", "load_data", "read_table"]
 
 EXIT_USAGE = 2
 #: Quick defaults: the bundled run finishes in a couple of minutes on 2 CPU cores.
@@ -39,6 +41,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit code 2), like
+    :class:`UserError`s, instead of the usage block and then the error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def int_at_least(low: int) -> Callable[[str], int]:
     """An argparse ``type`` that takes integers ``>= low`` ."""
     what = "a positive integer" if low == 1 else f"an integer >= {low}"
@@ -57,6 +67,65 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 positive_int = int_at_least(1)
+#: Folds: a cross-validation needs at least two.
+fold_count = int_at_least(2)
+
+
+def n_jobs(text: str) -> int:
+    """An argparse ``type`` for joblib's ``n_jobs``: a non-zero integer (-1: every core)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-zero integer, got {text!r}") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a non-zero integer (1: one process, -1: "
+                                         "every core), got 0")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse ``type`` for a duration: a finite number of seconds > 0 (not nan/inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text}")
+    return value
+
+
+def check_folds(cv: int, y: np.ndarray, task: str) -> None:
+    """Enough rows (and rows of each class) for ``cv`` folds, else a :class:`UserError`."""
+    if cv > len(y) // 2:
+        raise UserError(f"--cv {cv} is too many folds for {len(y)} rows.")
+    if task == "classification":
+        classes, counts = np.unique(y, return_counts=True)
+        if counts.min() < cv:
+            raise UserError(f"--cv {cv} is too many folds: class {classes[counts.argmin()]!r} "
+                            f"has only {counts.min()} rows; lower --cv or add rows.")
+
+
+def check_values(X, y, target: str | None, *, allow_nan: bool) -> None:
+    """Refuse a target with inf and feature columns with inf (or NaN unless ``allow_nan``)."""
+    y = np.asarray(y)
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        rows = np.flatnonzero(~np.isfinite(y))
+        raise UserError(f"target {target or ''!r} has infinite values in {len(rows)} row(s) (the "
+                        f"first at row {int(rows[0])}); drop or fix them.")
+    if hasattr(X, "select_dtypes"):
+        numeric = X.select_dtypes("number")
+        names, values = list(numeric.columns), numeric.to_numpy(dtype=np.float64)
+    else:
+        values = np.asarray(X)
+        if values.dtype.kind not in "fc" or values.ndim != 2:
+            return
+        names = list(range(values.shape[1]))
+    bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
+    if bad.any():
+        columns = [names[j] for j in np.flatnonzero(bad.any(axis=0))]
+        what = "infinite" if allow_nan else "infinite or missing (NaN)"
+        raise UserError(f"feature column(s) {columns} hold {what} values in "
+                        f"{int(bad.any(axis=1).sum())} row(s); drop or fix them.")
 
 
 def printer(quiet: bool) -> Callable[[str], None]:

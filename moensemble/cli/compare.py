@@ -26,7 +26,11 @@ from moensemble.cli.common import (
     _common_classes,
     _subsample,
     _task,
+    check_folds,
+    check_values,
+    fold_count,
     load_data,
+    n_jobs,
     positive_int,
     printer,
     read_table,
@@ -86,11 +90,11 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      f"{', '.join(MODEL_NAMES['classification'])} (naive_bayes on TF-IDF "
                      "only); for a regression target "
                      f"{', '.join(MODEL_NAMES['regression'])} (default: all)")
-    options.add_argument("--cv", type=positive_int, default=DEFAULT_CV, metavar="K",
+    options.add_argument("--cv", type=fold_count, default=DEFAULT_CV, metavar="K",
                      help="outer cross-validation folds (the ensembles use 3 inner folds)")
     options.add_argument("--max-features", type=positive_int, default=20000, metavar="N",
                      help="TF-IDF vocabulary size")
-    options.add_argument("--n-jobs", type=int, default=1, metavar="N",
+    options.add_argument("--n-jobs", type=n_jobs, default=1, metavar="N",
                      help="folds run in parallel (-1: all cores)")
     options.add_argument("--random-state", type=int, default=0, metavar="SEED")
     options.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="DIR",
@@ -113,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     if args.text_features == "embeddings":
         dataset = embed_text(dataset, say)
     X, y, task = dataset["X"], dataset["y"], dataset["task"]
-    if args.cv > len(y) // 2:
-        raise UserError(f"--cv {args.cv} is too many folds for {len(y)} rows.")
+    check_folds(args.cv, y, task)
+    check_values(X, y, args.target, allow_nan=True)  # the table encoder fills gaps
     built = build_models(dataset, args)
     models = select_models(built, args.models, left_out=_left_out(built, task))
     say(f"data: {dataset['description']}")

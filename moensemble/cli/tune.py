@@ -21,10 +21,15 @@ import numpy as np
 from moensemble.cli.common import (
     EXIT_USAGE,
     HelpFormatter,
+    OneLineParser,
     UserError,
+    check_folds,
+    check_values,
+    fold_count,
     int_at_least,
     load_data,
     positive_int,
+    positive_seconds,
     printer,
 )
 
@@ -65,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     study.add_argument("--study-name", required=True, metavar="NAME")
     study.add_argument("--n-trials", type=positive_int, metavar="N",
                        help="trials this worker runs")
-    study.add_argument("--timeout", type=float, metavar="SECONDS",
+    study.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
                        help="no new trial starts after this many seconds")
     study.add_argument("--family", default="weighted", metavar="NAME",
                        help="the model family whose space is searched: weighted, stacking, moe "
@@ -89,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       default="auto")
     data.add_argument("--n-samples", type=positive_int, metavar="N", default=None,
                       help="stratified subset of N rows (bundled data: 1000)")
-    data.add_argument("--cv", type=positive_int, default=3, metavar="K",
+    data.add_argument("--cv", type=fold_count, default=3, metavar="K",
                       help="cross-validation folds every trial is scored on (stratified for "
                       "classification)")
     data.add_argument("--scoring", metavar="NAME", default=None,
@@ -200,7 +205,9 @@ def _problem(args: argparse.Namespace) -> tuple:
     X = dataset["X"]
     if dataset["text"] and dataset.get("numeric"):
         raise UserError("tune takes either --text-column or --features, not both.")
+    check_folds(args.cv, np.asarray(dataset["y"]), dataset["task"])
     if not dataset["text"]:
+        check_values(X, dataset["y"], args.target, allow_nan=False)  # trials get X as it is
         X = np.asarray(X, dtype=np.float64)
     problem = Problem(X=X, y=np.asarray(dataset["y"]), task=dataset["task"],
                       text=dataset["text"], family=args.family, cv=args.cv,
@@ -211,7 +218,7 @@ def _problem(args: argparse.Namespace) -> tuple:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m moensemble.cli.tune ...``: the ``tune`` subcommand on its own."""
 
-    parser = argparse.ArgumentParser(prog="moensemble")
+    parser = OneLineParser(prog="moensemble")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["tune", *(sys.argv[1:] if argv is None else argv)])
     try:

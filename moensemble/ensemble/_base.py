@@ -31,7 +31,13 @@ from sklearn.utils.validation import (
 )
 
 from moensemble._validation import check_estimators
-from moensemble.ensemble._oof import OutOfFold, out_of_fold, predict_aligned, refit_all
+from moensemble.ensemble._oof import (
+    OutOfFold,
+    check_finite_oof,
+    out_of_fold,
+    predict_aligned,
+    refit_all,
+)
 
 
 def _as_rows(X):
@@ -71,6 +77,46 @@ def _check_finite_for(pairs, X) -> None:
             f"Input X contains NaN, which the base(s) {refusing} cannot take; impute it first "
             "(e.g. a Pipeline with SimpleImputer) or use bases that accept missing values."
         )
+
+
+def check_sample_weights(sample_weight, X) -> np.ndarray | None:
+    """Finite, non-negative weights, one per row, not all zero (or None)."""
+    if sample_weight is None:
+        return None
+    return _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+
+
+def _text_columns(X) -> list:
+    """Columns of ``X`` holding values that are not numbers (names for a DataFrame)."""
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):
+        return [c for c, dtype in zip(X.columns, X.dtypes, strict=True)
+                if getattr(dtype, "kind", "O") not in "biufcmM"
+                and not _is_numeric_column(np.asarray(X[c], dtype=object))]
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.ndim == 2:
+        return [j for j in range(X.shape[1]) if not _is_numeric_column(X[:, j])]
+    return []
+
+
+def _is_numeric_column(column: np.ndarray) -> bool:
+    try:
+        column.astype(np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def explain_text_columns(exc: ValueError, X) -> ValueError:
+    """A base's "could not convert string to float" rewritten to name the columns at fault."""
+    columns = _text_columns(X)
+    if "could not convert" not in str(exc) or not columns:
+        return exc
+    kind = "column(s)" if hasattr(X, "columns") else "column index(es)"
+    return ValueError(
+        f"Input X has non-numeric {kind} {columns[:10]}{' ...' if len(columns) > 10 else ''}, "
+        f"which a base model cannot take ({exc}). Encode them first (e.g. OneHotEncoder in a "
+        "ColumnTransformer, or moensemble's table encoder), drop them, or use bases that "
+        "accept them."
+    )
 
 
 def check_sample_weight_support(pairs, sample_weight, where: str = "estimators") -> None:
@@ -130,8 +176,7 @@ class _BaseOOFEnsemble(BaseEstimator):
             self._y_ndim = y.ndim
         check_consistent_length(X, y)
         _check_finite_for(self._pairs, X)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+        sample_weight = check_sample_weights(sample_weight, X)
         check_sample_weight_support(self._pairs, sample_weight)
         return X, y, sample_weight
 
@@ -172,19 +217,27 @@ class _BaseOOFEnsemble(BaseEstimator):
     # ---- fitting ---------------------------------------------------------------------------
 
     def _out_of_fold(self, X, y, sample_weight, method, *, refit: bool = False) -> OutOfFold:
-        return out_of_fold(
-            self._pairs,
-            X,
-            self._base_targets(y),
-            cv=self._engine_cv(X),
-            method=method,
-            sample_weight=sample_weight,
-            n_jobs=self.n_jobs,
-            memory=self.memory,
-            refit=refit,
-            keep_fold_estimators=not self.refit,
-            verbose=self.verbose,
-        )
+        try:
+            oof = out_of_fold(
+                self._pairs,
+                X,
+                self._base_targets(y),
+                cv=self._engine_cv(X),
+                method=method,
+                sample_weight=sample_weight,
+                n_jobs=self.n_jobs,
+                memory=self.memory,
+                refit=refit,
+                keep_fold_estimators=not self.refit,
+                verbose=self.verbose,
+            )
+        except ValueError as exc:
+            explained = explain_text_columns(exc, X)
+            if explained is exc:
+                raise
+            raise explained from exc
+        check_finite_oof(oof)
+        return oof
 
     def _fit_final_bases(self, oof: OutOfFold, X, y, sample_weight, used: list[int]) -> None:
         """Set ``estimators_`` to the used bases: refitted on all rows, or their fold bags."""
@@ -213,7 +266,13 @@ class _BaseOOFEnsemble(BaseEstimator):
         out = []
         for entry, method in zip(entries, methods, strict=True):
             models = entry if isinstance(entry, list) else [entry]
-            preds = [predict_aligned(m, X, method, self._classes_codes) for m in models]
+            try:
+                preds = [predict_aligned(m, X, method, self._classes_codes) for m in models]
+            except ValueError as exc:
+                explained = explain_text_columns(exc, X)
+                if explained is exc:
+                    raise
+                raise explained from exc
             out.append(np.mean(preds, axis=0) if len(preds) > 1 else preds[0])
         return out
 

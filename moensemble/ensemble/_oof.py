@@ -154,6 +154,26 @@ def _run(tasks: list[tuple[Any, tuple]], n_jobs, verbose) -> list:
     return results
 
 
+def check_finite_oof(oof: OutOfFold, where: str = "estimators") -> None:
+    """Refuse out-of-fold predictions holding NaN or inf, naming the member(s) that gave them.
+
+    A weighting, a meta-model or a router fitted on them would fail obscurely or return NaN.
+    """
+    bad = {}
+    for name, pred in oof.predictions.items():
+        finite = np.isfinite(np.asarray(pred, dtype=np.float64))
+        if not finite.all():
+            bad[name] = int((~finite).reshape(len(finite), -1).any(axis=1).sum())
+    if bad:
+        rows = ", ".join(f"{name!r} ({n} of {_num_samples(next(iter(oof.predictions.values())))}"
+                         " rows)" for name, n in bad.items())
+        raise ValueError(
+            f"`{where}` member(s) {rows} gave NaN or infinite out-of-fold predictions "
+            f"({', '.join(sorted({oof.methods[n] for n in bad}))}); fix or scale their input, "
+            "or remove them from the ensemble."
+        )
+
+
 def refit_all(estimators: Sequence[Any], X, y, sample_weight=None, *, memory=None,
               n_jobs=None, verbose=0) -> list:
     """Fit clones of ``estimators`` on all rows in parallel, through the engine's cache."""

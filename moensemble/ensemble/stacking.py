@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import ClassifierMixin, RegressorMixin, TransformerMixin, _fit_context, clone
+from sklearn.base import (
+    ClassifierMixin,
+    RegressorMixin,
+    TransformerMixin,
+    _fit_context,
+    clone,
+    is_classifier,
+)
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.utils import Bunch
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -16,7 +23,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_array, check
 
 from moensemble._validation import check_estimators
 from moensemble.ensemble._base import _BaseOOFEnsemble, check_sample_weight_support
-from moensemble.ensemble._oof import fit_full, out_of_fold
+from moensemble.ensemble._oof import check_finite_oof, fit_full, out_of_fold
 
 
 def _final_has(method: str):
@@ -79,9 +86,24 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
             return sp.hstack([sp.csr_matrix(meta), X], format="csr")
         return np.hstack([meta, X])
 
+    def _check_final_kind(self, final) -> None:
+        """A classifier stack needs a classifier on top (a regressor's output would be cut to
+        class codes), a regressor stack a model that is not a classifier."""
+        if self._kind == "classifier" and not is_classifier(final):
+            raise TypeError(
+                f"`final_estimator` of {type(self).__name__} must be a classifier (it predicts "
+                f"the class from the members' predictions); got {final!r}. Use e.g. "
+                "LogisticRegression(), or StackingEnsembleRegressor for a numeric target."
+            )
+        if self._kind == "regressor" and is_classifier(final):
+            raise TypeError(
+                f"`final_estimator` of {type(self).__name__} must be a regressor; got {final!r}."
+            )
+
     def _fit_stack(self, X, y, sample_weight, method) -> None:
         levels = self._upper_levels()
         final = self._default_final()
+        self._check_final_kind(final)
         for level in levels:
             check_sample_weight_support(level, sample_weight, where="layers")
         check_sample_weight_support([("final_estimator", final)], sample_weight, where="final")
@@ -108,6 +130,7 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
                 keep_fold_estimators=not self.refit,
                 verbose=self.verbose,
             )
+            check_finite_oof(level_oof, where="layers")
             names = [name for name, _ in level]
             models = level_oof.refitted if self.refit else level_oof.fold_estimators
             self.layers_.append(Bunch(**{name: models[name] for name in names}))

@@ -24,6 +24,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator
 from torch import Tensor, nn
 
+from .checks import FiniteCheck
 from .experts import MLPExpert, StackedMLPExperts, params_per_expert
 from .routing import ElementwiseGate, Router, Routing, dispatch
 
@@ -186,6 +187,7 @@ class _AuxLossMixin:
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("finite_check", FiniteCheck()),  # NaN/inf loss or output: a clear error
             ("print_log", PrintLog()),
         ]
 

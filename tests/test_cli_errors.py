@@ -1,0 +1,101 @@
+"""`moensemble compare | tune` turn every bad option or value into one line and exit code 2.
+
+Run through the installed command (``python -m moensemble``), as a user would; each case is
+refused before any model is fitted, so each run costs only the start of the command.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli_errors")
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    table["label"] = (table["a"] > 0).astype(int)
+    table["amount"] = table["a"] * 2
+    paths = {"ok": folder / "ok.csv", "folder": folder}
+    table.to_csv(paths["ok"], index=False)
+    for name, column, value in [("inf_target", "amount", np.inf), ("inf_feature", "b", -np.inf),
+                                ("nan_feature", "b", np.nan)]:
+        changed = table.copy()
+        changed.loc[3, column] = value
+        paths[name] = folder / f"{name}.csv"
+        changed.to_csv(paths[name], index=False)
+    paths["garbage"] = folder / "garbage.log"
+    paths["garbage"].write_bytes(b"\x00\x01 not a journal {\n")
+    return paths
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "moensemble", *args, "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _compare(files, data="ok", *extra):
+    return ["compare", "--data", str(files[data]), "--features", "a", "b", "c",
+            "--output", str(files["folder"] / "out"), *extra]
+
+
+def _tune(files, data="ok", *extra, storage=None):
+    storage = storage or f"journal:{files['folder'] / 'study.log'}"
+    return ["tune", "--storage", storage, "--study-name", "s", "--data", str(files[data]),
+            "--features", "a", "b", "c", *extra]
+
+
+CASES = {
+    "compare --cv 1": (lambda f: _compare(f, "ok", "--target", "label", "--cv", "1"),
+                       r"argument --cv: expected an integer >= 2, got 1"),
+    "compare --n-jobs 0": (lambda f: _compare(f, "ok", "--target", "label", "--n-jobs", "0"),
+                           r"argument --n-jobs: expected a non-zero integer"),
+    "compare too few rows": (
+        lambda f: _compare(f, "ok", "--target", "label", "--n-samples", "4"),
+        r"too many folds"),
+    "compare target with inf": (
+        lambda f: _compare(f, "inf_target", "--target", "amount", "--task", "regression"),
+        r"target 'amount' has infinite values in 1 row\(s\) \(the first at row 3\)"),
+    "compare feature with inf": (lambda f: _compare(f, "inf_feature", "--target", "label"),
+                                 r"feature column\(s\) \['b'\] hold infinite values"),
+    "tune --cv 1": (lambda f: _tune(f, "ok", "--target", "label", "--cv", "1", "--n-trials", "1"),
+                    r"argument --cv: expected an integer >= 2"),
+    "tune --timeout nan": (lambda f: _tune(f, "ok", "--target", "label", "--timeout", "nan"),
+                           r"argument --timeout: expected a finite number of seconds > 0"),
+    "tune --timeout -5": (lambda f: _tune(f, "ok", "--target", "label", "--timeout", "-5"),
+                          r"argument --timeout: expected a finite number of seconds > 0"),
+    "tune --timeout inf": (lambda f: _tune(f, "ok", "--target", "label", "--timeout", "inf"),
+                           r"argument --timeout: expected a finite number of seconds > 0"),
+    "tune too few rows": (
+        lambda f: _tune(f, "ok", "--target", "label", "--n-samples", "4", "--n-trials", "1"),
+        r"too many folds"),
+    "tune target with inf": (
+        lambda f: _tune(f, "inf_target", "--target", "amount", "--task", "regression",
+                        "--n-trials", "1"),
+        r"target 'amount' has infinite values"),
+    "tune feature with NaN": (
+        lambda f: _tune(f, "nan_feature", "--target", "label", "--n-trials", "1"),
+        r"feature column\(s\) \['b'\] hold infinite or missing \(NaN\) values"),
+    "tune garbage journal": (
+        lambda f: _tune(f, "ok", "--target", "label", "--n-trials", "1",
+                        storage=f"journal:{f['garbage']}"),
+        r"Could not open the Optuna storage"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_option_or_value_is_one_line_and_exit_2(files, case):
+    command, message = CASES[case]
+    done = _run(*command(files))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("moensemble")
+    assert re.search(message, lines[0]), lines[0]
+
