@@ -69,6 +69,8 @@ __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchConte
 #: Share of the budget kept for the final selection (and, with ``refit_full``, the refits).
 RESERVE = 0.02
 RESERVE_REFIT = 0.2
+#: Share of the budget the portfolio leaves to the search's first (level-2) trials.
+PORTFOLIO_KEEP = 0.05
 
 
 class _BaseAuto(BaseEstimator):
@@ -218,7 +220,9 @@ class _BaseAuto(BaseEstimator):
         bar = tqdm(total=None, unit="trial", desc=type(self).__name__,
                    disable=not self.progress_bar or None, leave=False)
         try:
-            runner.run_portfolio(self._portfolio(context))
+            level2 = any(f.level == 2 for f in families.values())
+            runner.run_portfolio(self._portfolio(context),
+                                 keep=PORTFOLIO_KEEP * runner.budget if level2 else 0.0)
             for family in families.values():  # one first trial per family that has one
                 values = family.first(context) if callable(family.first) else family.first
                 if values:

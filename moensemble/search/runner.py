@@ -100,7 +100,7 @@ class Runner:
     def _can_run_more(self) -> bool:
         return self.max_trials is None or self.n_run < self.max_trials
 
-    def _fold_estimate(self, key: str, estimator, features) -> float:
+    def _fold_estimate(self, key: str, estimator, features, level: int = 1) -> float:
         """Seconds a fold should take: this entry's or family's past folds; else a fit timed
         on a subsample (large data); else the median fold of the trials so far."""
         if self.fold_seconds.get(key):
@@ -110,19 +110,19 @@ class Runner:
             estimate = _trials.estimate_fold_seconds(
                 estimator, features, self.y, train, test, classes=self.classes,
                 random_state=self.context.random_state)
-        if estimate == 0.0:
+        if estimate == 0.0 and level == 1:  # level 2 reads a few columns: cheap
             known = [np.median(v) for v in self.fold_seconds.values() if v]
             estimate = float(np.median(known)) if known else 0.0
         return estimate
 
-    def _plan(self, key: str, estimator, features) -> tuple[str | None, float]:
+    def _plan(self, key: str, estimator, features, level: int = 1) -> tuple[str | None, float]:
         """Why the trial would not fit in the time left (None: run it), and a fold's estimate."""
         remaining = self.remaining()
         if _trials.stoppable(estimator):  # stops at the deadline: needs only a useful share
             if remaining < MIN_SHARE_FOR_NETWORKS * self.budget:
                 return f"not run: not enough time left ({max(remaining, 0.0):.1f} s)", 0.0
             return None, 0.0
-        estimate = self._fold_estimate(key, estimator, features)
+        estimate = self._fold_estimate(key, estimator, features, level)
         expected = estimate * len(self.folds)
         if expected > self.remaining():
             return (f"skipped: needs about {expected:.1f} s for {len(self.folds)} folds, "
@@ -181,8 +181,19 @@ class Runner:
         record.state, record.note, record.trial_time = "PRUNED", note, 0.0
 
     # ------------------------------------------------------------------ portfolio
-    def run_portfolio(self, entries: list[tuple[str, BaseEstimator]]) -> None:
-        """Fit each ``(name, estimator)`` on the outer folds, in order, while time is left."""
+    def run_portfolio(self, entries: list[tuple[str, BaseEstimator]], keep: float = 0.0) -> None:
+        """Fit each ``(name, estimator)`` on the outer folds, in order, while time is left.
+
+        ``keep`` seconds of the budget stay for the search (its first, level-2 trials).
+        """
+        deadline = self.deadline
+        self.deadline -= keep
+        try:
+            self._run_portfolio(entries)
+        finally:
+            self.deadline = deadline
+
+    def _run_portfolio(self, entries: list[tuple[str, BaseEstimator]]) -> None:
         for name, estimator in entries:
             record = TrialRecord(len(self.records), name, name, "portfolio")
             self.records.append(record)
@@ -284,7 +295,7 @@ class Runner:
         record.params = {k.removeprefix(prefix): v for k, v in trial.params.items()
                          if k != "family"}
         record.inputs, record.passthrough = inputs, passthrough
-        why, estimate = self._plan(family.name, estimator, features)
+        why, estimate = self._plan(family.name, estimator, features, family.level)
         if why is not None:
             record.estimator = estimator
             self._skip(record, why)
