@@ -196,8 +196,9 @@ def ours(task, X_train, y_train, X_test, y_test, budget, seed, refit_full):
         return (*metrics(task, y_test, pred, proba, classes), seconds)
 
     score, loss, predict_s = evaluate(auto.best_estimator_)
-    rows.append(("ours: ensemble (25)", f"{len(auto.ensemble_weights_)} trials of "
-                 f"{len(done)} ({tried})", score, loss, fit_s))
+    print(f"{len(done)} finished trials: {tried}")
+    rows.append(("ours: ensemble (25)", f"{len(auto.ensemble_weights_)} of {len(done)} trials",
+                 score, loss, fit_s))
     runner = capture.runner
     records = {r.name: r for r in runner.records if r.state == "COMPLETE" and r.bag}
     best = max(records.values(), key=lambda r: r.score)
