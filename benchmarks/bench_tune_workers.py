@@ -1,7 +1,7 @@
 """Trial throughput of search workers with 1 and 2 processes on one Optuna study.
 
 The same number of trials (``--trials``) is run once by one worker process and once split
-between two worker processes sharing the study through :func:`moensemble.tune.run_worker`
+between two worker processes sharing the study through :func:`moensemble.search.worker.run_worker`
 (the code behind ``moensemble tune``). Every trial does the same work — a 3-fold
 cross-validation of a fixed weighted ensemble (logistic regression, naive Bayes, a tree) on
 scikit-learn's digits — so that the sampler's choices do not change the cost of a trial; only
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import optuna
 
-from moensemble.tune import open_storage
+from moensemble.search.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def worker(storage: str, name: str, n_trials: int) -> None:
     from sklearn.tree import DecisionTreeClassifier
 
     from moensemble.ensemble import WeightedEnsembleClassifier
-    from moensemble.tune import run_worker
+    from moensemble.search.worker import run_worker
 
     X, y = load_digits(return_X_y=True)
 

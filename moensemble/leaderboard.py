@@ -5,6 +5,8 @@ deviation of each metric, fit and predict times, and, for mixture-of-experts mod
 parameters used per row and how evenly the experts are loaded. Every ensemble (any estimator
 with a ``memory`` parameter, pipelines included) gets one shared :class:`joblib.Memory`, so that
 within a fold the weighted and the stacked ensembles over the same bases fit each base once.
+Each (model, fold) is fitted by the fold engine the search uses too,
+:func:`moensemble.folds.evaluate_folds`.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_consistent_length, check_memory
 
 from moensemble._validation import check_estimators
+from moensemble.folds import aligned_proba, evaluate_folds, max_violation
 
 __all__ = ["compare", "default_models", "make_folds", "max_violation", "METRICS"]
 
@@ -457,33 +459,37 @@ def _evaluate_fold(pairs, X, y, fold, train, test, classes, task, scorers, error
 def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
               error_score, keep=False) -> dict:
     """Fit ``estimator`` on ``train``, score it on ``test``; one row of the fold table."""
-    row: dict[str, Any] = {"model": name, "fold": fold}
-    X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
-    X_test, y_test = _safe_indexing(X, test), _safe_indexing(y, test)
-    est = clone(estimator)
-    try:
-        start = perf_counter()
-        est.fit(X_train, y_train)
-        row["fit_time_s"] = perf_counter() - start
+
+    def score(est, X_test, y_test) -> dict[str, float]:
+        # Timed here, on the predictions the metrics use: the engine then predicts nothing.
         start = perf_counter()
         y_pred = est.predict(X_test)
-        row["predict_time_per_1k_s"] = (perf_counter() - start) / len(test) * 1000
-        row.update(_metrics(est, X_test, y_test, y_pred, classes, task))
+        out = {"predict_time_per_1k_s": (perf_counter() - start) / len(test) * 1000}
+        out.update(_metrics(est, X_test, y_test, y_pred, classes, task))
         for scorer_name, scorer in scorers.items():
-            row[scorer_name] = float(scorer(est, X_test, y_test))
-    except Exception as exc:
-        if error_score == "raise":
-            raise
-        if not isinstance(error_score, Real):
-            raise ValueError("`error_score` must be 'raise' or a number.") from exc
-        warnings.warn(f"compare(): model {name!r} failed on fold {fold}: {exc!r}; its scores "
-                      f"on this fold are set to {error_score}.", UserWarning, stacklevel=2)
-        for metric in [*METRICS[task], *scorers]:
-            row[metric] = float(error_score)
+            out[scorer_name] = float(scorer(est, X_test, y_test))
+        return out
+
+    result = evaluate_folds(
+        estimator, X, y, [(train, test)], scoring=score, method=None,
+        error_score="raise" if error_score == "raise" else np.nan, return_estimators=keep,
+    )
+    row: dict[str, Any] = {"model": name, "fold": fold}
+    if np.isfinite(result.fit_times[0]):
+        row["fit_time_s"] = result.fit_times[0]
+    error = result.errors[0]
+    if error is None:
+        row.update(result.fold_scores[0])
+        row.update(result.moe_stats[0])
+        if keep:
+            row["estimator"] = result.estimators[0]
         return row
-    row.update(_moe_stats(est))
-    if keep:
-        row["estimator"] = est
+    if not isinstance(error_score, Real):
+        raise ValueError("`error_score` must be 'raise' or a number.") from error
+    warnings.warn(f"compare(): model {name!r} failed on fold {fold}: {error!r}; its scores "
+                  f"on this fold are set to {error_score}.", UserWarning, stacklevel=2)
+    for metric in [*METRICS[task], *scorers]:
+        row[metric] = float(error_score)
     return row
 
 
@@ -495,59 +501,9 @@ def _metrics(est, X_test, y_test, y_pred, classes, task) -> dict[str, float]:
            "f1_macro": float(f1_score(y_test, y_pred, average="macro", zero_division=0)),
            "log_loss": np.nan}
     if hasattr(est, "predict_proba"):
-        proba = _aligned_proba(est, X_test, classes)
+        proba = aligned_proba(est, X_test, classes)
         out["log_loss"] = float(log_loss(y_test, proba, labels=classes))
     return out
-
-
-def _aligned_proba(est, X, classes: np.ndarray) -> np.ndarray:
-    """``predict_proba`` with one column per class of the whole ``y`` (a fold may miss some)."""
-    proba = np.asarray(est.predict_proba(X), dtype=float)
-    # float32 models sum to 1 only to ~1e-7, which log_loss warns about.
-    totals = proba.sum(axis=1, keepdims=True)
-    proba = np.divide(proba, totals, out=proba, where=totals > 0)
-    seen = getattr(est, "classes_", None)
-    if seen is None or len(seen) == len(classes):
-        return proba
-    full = np.zeros((proba.shape[0], len(classes)))
-    full[:, np.searchsorted(classes, seen)] = proba
-    return full
-
-
-def _final_step(est):
-    """The estimator at the end of pipelines and fitted searches (where MoE stats live)."""
-    while True:
-        if isinstance(est, Pipeline):
-            est = est[-1]
-        elif hasattr(est, "best_estimator_"):
-            est = est.best_estimator_
-        else:
-            return est
-
-
-def _moe_stats(est) -> dict[str, float]:
-    final = _final_step(est)
-    active = getattr(final, "n_active_params_", None)
-    load = getattr(final, "expert_load_", None)
-    return {
-        "active_params_per_row": np.nan if active is None else float(active),
-        "expert_load_max_violation": np.nan if load is None else max_violation(load),
-    }
-
-
-def max_violation(load) -> float:
-    """``(max load - mean load) / mean load``: 0 when balanced, ``n_experts - 1`` when collapsed.
-
-    Parameters
-    ----------
-    load : array-like of shape (n_experts,) or (n_layers, n_experts)
-        Rows (or share of rows) sent to each expert; the worst layer counts.
-    """
-    load = np.atleast_2d(np.asarray(load, dtype=float))
-    mean = load.mean(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        violation = (load.max(axis=-1) - mean) / mean
-    return float(np.nanmax(violation)) if np.isfinite(violation).any() else np.nan
 
 
 # ---- summary ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """AutoClassifier / AutoRegressor: portfolio, bags and OOF, selection, budget, errors.
 
-The budget tests run on a fake clock (``moensemble.search.trials.clock``) that the members
+The budget tests run on a fake clock (``moensemble.search.bagging.clock``) that the members
 advance by a fixed cost per fit, so that no assertion depends on the machine's speed.
 """
 
@@ -18,8 +18,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from moensemble.search import AutoClassifier, AutoRegressor, Family
-from moensemble.search import trials as trials_module
+from moensemble.search import AutoClassifier, AutoRegressor, Family, bagging
 from moensemble.search.portfolio import boosting_available, default_portfolio
 from moensemble.search.selection import ensemble_selection, prediction_loss
 
@@ -62,7 +61,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(trials_module, "clock", fake)
+    monkeypatch.setattr(bagging, "clock", fake)
     return fake
 
 
@@ -75,7 +74,7 @@ class Costly(ClassifierMixin, BaseEstimator):
         self.log = log
 
     def fit(self, X, y):
-        trials_module.clock.now += self.seconds + self.seconds_per_row * X.shape[0]
+        bagging.clock.now += self.seconds + self.seconds_per_row * X.shape[0]
         if self.log is not None:  # a file: clones share it (process-safe count)
             with open(self.log, "a") as f:
                 f.write(f"{X.shape[0]}\n")
@@ -140,7 +139,7 @@ def test_network_training_stops_at_the_deadline(task, monkeypatch):
             self.now += 0.5
             return self.now
 
-    monkeypatch.setattr(trials_module, "clock", TickingClock())
+    monkeypatch.setattr(bagging, "clock", TickingClock())
     X, y = task
     endless = MoEClassifier(n_experts=2, top_k=1, expert_hidden=(8,), max_epochs=100_000,
                             random_state=0)
@@ -394,7 +393,7 @@ def test_a_database_url_gets_heartbeats_and_a_stale_trial_is_retried(task, tmp_p
 
     import optuna
 
-    from moensemble.tune import open_storage
+    from moensemble.search.storage import open_storage
 
     X, y = task
     url = f"sqlite:///{tmp_path / 'auto.db'}"

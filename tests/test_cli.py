@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moensemble.cli import _write_atomic, main
+from moensemble.cli import main
+from moensemble.cli.compare import _write_atomic
 
 FAST = ["--cv", "2", "--quiet"]
 

@@ -19,7 +19,7 @@ from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
 from moensemble.search import SearchCV, moe_space, stacking_space, weighted_space
-from moensemble.search._search import mask_url
+from moensemble.search.storage import mask_url
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 PRUNED = optuna.trial.TrialState.PRUNED
@@ -184,7 +184,7 @@ SearchCV(LogisticRegression(), space, n_trials=10, cv=2, storage=sys.argv[1],
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_resume_after_sigkill_retries_the_trial_left_running(tmp_path, kind):
     """A URL storage gets the workers' fault handling: the dead trial is failed and retried."""
-    from moensemble.tune import open_storage
+    from moensemble.search.storage import open_storage
 
     storage = (f"sqlite:///{tmp_path / 'stalled.db'}" if kind == "sqlite"
                else f"journal:{tmp_path / 'stalled.log'}")

@@ -18,7 +18,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from moensemble.tune import main, open_storage, requeue_dead_local_trials
+from moensemble.cli.tune import main
+from moensemble.search.storage import open_storage, requeue_dead_local_trials
 
 ROOT = Path(__file__).resolve().parents[1]
 State = optuna.trial.TrialState
@@ -136,7 +137,8 @@ def _wait_for(predicate, what: str, seconds: float = 90.0) -> None:
 
 WORKER = """
 import sys, time
-from moensemble.tune import open_storage, run_worker
+from moensemble.search.storage import open_storage
+from moensemble.search.worker import run_worker
 
 url, name, n_trials, stall = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 
@@ -346,7 +348,7 @@ def test_refit_best_writes_nothing_to_the_study(tmp_path):
     import numpy as np
     from sklearn.datasets import make_classification
 
-    from moensemble.tune import Problem, make_objective, refit_best, run_worker
+    from moensemble.search.worker import Problem, make_objective, refit_best, run_worker
 
     X, y = make_classification(n_samples=120, n_features=6, random_state=0)
     problem = Problem(X=X, y=y, task="classification", text=False, cv=2, inner_cv=2)
@@ -362,16 +364,17 @@ def test_refit_best_writes_nothing_to_the_study(tmp_path):
 
 
 def test_problem_is_public_and_documented():
-    import moensemble.tune as tune
+    import moensemble.search.storage as storage
+    import moensemble.search.worker as worker
 
-    assert "Problem" in tune.__all__
+    assert "Problem" in worker.__all__
     for section in ("Parameters", "family :", "scoring :", "Examples"):
-        assert section in tune.Problem.__doc__
-    assert "\n    ``postgresql" not in tune.__doc__  # no indented block (a code block in MkDocs)
+        assert section in worker.Problem.__doc__
+    assert "\n    ``postgresql" not in storage.__doc__  # no indented block (a code block in MkDocs)
 
 
 def test_cli_options_scoring_max_retry_and_quiet(tmp_path, capsys, monkeypatch):
-    import moensemble.tune as tune
+    import moensemble.search.storage as storage
 
     url = f"journal:{tmp_path / 'study.log'}"
     common = ["--storage", url, "--n-trials", "1", "--n-samples", "200", "--cv", "2"]
@@ -401,7 +404,7 @@ def test_cli_options_scoring_max_retry_and_quiet(tmp_path, capsys, monkeypatch):
         seen.update(kwargs)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(tune, "open_storage", fake_open)
+    monkeypatch.setattr(storage, "open_storage", fake_open)
     assert main([*common, "--study-name", "r", "--max-retry", "0"]) == 2
     assert seen["max_retry"] == 0
     with pytest.raises(SystemExit):

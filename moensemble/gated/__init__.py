@@ -36,6 +36,5 @@ curved.
 
 
 from moensemble.gated.estimators import GatedEnsembleClassifier, GatedEnsembleRegressor
-from moensemble.gated.net import GateModule
 
-__all__ = ["GatedEnsembleClassifier", "GatedEnsembleRegressor", "GateModule"]
+__all__ = ["GatedEnsembleClassifier", "GatedEnsembleRegressor"]

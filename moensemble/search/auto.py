@@ -36,16 +36,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from moensemble.search import trials as _trials
-from moensemble.search._search import (
-    COSTS,
-    _seed,
-    directions_for,
-    make_study,
-    quiet_optuna,
-    stored_choices,
-    with_callbacks,
-)
+from moensemble.folds import with_callbacks
+from moensemble.search import bagging as _bagging
 from moensemble.search.families import (
     DEFAULT_FAMILIES,
     FAMILIES,
@@ -62,6 +54,14 @@ from moensemble.search.selection import (
     prediction_loss,
     score_predictions,
     stack_features,
+)
+from moensemble.search.trials import (
+    COSTS,
+    directions_for,
+    make_study,
+    quiet_optuna,
+    seed_from,
+    stored_choices,
 )
 
 __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchContext"]
@@ -160,12 +160,12 @@ class _BaseAuto(BaseEstimator):
         -------
         self
         """
-        start = _trials.clock()
+        start = _bagging.clock()
         budget = float(self.time_budget)
         deadline = start + budget
         families = self._check_families()
         X, y = self._validate_input(X, y)
-        seed = _seed(self.random_state)
+        seed = seed_from(self.random_state)
         folds = self._folds(X, y, seed)
         objectives = ["score", self.cost] if self.multi_objective else ["score"]
         memory, tmpdir = self._memory()
@@ -193,7 +193,7 @@ class _BaseAuto(BaseEstimator):
         finally:
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
-        self.fit_time_ = _trials.clock() - start
+        self.fit_time_ = _bagging.clock() - start
         return self
 
     def _runner(self, X, y, folds, context, families, objectives, deadline) -> Runner:
@@ -395,20 +395,20 @@ class _BaseAuto(BaseEstimator):
             r, member = by_name[name], members[name]
             expected = 1.3 * float(np.mean(r.bag.fit_times)) * len(runner.folds) / max(
                 len(runner.folds) - 1, 1)
-            if _trials.clock() + expected > runner.deadline:
+            if _bagging.clock() + expected > runner.deadline:
                 r.note = (r.note + "; " if r.note else "") + "bag kept: no time to refit"
                 continue
             model = clone(r.estimator)
-            if _trials.stoppable(model):
-                with_callbacks(model, [_trials.StopAtClock(runner.deadline)])
+            if _bagging.stoppable(model):
+                with_callbacks(model, [_bagging.StopAtClock(runner.deadline)])
             features = X
             if r.inputs:  # level 2: refit on the inputs' out-of-fold predictions
                 parts = [by_name[n].bag.oof.astype(np.float64) for n in r.inputs]
                 features = stack_features(parts, X, r.passthrough)
             with runner.limits():
                 model.fit(features, y)
-            if _trials.stoppable(model):
-                _trials.without_clock(model)
+            if _bagging.stoppable(model):
+                _bagging.without_clock(model)
             member.models = [model]
             r.note = (r.note + "; " if r.note else "") + "refit on all rows"
 
@@ -423,13 +423,13 @@ class _BaseAuto(BaseEstimator):
                 "finished a fold; raise `time_budget` (see the notes: "
                 + "; ".join(f"{r.name}: {r.note}" for r in runner.records[:3]) + ")."
             )
-        best = max(partial, key=lambda r: (len(r.partial.models), np.mean(r.partial.fold_scores)))
+        best = max(partial, key=lambda r: len(r.partial.models))
         members = {best.name: Member(best.name, list(best.partial.models))}
         self.best_estimator_ = TrialEnsemble(members, {best.name: 1.0},
                                              getattr(self, "classes_", None))
         self.best_trial_, self.best_family_ = best.name, best.family
         self.best_params_ = dict(best.params)
-        self.best_score_ = self.ensemble_score_ = float(np.mean(best.partial.fold_scores))
+        self.best_score_ = self.ensemble_score_ = np.nan  # its folds are not all predicted
         self.ensemble_weights_ = pd.Series({best.name: 1.0}, name="weight")
         row = {"name": "ensemble", "family": "ensemble", "phase": "final", "level": 2,
                "state": "COMPLETE", "score": self.best_score_, "weight": 1.0,

@@ -18,18 +18,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
-from moensemble.search import trials as _trials
-from moensemble.search._search import (
-    TrialOutOfTime,
-    count_params,
-    is_space_change,
-    space_changed_error,
-    tag_worker,
-)
+from moensemble.folds import TrialOutOfTime
+from moensemble.search import bagging as _bagging
+from moensemble.search.bagging import Bag, NonFinitePredictions, bag_on_folds
 from moensemble.search.families import Family, SearchContext
 from moensemble.search.selection import prediction_loss, stack_features
-from moensemble.search.trials import Bag, NonFinitePredictions, bag_on_folds
-from moensemble.tune import heartbeat, recover_trials
+from moensemble.search.storage import heartbeat, recover_trials, tag_worker
+from moensemble.search.trials import count_params, is_space_change, space_changed_error
 
 __all__ = ["Runner", "TrialRecord", "leaderboard"]
 
@@ -95,7 +90,7 @@ class Runner:
 
     # ------------------------------------------------------------------ budget
     def remaining(self) -> float:
-        return self.deadline - _trials.clock()
+        return self.deadline - _bagging.clock()
 
     def _can_run_more(self) -> bool:
         return self.max_trials is None or self.n_run < self.max_trials
@@ -107,7 +102,7 @@ class Runner:
             return float(np.median(self.fold_seconds[key]))
         train, test = self.folds[0]
         with self.limits():
-            estimate = _trials.estimate_fold_seconds(
+            estimate = _bagging.estimate_fold_seconds(
                 estimator, features, self.y, train, test, classes=self.classes,
                 random_state=self.context.random_state)
         if estimate == 0.0 and level == 1:  # level 2 reads a few columns: cheap
@@ -118,7 +113,7 @@ class Runner:
     def _plan(self, key: str, estimator, features, level: int = 1) -> tuple[str | None, float]:
         """Why the trial would not fit in the time left (None: run it), and a fold's estimate."""
         remaining = self.remaining()
-        if _trials.stoppable(estimator):  # stops at the deadline: needs only a useful share
+        if _bagging.stoppable(estimator):  # stops at the deadline: needs only a useful share
             if remaining < MIN_SHARE_FOR_NETWORKS * self.budget:
                 return f"not run: not enough time left ({max(remaining, 0.0):.1f} s)", 0.0
             return None, 0.0
@@ -132,7 +127,7 @@ class Runner:
     # ------------------------------------------------------------------ one trial
     def _execute(self, record: TrialRecord, estimator, features, fold_estimate,
                  on_fold=None) -> None:
-        tic = _trials.clock()
+        tic = _bagging.clock()
         record.estimator = estimator
         self.n_run += 1
         try:
@@ -161,7 +156,7 @@ class Runner:
         done = record.bag or record.partial
         if done is not None and done.fit_times:
             self.fold_seconds.setdefault(self._key(record), []).append(done.fold_seconds)
-        record.trial_time = _trials.clock() - tic
+        record.trial_time = _bagging.clock() - tic
 
     def _key(self, record: TrialRecord) -> str:
         return record.name if record.phase == "portfolio" else record.family

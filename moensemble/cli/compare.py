@@ -1,14 +1,7 @@
-"""The ``moensemble`` command line.
+"""``moensemble compare``: a leaderboard of models cross-validated on the same folds.
 
-``moensemble compare`` with no arguments compares single models, a weighted, a stacked and a
-gated ensemble and a mixture of experts on a stratified subset of the bundled WordNet glosses,
-prints the leaderboard and writes it (CSV, JSON) with its plots (PNG) to
-``moensemble-output/``.
-``moensemble compare --data FILE --target COL --text-column COL`` does the same on a CSV or
-Parquet file.
-
-User mistakes (a missing file or column, a target with one class, ...) end with a one-line
-message on stderr and exit code 2, never a traceback.
+Without ``--data``, runs on a stratified subset of the bundled WordNet glosses; writes the
+leaderboard (CSV, JSON) and its plots (PNG) to ``--output``.
 """
 
 from __future__ import annotations
@@ -16,68 +9,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["main"]
+from moensemble.cli.common import (
+    DEFAULT_N_SAMPLES,
+    UserError,
+    load_data,
+    positive_int,
+    printer,
+)
 
-EXIT_USAGE = 2
+__all__ = ["register", "run", "build_models", "select_models", "format_leaderboard",
+           "save_results", "embed_text"]
+
 DEFAULT_OUTPUT = "moensemble-output"
-#: Quick defaults: the bundled run finishes in a couple of minutes on 2 CPU cores.
-DEFAULT_N_SAMPLES = 3000
 DEFAULT_CV = 3
 
 
-class UserError(Exception):
-    """A mistake in the command line or the data: reported in one line, without a traceback."""
-
-
-# ---- entry point -----------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 success, 2 user error, 130 interrupted).
-
-    Parameters
-    ----------
-    argv : sequence of str, default=None
-        Arguments without the program name; ``None`` reads ``sys.argv[1:]``.
-    """
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or an argparse usage error (already printed)
-        return int(exc.code or 0)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    try:
-        return args.run(args)
-    except UserError as exc:
-        print(f"moensemble: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("moensemble: interrupted", file=sys.stderr)
-        return 130
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: one ``compare`` subcommand for now."""
-    from moensemble import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="moensemble",
-        description="Ensembles and mixtures of experts with a scikit-learn API.",
-    )
-    parser.add_argument("--version", action="version", version=f"moensemble {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``compare`` subcommand to a ``moensemble`` argument parser; return its parser."""
     compare = commands.add_parser(
         "compare",
         help="leaderboard of single models, ensembles and a mixture of experts",
@@ -102,57 +59,32 @@ def build_parser() -> argparse.ArgumentParser:
                       help="numeric feature columns (with or without --text-column)")
     data.add_argument("--task", choices=["auto", "classification", "regression"],
                       default="auto", help="'auto': regression when the target is continuous")
-    data.add_argument("--n-samples", type=_positive_int, metavar="N",
+    data.add_argument("--n-samples", type=positive_int, metavar="N",
                       help=f"stratified subset of N rows (bundled data: {DEFAULT_N_SAMPLES}; "
                       "your file: all rows)")
-    run = compare.add_argument_group("run")
-    run.add_argument("--models", metavar="NAMES",
+    options = compare.add_argument_group("run")
+    options.add_argument("--models", metavar="NAMES",
                      help="comma-separated subset of the default models (see the leaderboard)")
-    run.add_argument("--cv", type=_positive_int, default=DEFAULT_CV, metavar="K",
+    options.add_argument("--cv", type=positive_int, default=DEFAULT_CV, metavar="K",
                      help="outer cross-validation folds (the ensembles use 3 inner folds)")
-    run.add_argument("--max-features", type=_positive_int, default=20000, metavar="N",
+    options.add_argument("--max-features", type=positive_int, default=20000, metavar="N",
                      help="TF-IDF vocabulary size")
-    run.add_argument("--n-jobs", type=int, default=1, metavar="N",
+    options.add_argument("--n-jobs", type=int, default=1, metavar="N",
                      help="folds run in parallel (-1: all cores)")
-    run.add_argument("--random-state", type=int, default=0, metavar="SEED")
-    run.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="DIR",
+    options.add_argument("--random-state", type=int, default=0, metavar="SEED")
+    options.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="DIR",
                      help="folder for leaderboard.csv, leaderboard.json and the PNG plots")
-    run.add_argument("--quiet", action="store_true",
+    options.add_argument("--quiet", action="store_true",
                      help="print only the leaderboard (no progress bar, no notes)")
-    compare.set_defaults(run=run_compare)
-    from moensemble.tune import register as register_tune
-
-    register_tune(commands)  # `moensemble tune`: a worker of a shared Optuna study
-    return parser
+    compare.set_defaults(run=run)
+    return compare
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse ``type`` that takes integers ``>= low`` (also used by ``moensemble tune``)."""
-    what = "a positive integer" if low == 1 else f"an integer >= {low}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = int_at_least(1)
-
-
-# ---- compare ---------------------------------------------------------------------------------
-
-
-def run_compare(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``moensemble compare``: load data, build models, cross-validate, print and save."""
     from moensemble.leaderboard import compare, make_folds
 
-    say = _printer(args.quiet)
+    say = printer(args.quiet)
     output = _prepare_output(args.output)
     dataset = load_data(args)
     if args.text_features == "embeddings":
@@ -181,13 +113,6 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _printer(quiet: bool) -> Callable[[str], None]:
-    def say(message: str) -> None:
-        if not quiet:
-            print(message, flush=True)
-
-    return say
-
 
 def _quiet_known_warnings() -> None:
     from sklearn.exceptions import ConvergenceWarning
@@ -196,146 +121,6 @@ def _quiet_known_warnings() -> None:
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.filterwarnings("ignore", message="The least populated class")
 
-
-# ---- data ------------------------------------------------------------------------------------
-
-
-def load_data(args: argparse.Namespace) -> dict:
-    """Read the bundled data set or the user's file into ``X``, ``y`` and a description."""
-    if args.data is None:
-        if args.target or args.text_column or args.features:
-            raise UserError("--target, --text-column and --features need --data FILE.")
-        return _bundled(args)
-    frame = read_table(args.data)
-    return _from_frame(frame, args)
-
-
-def _bundled(args: argparse.Namespace) -> dict:
-    from moensemble.datasets import load_wordnet_glosses
-
-    n_samples = args.n_samples or DEFAULT_N_SAMPLES
-    texts, labels = load_wordnet_glosses(n_samples=n_samples, return_X_y=True,
-                                         random_state=args.random_state)
-    X = np.asarray(texts, dtype=object)
-    keep, note = _common_classes(np.asarray(labels), args.cv)
-    X, y = X[keep], np.asarray(labels)[keep]
-    return {
-        "X": X, "y": y, "task": "classification", "text": True, "numeric": [],
-        "description": f"bundled WordNet glosses, {len(y)} rows, "
-        f"{np.unique(y).size} classes{note}",
-        "source": "wordnet_glosses",
-    }
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet file; every failure becomes a :class:`UserError`."""
-    if not path.exists():
-        raise UserError(f"data file not found: {path}")
-    if path.is_dir():
-        raise UserError(f"--data must be a file, but {path} is a folder.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv", ".txt"):
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-        elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            raise UserError(f"cannot read {path.name}: use a .csv, .tsv or .parquet file.")
-    except pd.errors.EmptyDataError:
-        raise UserError(f"data file is empty: {path}") from None
-    except ImportError as exc:
-        raise UserError(f"reading {path.name} needs an extra package: {exc}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if frame.empty:
-        raise UserError(f"data file has no rows: {path}")
-    return frame
-
-
-def _from_frame(frame: pd.DataFrame, args: argparse.Namespace) -> dict:
-    if not args.target:
-        raise UserError("--data needs --target COL (the column to predict).")
-    if not args.text_column and not args.features:
-        raise UserError("--data needs --text-column COL and/or --features COL [COL ...].")
-    columns = [args.target, *([args.text_column] if args.text_column else []), *args.features]
-    missing = [c for c in dict.fromkeys(columns) if c not in frame.columns]
-    if missing:
-        raise UserError(f"column(s) {missing} not in {args.data.name}; available columns: "
-                        f"{[str(c) for c in frame.columns]}")
-    if args.target in columns[1:]:
-        raise UserError(f"the target {args.target!r} is also used as a feature.")
-    for col in args.features:
-        if not pd.api.types.is_numeric_dtype(frame[col]):
-            raise UserError(f"--features column {col!r} is not numeric ({frame[col].dtype}); "
-                            "pass text with --text-column.")
-    frame = frame.loc[frame[args.target].notna(), list(dict.fromkeys(columns))]
-    if frame.empty:
-        raise UserError(f"target column {args.target!r} has no values.")
-    if args.text_column:
-        frame[args.text_column] = frame[args.text_column].fillna("").astype(str)
-    task = _task(frame[args.target], args.task)
-    y = frame[args.target].to_numpy()
-    note = ""
-    if task == "classification":
-        y = y.astype(str) if y.dtype == object else y
-        if np.unique(y).size < 2:
-            raise UserError(f"target column {args.target!r} has a single class "
-                            f"({np.unique(y)[0]!r}); a classifier needs at least two.")
-        keep, note = _common_classes(y, args.cv)
-        frame, y = frame.loc[keep], y[keep]
-    if args.n_samples and args.n_samples < len(y):
-        frame, y = _subsample(frame, y, args.n_samples, task, args.random_state)
-    X = frame.drop(columns=args.target)
-    if args.text_column and not args.features:
-        X = X[args.text_column].to_numpy(dtype=object)
-    kind = f"{np.unique(y).size} classes" if task == "classification" else "regression"
-    return {
-        "X": X, "y": y, "task": task, "text": bool(args.text_column),
-        "text_column": args.text_column, "numeric": list(args.features),
-        "description": f"{args.data.name}, {len(y)} rows, {kind}{note}",
-        "source": str(args.data),
-    }
-
-
-def _task(target: pd.Series, requested: str) -> str:
-    from sklearn.utils.multiclass import type_of_target
-
-    if requested != "auto":
-        if requested == "regression" and not pd.api.types.is_numeric_dtype(target):
-            raise UserError(f"--task regression needs a numeric target; {target.name!r} is "
-                            f"{target.dtype}.")
-        return requested
-    values = target.to_numpy()
-    if values.dtype == object:
-        values = values.astype(str)
-    kind = type_of_target(values)
-    return "regression" if kind.startswith("continuous") else "classification"
-
-
-def _common_classes(y: np.ndarray, cv: int) -> tuple[np.ndarray, str]:
-    """Mask of the rows whose class has enough rows for stratified outer and inner folds."""
-    classes, counts = np.unique(y, return_counts=True)
-    # Each outer training fold must still hold a few rows of a class for the inner folds.
-    rare = classes[counts < 2 * cv]
-    keep = ~np.isin(y, rare)
-    if np.unique(y[keep]).size < 2:
-        raise UserError(f"fewer than two classes have at least {2 * cv} rows; lower --cv or "
-                        "add rows.")
-    if not len(rare):
-        return keep, ""
-    return keep, (f" (dropped {int((~keep).sum())} rows of {len(rare)} classes with fewer "
-                  f"than {2 * cv} rows)")
-
-
-def _subsample(frame: pd.DataFrame, y: np.ndarray, n: int, task: str,
-               seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    stratify = y if task == "classification" and n >= np.unique(y).size else None
-    index, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=stratify,
-                                random_state=seed)
-    index = np.sort(index)
-    return frame.iloc[index], y[index]
 
 
 def embed_text(dataset: dict, say: Callable[[str], None]) -> dict:
@@ -475,12 +260,12 @@ def _rows(X, index: np.ndarray):
 
 def _first_moe(fold_table: pd.DataFrame) -> pd.Series | None:
     """The first fold's fitted model among those that route (MoE), if any."""
-    from moensemble.plotting import _final_step
+    from moensemble.folds import final_step
 
     if "estimator" not in fold_table:
         return None
     for _, row in fold_table.sort_values(["fold"], kind="stable").iterrows():
-        if hasattr(_final_step(row["estimator"]), "route"):
+        if hasattr(final_step(row["estimator"]), "route"):
             return row
     return None
 
@@ -528,7 +313,3 @@ def _umask() -> int:
 def _save_figure(path: Path, figure) -> Path:
     return _write_atomic(path, lambda f: figure.savefig(f, format="png", dpi=110,
                                                         bbox_inches="tight"), mode="wb")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The ``moensemble`` command line.
+
+``moensemble compare`` with no arguments compares single models, a weighted, a stacked and a
+gated ensemble and a mixture of experts on a stratified subset of the bundled WordNet glosses,
+prints the leaderboard and writes it (CSV, JSON) with its plots (PNG) to
+``moensemble-output/`` (:mod:`moensemble.cli.compare`).
+``moensemble compare --data FILE --target COL --text-column COL`` does the same on a CSV or
+Parquet file. ``moensemble tune`` runs one worker of a shared Optuna study
+(:mod:`moensemble.cli.tune`).
+
+User mistakes (a missing file or column, a target with one class, ...) end with a one-line
+message on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from moensemble.cli import compare, tune
+from moensemble.cli.common import EXIT_USAGE, UserError
+
+__all__ = ["main", "build_parser"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 success, 2 user error, 130 interrupted).
+
+    Parameters
+    ----------
+    argv : sequence of str, default=None
+        Arguments without the program name; ``None`` reads ``sys.argv[1:]``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an argparse usage error (already printed)
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"moensemble: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("moensemble: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: the ``compare`` and ``tune`` subcommands."""
+    from moensemble import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="moensemble",
+        description="Ensembles and mixtures of experts with a scikit-learn API.",
+    )
+    parser.add_argument("--version", action="version", version=f"moensemble {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    compare.register(commands)
+    tune.register(commands)  # `moensemble tune`: a worker of a shared Optuna study
+    return parser
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

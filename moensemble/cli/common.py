@@ -1,0 +1,194 @@
+"""What the ``moensemble`` subcommands share: user errors, printing, argparse types, data.
+
+User mistakes (a missing file or column, a target with one class, ...) raise
+:class:`UserError`; :func:`moensemble.cli.main` reports them in one line on stderr with exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["UserError", "EXIT_USAGE", "DEFAULT_N_SAMPLES", "int_at_least", "positive_int",
+           "printer", "load_data", "read_table"]
+
+EXIT_USAGE = 2
+#: Quick defaults: the bundled run finishes in a couple of minutes on 2 CPU cores.
+DEFAULT_N_SAMPLES = 3000
+
+
+class UserError(Exception):
+    """A mistake in the command line or the data: reported in one line, without a traceback."""
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type`` that takes integers ``>= low`` ."""
+    what = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
+
+positive_int = int_at_least(1)
+
+
+def printer(quiet: bool) -> Callable[[str], None]:
+    """``say(message)``: print and flush, unless ``quiet``."""
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, flush=True)
+
+    return say
+
+
+def load_data(args: argparse.Namespace) -> dict:
+    """Read the bundled data set or the user's file into ``X``, ``y`` and a description."""
+    if args.data is None:
+        if args.target or args.text_column or args.features:
+            raise UserError("--target, --text-column and --features need --data FILE.")
+        return _bundled(args)
+    frame = read_table(args.data)
+    return _from_frame(frame, args)
+
+
+def _bundled(args: argparse.Namespace) -> dict:
+    from moensemble.datasets import load_wordnet_glosses
+
+    n_samples = args.n_samples or DEFAULT_N_SAMPLES
+    texts, labels = load_wordnet_glosses(n_samples=n_samples, return_X_y=True,
+                                         random_state=args.random_state)
+    X = np.asarray(texts, dtype=object)
+    keep, note = _common_classes(np.asarray(labels), args.cv)
+    X, y = X[keep], np.asarray(labels)[keep]
+    return {
+        "X": X, "y": y, "task": "classification", "text": True, "numeric": [],
+        "description": f"bundled WordNet glosses, {len(y)} rows, "
+        f"{np.unique(y).size} classes{note}",
+        "source": "wordnet_glosses",
+    }
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet file; every failure becomes a :class:`UserError`."""
+    if not path.exists():
+        raise UserError(f"data file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"--data must be a file, but {path} is a folder.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".txt"):
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            raise UserError(f"cannot read {path.name}: use a .csv, .tsv or .parquet file.")
+    except pd.errors.EmptyDataError:
+        raise UserError(f"data file is empty: {path}") from None
+    except ImportError as exc:
+        raise UserError(f"reading {path.name} needs an extra package: {exc}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if frame.empty:
+        raise UserError(f"data file has no rows: {path}")
+    return frame
+
+
+def _from_frame(frame: pd.DataFrame, args: argparse.Namespace) -> dict:
+    if not args.target:
+        raise UserError("--data needs --target COL (the column to predict).")
+    if not args.text_column and not args.features:
+        raise UserError("--data needs --text-column COL and/or --features COL [COL ...].")
+    columns = [args.target, *([args.text_column] if args.text_column else []), *args.features]
+    missing = [c for c in dict.fromkeys(columns) if c not in frame.columns]
+    if missing:
+        raise UserError(f"column(s) {missing} not in {args.data.name}; available columns: "
+                        f"{[str(c) for c in frame.columns]}")
+    if args.target in columns[1:]:
+        raise UserError(f"the target {args.target!r} is also used as a feature.")
+    for col in args.features:
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            raise UserError(f"--features column {col!r} is not numeric ({frame[col].dtype}); "
+                            "pass text with --text-column.")
+    frame = frame.loc[frame[args.target].notna(), list(dict.fromkeys(columns))]
+    if frame.empty:
+        raise UserError(f"target column {args.target!r} has no values.")
+    if args.text_column:
+        frame[args.text_column] = frame[args.text_column].fillna("").astype(str)
+    task = _task(frame[args.target], args.task)
+    y = frame[args.target].to_numpy()
+    note = ""
+    if task == "classification":
+        y = y.astype(str) if y.dtype == object else y
+        if np.unique(y).size < 2:
+            raise UserError(f"target column {args.target!r} has a single class "
+                            f"({np.unique(y)[0]!r}); a classifier needs at least two.")
+        keep, note = _common_classes(y, args.cv)
+        frame, y = frame.loc[keep], y[keep]
+    if args.n_samples and args.n_samples < len(y):
+        frame, y = _subsample(frame, y, args.n_samples, task, args.random_state)
+    X = frame.drop(columns=args.target)
+    if args.text_column and not args.features:
+        X = X[args.text_column].to_numpy(dtype=object)
+    kind = f"{np.unique(y).size} classes" if task == "classification" else "regression"
+    return {
+        "X": X, "y": y, "task": task, "text": bool(args.text_column),
+        "text_column": args.text_column, "numeric": list(args.features),
+        "description": f"{args.data.name}, {len(y)} rows, {kind}{note}",
+        "source": str(args.data),
+    }
+
+
+def _task(target: pd.Series, requested: str) -> str:
+    from sklearn.utils.multiclass import type_of_target
+
+    if requested != "auto":
+        if requested == "regression" and not pd.api.types.is_numeric_dtype(target):
+            raise UserError(f"--task regression needs a numeric target; {target.name!r} is "
+                            f"{target.dtype}.")
+        return requested
+    values = target.to_numpy()
+    if values.dtype == object:
+        values = values.astype(str)
+    kind = type_of_target(values)
+    return "regression" if kind.startswith("continuous") else "classification"
+
+
+def _common_classes(y: np.ndarray, cv: int) -> tuple[np.ndarray, str]:
+    """Mask of the rows whose class has enough rows for stratified outer and inner folds."""
+    classes, counts = np.unique(y, return_counts=True)
+    # Each outer training fold must still hold a few rows of a class for the inner folds.
+    rare = classes[counts < 2 * cv]
+    keep = ~np.isin(y, rare)
+    if np.unique(y[keep]).size < 2:
+        raise UserError(f"fewer than two classes have at least {2 * cv} rows; lower --cv or "
+                        "add rows.")
+    if not len(rare):
+        return keep, ""
+    return keep, (f" (dropped {int((~keep).sum())} rows of {len(rare)} classes with fewer "
+                  f"than {2 * cv} rows)")
+
+
+def _subsample(frame: pd.DataFrame, y: np.ndarray, n: int, task: str,
+               seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if task == "classification" and n >= np.unique(y).size else None
+    index, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=stratify,
+                                random_state=seed)
+    index = np.sort(index)
+    return frame.iloc[index], y[index]
+
