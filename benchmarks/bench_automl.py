@@ -49,6 +49,7 @@ from threadpoolctl import threadpool_limits
 from moensemble.search import AutoClassifier, AutoRegressor
 from moensemble.search import auto as auto_module
 from moensemble.search.portfolio import default_portfolio
+from moensemble.search.runner import members_of
 from moensemble.search.selection import TrialEnsemble, ensemble_selection
 
 SETS = ("breast_cancer", "digits", "wine", "diabetes", "wordnet_tfidf")
@@ -202,13 +203,13 @@ def ours(task, X_train, y_train, X_test, y_test, budget, seed, refit_full):
     runner = capture.runner
     records = {r.name: r for r in runner.records if r.state == "COMPLETE" and r.bag}
     best = max(records.values(), key=lambda r: r.score)
-    single = TrialEnsemble(auto._members({best.name: 1.0}, records), {best.name: 1.0},
+    single = TrialEnsemble(members_of({best.name: 1.0}, records), {best.name: 1.0},
                            classes, single_output=np.ndim(y_train) == 1)
     rows.append(("ours: best single trial", best.name, *evaluate(single)[:2], np.nan))
     names = list(records)
     weights = ensemble_selection([records[n].bag.oof for n in names], runner.target, task, 100)
     chosen = {n: float(w) for n, w in zip(names, weights, strict=True) if w > 0}
-    big = TrialEnsemble(auto._members(chosen, records), chosen, classes,
+    big = TrialEnsemble(members_of(chosen, records), chosen, classes,
                         single_output=np.ndim(y_train) == 1)
     rows.append(("ours: ensemble (100)", f"{len(chosen)} trials", *evaluate(big)[:2], np.nan))
     latency = {"bagged": predict_s / len(y_test)}

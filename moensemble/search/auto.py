@@ -36,7 +36,6 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from moensemble.folds import with_callbacks
 from moensemble.search import bagging as _bagging
 from moensemble.search.families import (
     DEFAULT_FAMILIES,
@@ -46,14 +45,13 @@ from moensemble.search.families import (
     default_members,
 )
 from moensemble.search.portfolio import default_portfolio
-from moensemble.search.runner import Runner, leaderboard
+from moensemble.search.runner import Runner, leaderboard, members_of
 from moensemble.search.selection import (
     Member,
     TrialEnsemble,
     ensemble_selection,
     prediction_loss,
     score_predictions,
-    stack_features,
 )
 from moensemble.search.trials import (
     COSTS,
@@ -349,9 +347,9 @@ class _BaseAuto(BaseEstimator):
         chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
         blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
         by_name = {r.name: r for r in records}
-        members = self._members(chosen, by_name)
+        members = members_of(chosen, by_name)
         if self.refit_full:
-            self._refit_members(members, by_name, runner, X, y)
+            runner.refit_members(members, X)
         self.best_estimator_ = TrialEnsemble(members, chosen, getattr(self, "classes_", None),
                                              single_output=np.ndim(y) == 1)
         best = max(done, key=lambda r: r.score)
@@ -374,43 +372,6 @@ class _BaseAuto(BaseEstimator):
             board = self.leaderboard_
             self.pareto_front_ = board[board["name"].isin(front)].reset_index(drop=True)
         return notes
-
-    def _members(self, chosen, by_name) -> dict[str, Member]:
-        """The selected trials and, for level-2 ones, their input trials."""
-        members: dict[str, Member] = {}
-        todo = list(chosen)
-        while todo:
-            name = todo.pop()
-            if name in members:
-                continue
-            r = by_name[name]
-            members[name] = Member(name, list(r.bag.models), r.inputs, r.passthrough)
-            todo.extend(r.inputs)
-        return members
-
-    def _refit_members(self, members, by_name, runner: Runner, X, y) -> None:
-        """Refit members on all rows, level 1 first, while the budget lasts; else keep bags."""
-        order = sorted(members, key=lambda n: by_name[n].level)
-        for name in order:
-            r, member = by_name[name], members[name]
-            expected = 1.3 * float(np.mean(r.bag.fit_times)) * len(runner.folds) / max(
-                len(runner.folds) - 1, 1)
-            if _bagging.clock() + expected > runner.deadline:
-                r.note = (r.note + "; " if r.note else "") + "bag kept: no time to refit"
-                continue
-            model = clone(r.estimator)
-            if _bagging.stoppable(model):
-                with_callbacks(model, [_bagging.StopAtClock(runner.deadline)])
-            features = X
-            if r.inputs:  # level 2: refit on the inputs' out-of-fold predictions
-                parts = [by_name[n].bag.oof.astype(np.float64) for n in r.inputs]
-                features = stack_features(parts, X, r.passthrough)
-            with runner.limits():
-                model.fit(features, y)
-            if _bagging.stoppable(model):
-                _bagging.without_clock(model)
-            member.models = [model]
-            r.note = (r.note + "; " if r.note else "") + "refit on all rows"
 
     def _last_resort(self, runner: Runner) -> str:
         """No trial finished its folds: use the folds done (and say so), or raise."""

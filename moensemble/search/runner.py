@@ -18,15 +18,15 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from threadpoolctl import threadpool_limits
 
-from moensemble.folds import TrialOutOfTime
+from moensemble.folds import TrialOutOfTime, with_callbacks
 from moensemble.search import bagging as _bagging
 from moensemble.search.bagging import Bag, NonFinitePredictions, bag_on_folds
 from moensemble.search.families import Family, SearchContext
-from moensemble.search.selection import prediction_loss, stack_features
+from moensemble.search.selection import Member, prediction_loss, stack_features
 from moensemble.search.storage import heartbeat, recover_trials, tag_worker
 from moensemble.search.trials import count_params, is_space_change, space_changed_error
 
-__all__ = ["Runner", "TrialRecord", "leaderboard"]
+__all__ = ["Runner", "TrialRecord", "leaderboard", "members_of"]
 
 #: Out-of-fold predictions kept in RAM (float32) before the worst trials' are dropped.
 MAX_OOF_BYTES = 1 << 30
@@ -205,6 +205,34 @@ class Runner:
                 continue
             self._execute(record, clone(estimator), self.X, fold_estimate=estimate)
 
+    # ------------------------------------------------------------------ refit_full
+    def refit_members(self, members: dict[str, Member], X) -> None:
+        """Refit members on all rows, level 1 first, while the budget lasts; else keep bags.
+
+        A level-2 member is refit on its inputs' out-of-fold predictions, as it was fitted.
+        """
+        by_name = {r.name: r for r in self.records}
+        for name in sorted(members, key=lambda n: by_name[n].level):
+            r, member = by_name[name], members[name]
+            n_folds = len(self.folds)
+            expected = 1.3 * float(np.mean(r.bag.fit_times)) * n_folds / max(n_folds - 1, 1)
+            if _bagging.clock() + expected > self.deadline:
+                r.note = (r.note + "; " if r.note else "") + "bag kept: no time to refit"
+                continue
+            model = clone(r.estimator)
+            if _bagging.stoppable(model):
+                with_callbacks(model, [_bagging.StopAtClock(self.deadline)])
+            features = X
+            if r.inputs:
+                parts = [by_name[n].bag.oof.astype(np.float64) for n in r.inputs]
+                features = stack_features(parts, X, r.passthrough)
+            with self.limits():
+                model.fit(features, self.y)
+            if _bagging.stoppable(model):
+                _bagging.without_clock(model)
+            member.models = [model]
+            r.note = (r.note + "; " if r.note else "") + "refit on all rows"
+
     # ------------------------------------------------------------------ Optuna phase
     def level1_pool(self) -> list[TrialRecord]:
         pool = [r for r in self.records if r.bag is not None and r.level == 1]
@@ -321,6 +349,20 @@ class Runner:
             value = bag.predict_times[0] / max(len(self.folds[0][1]), 1)
         record.costs[cost] = value
         return value
+
+
+def members_of(chosen: dict[str, float], by_name: dict[str, TrialRecord]) -> dict[str, Member]:
+    """The selected trials as parts of the final model and, for level-2 ones, their inputs."""
+    members: dict[str, Member] = {}
+    todo = list(chosen)
+    while todo:
+        name = todo.pop()
+        if name in members:
+            continue
+        r = by_name[name]
+        members[name] = Member(name, list(r.bag.models), r.inputs, r.passthrough)
+        todo.extend(r.inputs)
+    return members
 
 
 def leaderboard(records: list[TrialRecord], weights: dict[str, float], ensemble_row: dict,
