@@ -120,6 +120,20 @@ def test_a_slow_member_is_timed_on_a_subsample_and_skipped(clock, tmp_path):
     assert auto.fit_time_ <= 30 * 1.1
 
 
+def test_no_subsample_timing_when_little_time_is_left(clock, tmp_path):
+    X, y = make_classification(n_samples=3000, n_features=5, random_state=0)
+    log = tmp_path / "fits.txt"
+    # 11 s a fold of 2,000 rows: 1.4 s to time it, 33 s for 3 folds; 2.8 s of 40 left.
+    members = [("cheap", Costly(seconds_per_row=0.0055)),
+               ("unknown", Costly(seconds=0.1, log=str(log)))]
+    auto = AutoClassifier(time_budget=40, base_estimators=members, families=("weighted",),
+                          cv=3, progress_bar=False, random_state=0).fit(X, y)
+    note = auto.leaderboard_.set_index("name").loc["unknown", "note"]
+    assert note == "not run: too little time left to time it on a subsample"
+    assert _fits(log) == []
+    assert auto.fit_time_ <= 40 * 1.1
+
+
 def test_a_budget_too_small_for_any_trial_says_so_and_keeps_the_folds_done(task, clock):
     X, y = task
     members = [("slow", Costly(seconds=20.0))]  # the first fold ends at 20 s of 30

@@ -30,6 +30,8 @@ __all__ = ["Runner", "TrialRecord", "leaderboard", "members_of"]
 
 #: Out-of-fold predictions kept in RAM (float32) before the worst trials' are dropped.
 MAX_OOF_BYTES = 1 << 30
+#: A large-data trial with no history is timed on a subsample only with this share left.
+MIN_SHARE_TO_TIME = 0.1
 #: A network (stoppable) trial starts only with this share of the budget left.
 MIN_SHARE_FOR_NETWORKS = 0.05
 
@@ -100,12 +102,19 @@ class Runner:
         on a subsample (large data); else the median fold of the trials so far."""
         if self.fold_seconds.get(key):
             return float(np.median(self.fold_seconds[key]))
+        if level == 2:  # a combiner over a few prediction columns: cheap
+            return 0.0
         train, test = self.folds[0]
+        if len(train) >= _bagging.ESTIMATE_FROM_ROWS and \
+                self.remaining() < MIN_SHARE_TO_TIME * self.budget:
+            return np.inf  # timing it on a subsample could itself outlast what is left
         with self.limits():
             estimate = _bagging.estimate_fold_seconds(
                 estimator, features, self.y, train, test, classes=self.classes,
                 random_state=self.context.random_state)
-        if estimate == 0.0 and level == 1:  # level 2 reads a few columns: cheap
+        if estimate > 0.0:  # later trials of the same entry or family start from it
+            self.fold_seconds.setdefault(key, []).append(estimate)
+        if estimate == 0.0:
             known = [np.median(v) for v in self.fold_seconds.values() if v]
             estimate = float(np.median(known)) if known else 0.0
         return estimate
@@ -119,6 +128,8 @@ class Runner:
             return None, 0.0
         estimate = self._fold_estimate(key, estimator, features, level)
         expected = estimate * len(self.folds)
+        if not np.isfinite(expected):
+            return "not run: too little time left to time it on a subsample", estimate
         if expected > self.remaining():
             return (f"skipped: needs about {expected:.1f} s for {len(self.folds)} folds, "
                     f"{max(self.remaining(), 0.0):.1f} s left"), estimate
