@@ -440,3 +440,13 @@ def test_a_database_url_gets_heartbeats_and_a_stale_trial_is_retried(task, tmp_p
 def test_clone_keeps_the_parameters():
     auto = AutoClassifier(time_budget=5, ensemble_size=50, refit_full=True)
     assert clone(auto).get_params()["ensemble_size"] == 50
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from moensemble.search import auto, selection
+
+    for module in (auto, selection):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__

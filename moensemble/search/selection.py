@@ -67,6 +67,16 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     Returns
     -------
     weights : ndarray of shape (n_trials,), summing to one
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from moensemble.search.selection import ensemble_selection
+    >>> target = np.array([0, 1, 1, 0])
+    >>> good = np.eye(2)[target] * 0.8 + 0.1
+    >>> flat = np.full((4, 2), 0.5)
+    >>> ensemble_selection([flat, good], target, "classification")
+    array([0., 1.])
     """
     if not len(predictions):
         raise ValueError("Ensemble selection needs at least one trial's predictions.")
