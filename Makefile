@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,docs,text,persist,distributed,parquet
+EXTRAS ?= dev,docs,text,persist,distributed,parquet,boost
 
 .PHONY: install system-deps demo test lint docs clean
 

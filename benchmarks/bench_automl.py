@@ -1,123 +1,306 @@
-"""AutoML at a fixed time budget vs. the best single scikit-learn model and sklearn's stacking.
+"""AutoML at fixed time budgets vs the best single model, sklearn stacking and AutoGluon.
 
-For each data set (bundled with scikit-learn, plus the bundled WordNet glosses as TF-IDF):
-a stratified 75/25 split; then on the training part
+For each data set (breast_cancer, digits, wine, diabetes as regression, and the bundled
+WordNet glosses as TF-IDF): one 25 % hold-out (stratified for classification), then on the
+training part
 
-* ``best single``: the scikit-learn model with the best 5-fold CV accuracy among the
-  AutoML's default members plus gradient boosting (dense data), refit on the training part;
-* ``sklearn stacking``: ``StackingClassifier`` over the same members, logistic final model;
-* ``AutoClassifier``: ``time_budget`` seconds across the weighted, stacked and MoE families.
+* ``best single``: the single model with the best 5-fold CV score among linear, k-NN,
+  histogram gradient boosting, LightGBM, extra trees and random forest (the portfolio's
+  configurations; on text: linear, naive Bayes, k-NN), refit on the training part;
+* ``sklearn stacking``: ``StackingClassifier`` / ``StackingRegressor`` over the same
+  members (logistic / ridge final model, 5 folds);
+* ``AutoGluon``: ``TabularPredictor(presets='medium_quality').fit(time_limit=budget)``,
+  run with ``/work/agvenv/bin/python`` (its own virtual environment; override with
+  ``--autogluon``) as a subprocess, one CPU; the text set gets the raw texts;
+* ``ours``: ``AutoClassifier`` / ``AutoRegressor(time_budget=budget)``, one thread, and from
+  the same fit: the best single trial of its own search (by OOF score), the final ensemble
+  at ``ensemble_size`` 25 and at 100 greedy picks (both selected over the same trials), and
+  the predict time of the bagged ensemble vs ``refit_full`` (a second fit, with
+  ``--refit-full``).
 
-Printed: held-out accuracy and fit time of each, the AutoML's best family and its finished
-trials per family,
-and the fit time relative to the budget. One BLAS/OpenMP thread per process so that timings
-on a shared machine stay comparable.
+Printed: held-out accuracy (R² for regression), log loss, fit seconds and fit/budget.
+One BLAS/OpenMP thread per process, so that timings on a shared machine stay comparable.
 
-    python benchmarks/bench_automl.py            # budget 60 s per data set
-    python benchmarks/bench_automl.py --quick    # budget 20 s, text subset of 3,000 rows
+    python benchmarks/bench_automl.py --budgets 60            # the docs' table
+    python benchmarks/bench_automl.py --budgets 30 --sets wine --no-autogluon   # quick
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_digits, load_wine
-from sklearn.ensemble import HistGradientBoostingClassifier, StackingClassifier
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+from sklearn.metrics import accuracy_score, log_loss, r2_score
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from threadpoolctl import threadpool_limits
 
-from moensemble.search import AutoClassifier
-from moensemble.search.auto import default_members
+from moensemble.ensemble.weighted import greedy_weights
+from moensemble.search import AutoClassifier, AutoRegressor
+from moensemble.search import auto as auto_module
+from moensemble.search.portfolio import default_portfolio
+from moensemble.search.runner import members_of
+from moensemble.search.selection import TrialEnsemble, ensemble_selection
+
+SETS = ("breast_cancer", "digits", "wine", "diabetes", "wordnet_tfidf")
+SINGLE = {"linear", "knn", "hist_gb", "lightgbm", "extra_trees", "random_forest"}
+SINGLE_SPARSE = {"linear", "naive_bayes", "knn"}  # boosting on 20k TF-IDF columns: minutes
+
+AG_SCRIPT = r"""
+import json, sys, time, warnings
+import numpy as np, pandas as pd
+warnings.filterwarnings("ignore")
+from autogluon.tabular import TabularPredictor
+src, budget, task, out = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+train, test = pd.read_pickle(src + "/train.pkl"), pd.read_pickle(src + "/test.pkl")
+problem = "regression" if task == "regression" else None
+tic = time.perf_counter()
+predictor = TabularPredictor(label="target", problem_type=problem, path=out, verbosity=0)
+predictor.fit(train, time_limit=budget, presets="medium_quality", num_cpus=1, num_gpus=0)
+fit_s = time.perf_counter() - tic
+X = test.drop(columns=["target"])
+result = {"fit_s": fit_s, "pred": predictor.predict(X).tolist()}
+if task != "regression":
+    proba = predictor.predict_proba(X)
+    result["classes"] = [str(c) for c in proba.columns]
+    result["proba"] = proba.to_numpy().tolist()
+print("RESULT" + json.dumps(result))
+"""
 
 
-def datasets(quick: bool):
-    for name, load in [("breast_cancer", load_breast_cancer), ("wine", load_wine),
-                       ("digits", load_digits)]:
-        X, y = load(return_X_y=True)
-        yield name, X, y, False
-    from moensemble.datasets import load_wordnet_glosses
+def load(name: str):
+    if name == "wordnet_tfidf":
+        from moensemble.datasets import load_wordnet_glosses
 
-    texts, y = load_wordnet_glosses(n_samples=3000 if quick else 6000, return_X_y=True)
-    yield "wordnet_tfidf", np.asarray(texts, dtype=object), np.asarray(y), True
+        texts, y = load_wordnet_glosses(n_samples=6000, return_X_y=True)
+        return np.asarray(texts, dtype=object), np.asarray(y), "classification", True
+    loader = {"breast_cancer": load_breast_cancer, "digits": load_digits, "wine": load_wine,
+              "diabetes": load_diabetes}[name]
+    X, y = loader(return_X_y=True)
+    return X, y, "regression" if name == "diabetes" else "classification", False
 
 
-def run(name, X, y, sparse_text, budget, seed=0):
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=seed
-    )
-    if sparse_text:  # features learned on the training part only
+def metrics(task, y_test, pred, proba=None, classes=None):
+    if task == "regression":
+        return r2_score(y_test, pred), np.nan
+    loss = np.nan if proba is None else log_loss(y_test, np.clip(proba, 1e-15, 1),
+                                                  labels=classes)
+    return accuracy_score(y_test, pred), loss
+
+
+def baselines(task, X_train, y_train, X_test, y_test, sparse, seed):
+    from sklearn.ensemble import StackingClassifier, StackingRegressor
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+
+    members = [(n, e) for n, e in default_portfolio(task, sparse=sparse, non_negative=True,
+                                                    random_state=seed, n_jobs=1)
+               if n in (SINGLE_SPARSE if sparse else SINGLE)]
+    splitter = (StratifiedKFold if task == "classification" else KFold)(5, shuffle=True,
+                                                                        random_state=seed)
+    rows = []
+    tic = time.perf_counter()
+    cv = {n: cross_val_score(clone(e), X_train, y_train, cv=splitter).mean() for n, e in members}
+    best = max(cv, key=cv.get)
+    model = clone(dict(members)[best]).fit(X_train, y_train)
+    proba = model.predict_proba(X_test) if task == "classification" else None
+    rows.append(("best single", best, *metrics(task, y_test, model.predict(X_test), proba,
+                                               getattr(model, "classes_", None)),
+                 time.perf_counter() - tic))
+    tic = time.perf_counter()
+    if task == "classification":
+        stack = StackingClassifier([(n, clone(e)) for n, e in members],
+                                   LogisticRegression(max_iter=1000), cv=5)
+    else:
+        stack = StackingRegressor([(n, clone(e)) for n, e in members],
+                                  RidgeCV(alphas=np.logspace(-3, 3, 13)), cv=5)
+    stack.fit(X_train, y_train)
+    proba = stack.predict_proba(X_test) if task == "classification" else None
+    rows.append(("sklearn stacking", f"{len(members)} members",
+                 *metrics(task, y_test, stack.predict(X_test), proba,
+                          getattr(stack, "classes_", None)), time.perf_counter() - tic))
+    return rows
+
+
+def autogluon(python, task, train_frame, test_frame, y_test, budget):
+    with tempfile.TemporaryDirectory() as tmp:
+        train_frame.to_pickle(f"{tmp}/train.pkl")
+        test_frame.to_pickle(f"{tmp}/test.pkl")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"}
+        done = subprocess.run([python, "-c", AG_SCRIPT, tmp, str(budget), task, f"{tmp}/ag"],
+                              capture_output=True, text=True, env=env, timeout=budget * 4 + 120)
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")]
+    if not line:
+        print(f"AutoGluon failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return ("AutoGluon", "failed", np.nan, np.nan, np.nan)
+    result = json.loads(line[0][len("RESULT"):])
+    if task == "regression":
+        score, loss = metrics(task, y_test, np.asarray(result["pred"]))
+    else:
+        classes = np.unique(y_test.astype(str))
+        order = [result["classes"].index(c) for c in classes if c in result["classes"]]
+        proba = np.asarray(result["proba"])[:, order]
+        score = accuracy_score(y_test.astype(str), np.asarray(result["pred"]).astype(str))
+        loss = log_loss(y_test.astype(str), np.clip(proba, 1e-15, 1), labels=classes)
+    return ("AutoGluon", "medium_quality", score, loss, result["fit_s"])
+
+
+class Capture:
+    """Keeps the search's records (every trial's bag) for the benchmark's extra columns."""
+
+    def __init__(self) -> None:
+        self.original = auto_module._BaseAuto._finish
+        self.runner = None
+
+    def __enter__(self):
+        capture = self
+
+        def finish(est, runner, *args, **kwargs):
+            capture.runner = runner
+            return capture.original(est, runner, *args, **kwargs)
+
+        auto_module._BaseAuto._finish = finish
+        return self
+
+    def __exit__(self, *exc):
+        auto_module._BaseAuto._finish = self.original
+
+
+def ours(task, X_train, y_train, X_test, y_test, budget, seed, refit_full):
+    cls = AutoClassifier if task == "classification" else AutoRegressor
+    rows = []
+    tic = time.perf_counter()
+    with Capture() as capture:
+        auto = cls(time_budget=budget, progress_bar=False, random_state=seed, n_jobs=1)
+        auto.fit(X_train, y_train)
+    fit_s = time.perf_counter() - tic
+    classes = getattr(auto, "classes_", None)
+    board = auto.leaderboard_
+    done = board[board["state"].eq("COMPLETE") & board["family"].ne("ensemble")]
+    tried = ", ".join(f"{f} {n}" for f, n in done["family"].value_counts().items())
+
+    def evaluate(ens):
+        tic = time.perf_counter()
+        pred = ens.predict(X_test)
+        seconds = time.perf_counter() - tic
+        proba = ens.predict_proba(X_test) if classes is not None else None
+        return (*metrics(task, y_test, pred, proba, classes), seconds)
+
+    score, loss, predict_s = evaluate(auto.best_estimator_)
+    print(f"{len(done)} finished trials: {tried}")
+    rows.append(("ours: ensemble (25)", f"{len(auto.ensemble_weights_)} of {len(done)} trials",
+                 score, loss, fit_s))
+    runner = capture.runner
+    records = {r.name: r for r in runner.records if r.state == "COMPLETE" and r.bag}
+    best = max(records.values(), key=lambda r: r.score)
+    single = TrialEnsemble(members_of({best.name: 1.0}, records), {best.name: 1.0},
+                           classes, single_output=np.ndim(y_train) == 1)
+    rows.append(("ours: best single trial", best.name, *evaluate(single)[:2], np.nan))
+    names = list(records)
+    weights = ensemble_selection([records[n].bag.oof for n in names], runner.target, task, 100)
+    chosen = {n: float(w) for n, w in zip(names, weights, strict=True) if w > 0}
+    big = TrialEnsemble(members_of(chosen, records), chosen, classes,
+                        single_output=np.ndim(y_train) == 1)
+    rows.append(("ours: ensemble (100)", f"{len(chosen)} trials", *evaluate(big)[:2], np.nan))
+    if task == "classification":  # picks that maximise OOF accuracy, as AutoGluon's metric
+        preds = np.stack([records[n].bag.oof.astype(np.float64) for n in names])
+        weights = greedy_weights(
+            preds, lambda p: -np.mean(np.argmax(p, axis=1) == runner.target), 25)
+        chosen = {n: float(w) for n, w in zip(names, weights, strict=True) if w > 0}
+        by_acc = TrialEnsemble(members_of(chosen, records), chosen, classes)
+        rows.append(("ours: ensemble (accuracy picks)", f"{len(chosen)} trials",
+                     *evaluate(by_acc)[:2], np.nan))
+    latency = {"bagged": predict_s / len(y_test)}
+    if refit_full:
+        tic = time.perf_counter()
+        refit = cls(time_budget=budget, progress_bar=False, random_state=seed, n_jobs=1,
+                    refit_full=True).fit(X_train, y_train)
+        refit_fit = time.perf_counter() - tic
+        score, loss, seconds = evaluate(refit.best_estimator_)
+        rows.append(("ours: refit_full", f"{len(refit.ensemble_weights_)} trials", score, loss,
+                     refit_fit))
+        latency["refit_full"] = seconds / len(y_test)
+    return rows, latency
+
+
+def run(name, budget, args, seed=0):
+    X, y, task, text = load(name)
+    stratify = y if task == "classification" else None
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25,
+                                                        stratify=stratify, random_state=seed)
+    raw_train, raw_test = X_train, X_test
+    if text:  # features learned on the training part only
         tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=20000)
         X_train, X_test = tfidf.fit_transform(X_train), tfidf.transform(X_test)
-    members = default_members("classification", sparse=sparse_text, random_state=seed,
-                              non_negative=True)
-    candidates = list(members)
-    if not sparse_text:
-        candidates.append(("hist_gb", HistGradientBoostingClassifier(random_state=seed)))
-    rows = []
+    rows, latency = [], {}
+    with threadpool_limits(limits=1):
+        if not args.no_baselines:
+            rows += baselines(task, X_train, y_train, X_test, y_test, text, seed)
+        ours_rows, latency = ours(task, X_train, y_train, X_test, y_test, budget, seed,
+                                  args.refit_full)
+        rows += ours_rows
+    if args.autogluon:
+        def frame(X, y):
+            out = pd.DataFrame({"text": X}) if text else pd.DataFrame(
+                X, columns=[f"x{i}" for i in range(X.shape[1])])
+            out["target"] = y if task == "regression" else np.asarray(y).astype(str)
+            return out
 
-    tic = time.perf_counter()
-    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
-    cv_scores = {n: cross_val_score(clone(e), X_train, y_train, cv=cv).mean()
-                 for n, e in candidates}
-    best_name = max(cv_scores, key=cv_scores.get)
-    best = clone(dict(candidates)[best_name]).fit(X_train, y_train)
-    rows.append(("best single", f"{best_name}", best.score(X_test, y_test),
-                 time.perf_counter() - tic, np.nan))
-
-    tic = time.perf_counter()
-    stack = StackingClassifier([(n, clone(e)) for n, e in members],
-                               LogisticRegression(max_iter=1000), cv=5).fit(X_train, y_train)
-    rows.append(("sklearn stacking", f"{len(members)} members", stack.score(X_test, y_test),
-                 time.perf_counter() - tic, np.nan))
-
-    tic = time.perf_counter()
-    auto = AutoClassifier(time_budget=budget, progress_bar=False, random_state=seed)
-    auto.fit(X_train, y_train)
-    elapsed = time.perf_counter() - tic
-    board = auto.leaderboard_[auto.leaderboard_["state"].eq("COMPLETE")]
-    tried = ", ".join(f"{f} {n}" for f, n in board["family"].value_counts().items())
-    rows.append(("AutoClassifier", f"{auto.best_family_} (trials: {tried})",
-                 auto.score(X_test, y_test), elapsed, elapsed / budget))
-    frame = pd.DataFrame(rows, columns=["model", "choice", "accuracy", "fit_s", "fit/budget"])
-    frame.insert(0, "data", name)
-    return frame
+        rows.append(autogluon(args.autogluon, task, frame(raw_train, y_train),
+                              frame(raw_test, y_test), y_test, budget))
+    out = pd.DataFrame(rows, columns=["model", "choice", "score", "log_loss", "fit_s"])
+    out["fit/budget"] = out["fit_s"] / budget
+    out.insert(0, "data", name)
+    out.insert(1, "budget", budget)
+    return out, latency
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=None, help="seconds per data set")
-    parser.add_argument("--quick", action="store_true", help="budget 20 s, smaller text set")
+    parser.add_argument("--budgets", default="60",
+                        help="comma-separated seconds per data set (the issue's: 30,60,300)")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {SETS}")
+    parser.add_argument("--autogluon", default="/work/agvenv/bin/python",
+                        help="python of AutoGluon's virtual environment")
+    parser.add_argument("--no-autogluon", dest="autogluon", action="store_const", const=None)
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="skip best single / sklearn stacking")
+    parser.add_argument("--refit-full", action="store_true",
+                        help="a second fit with refit_full=True: its score and predict time")
     args = parser.parse_args()
-    budget = args.budget or (20.0 if args.quick else 60.0)
+    if args.autogluon and not os.path.exists(args.autogluon):
+        print(f"no AutoGluon python at {args.autogluon}; skipping it", file=sys.stderr)
+        args.autogluon = None
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
     import torch
 
     torch.set_num_threads(1)
     frames = []
-    with threadpool_limits(limits=1):
-        for name, X, y, text in datasets(args.quick):
-            frames.append(run(name, X, y, text, budget))
-            print(frames[-1].to_string(index=False, float_format="%.4f"), flush=True)
+    for budget in [float(b) for b in args.budgets.split(",")]:
+        for name in args.sets.split(","):
+            frame, latency = run(name, budget, args)
+            frames.append(frame)
+            print(frame.to_string(index=False, float_format="%.4f"), flush=True)
+            print("predict seconds per row: " + ", ".join(
+                f"{k} {v * 1e3:.3f} ms" for k, v in latency.items()), flush=True)
     table = pd.concat(frames, ignore_index=True)
-    print(f"\nAutoML budget {budget:.0f} s per data set; held-out accuracy (25 % split)\n")
-    print(table.to_markdown(index=False, floatfmt=".4f") if _has_tabulate()
-          else table.to_string(index=False, float_format="%.4f"))
-
-
-def _has_tabulate() -> bool:
+    print("\nheld-out score (accuracy; R² for diabetes), 25 % split\n")
     try:
-        import tabulate  # noqa: F401
+        print(table.to_markdown(index=False, floatfmt=".4f"))
     except ImportError:
-        return False
-    return True
+        print(table.to_string(index=False, float_format="%.4f"))
 
 
 if __name__ == "__main__":

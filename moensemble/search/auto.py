@@ -1,28 +1,25 @@
-"""AutoML across the families: one fit searches weighted, stacked and MoE models in a time budget.
+"""AutoML across the families: a portfolio, an Optuna search, one ensemble over every trial.
 
-One Optuna study holds every trial; its first parameter is the ``family``, and each
-family's space (prefixed ``<family>__``) follows, so the sampler learns both which
-family and which configuration work. Every trial is scored on the same outer
-folds. The ensembles' inner out-of-fold fits go through one shared
-``joblib.Memory``, so after the first ensemble trial the bases are never fit
-again for the same fold: later ensemble trials only learn a new combiner.
+One ``fit``, within ``time_budget`` seconds:
 
-Budget: trials start only while the remaining time (less a reserve for the final
-refit, estimated from the best trial's fold times) exceeds the median duration
-of the family's finished trials; a trial stops between folds when its next fold
-would end past the deadline, and MoE training stops at the deadline through a
-skorch callback (MoE trials also report their validation loss per epoch so the
-pruner stops bad ones early).
+1. fixed outer folds for the whole search;
+2. the portfolio (:func:`~moensemble.search.portfolio.default_portfolio`, or
+   ``base_estimators``): sound default models, cheapest first, each fitted once per outer
+   fold, its fold models kept as a bag and its out-of-fold predictions kept in float32;
+3. Optuna's sampler over the families' spaces with the time left (one study: its first
+   parameter is the ``family``); level-2 families (``weighted``, ``stacking``) are fitted on
+   the out-of-fold predictions that exist, so no member is ever fitted twice on a fold;
+4. the final model: greedy ensemble selection with replacement (Caruana et al. 2004) over
+   the out-of-fold predictions of every finished trial, across families. Its members are the
+   trials' bags; ``refit_full=True`` refits them on all rows for a cheaper predict.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
 
@@ -35,229 +32,45 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_co
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
-from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from moensemble.folds import StopAtDeadline, TrialOutOfTime, callback_owner, with_callbacks
-from moensemble.search.spaces import gated_space, moe_space, stacking_space, weighted_space
-from moensemble.search.storage import heartbeat, recover_trials, tag_worker
+from moensemble.search import bagging as _bagging
+from moensemble.search.families import (
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    Family,
+    SearchContext,
+    default_members,
+)
+from moensemble.search.portfolio import default_portfolio
+from moensemble.search.runner import Runner, leaderboard, members_of
+from moensemble.search.selection import (
+    Member,
+    TrialEnsemble,
+    ensemble_selection,
+    prediction_loss,
+    score_predictions,
+)
 from moensemble.search.trials import (
     COSTS,
-    cross_validate_trial,
     directions_for,
-    is_space_change,
     make_study,
     quiet_optuna,
     seed_from,
-    space_changed_error,
     stored_choices,
 )
 
 __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchContext"]
 
-
-# --------------------------------------------------------------------------- families
-@dataclass
-class SearchContext:
-    """What a family needs to build its estimator and space for one fit."""
-
-    task: str  # 'classification' | 'regression'
-    members: list[tuple[str, BaseEstimator]]
-    inner_cv: int
-    memory: Any
-    n_jobs: int | None
-    random_state: int | None
-    sparse: bool
-    n_samples: int
-    n_features: int
+#: Share of the budget kept for the final selection (and, with ``refit_full``, the refits).
+RESERVE = 0.02
+RESERVE_REFIT = 0.2
+#: Share of the budget the portfolio leaves to the search's first (level-2) trials.
+PORTFOLIO_KEEP = 0.05
 
 
-@dataclass(frozen=True)
-class Family:
-    """One family the AutoML estimators search: how to build it and its space.
-
-    Parameters
-    ----------
-    name : str
-        Family name; its Optuna parameters are prefixed ``<name>__``.
-    make : callable
-        ``make(context) -> estimator`` with the family's fixed settings.
-    space : callable
-        ``space(trial, context, prefix) -> dict`` of parameters for ``make``'s
-        estimator.
-    first : dict or callable
-        Unprefixed Optuna values of a cheap, sensible first trial, run before the
-        sampler takes over (parameters not given are sampled); or
-        ``first(context) -> dict``.
-    tasks : tuple of str
-        Tasks the family supports.
-    """
-
-    name: str
-    make: Callable[[SearchContext], BaseEstimator]
-    space: Callable[[optuna.Trial, SearchContext, str], dict]
-    first: dict | Callable[[SearchContext], dict] = field(default_factory=dict)
-    tasks: tuple[str, ...] = ("classification", "regression")
-
-
-def _kind(context: SearchContext) -> str:
-    return "Classifier" if context.task == "classification" else "Regressor"
-
-
-def _ensemble_kwargs(est: BaseEstimator, context: SearchContext) -> BaseEstimator:
-    # The fold models of the inner CV are kept as a bag (refit=False) when the ensemble
-    # allows it: the bases are then fit only on inner folds, which the memory shares.
-    wanted = {"cv": context.inner_cv, "memory": context.memory, "n_jobs": context.n_jobs,
-              "refit": False, "random_state": context.random_state}
-    known = est.get_params(deep=False)
-    return est.set_params(**{k: v for k, v in wanted.items() if k in known})
-
-
-def _make_weighted(context: SearchContext) -> BaseEstimator:
-    from moensemble import ensemble
-
-    cls = getattr(ensemble, f"WeightedEnsemble{_kind(context)}")
-    return _ensemble_kwargs(cls(list(context.members)), context)
-
-
-def _weighted_space(trial: optuna.Trial, context: SearchContext, prefix: str) -> dict:
-    return weighted_space(
-        trial, context.members, weighting=("greedy", "optimize", "uniform"), prefix=prefix
-    )
-
-
-def _make_stacking(context: SearchContext) -> BaseEstimator:
-    from moensemble import ensemble
-
-    cls = getattr(ensemble, f"StackingEnsemble{_kind(context)}")
-    return _ensemble_kwargs(cls(list(context.members)), context)
-
-
-def _stacking_space(trial: optuna.Trial, context: SearchContext, prefix: str) -> dict:
-    layers = (1, 2) if "layers" in _make_stacking(context).get_params(deep=False) else 1
-    return stacking_space(
-        trial,
-        task=context.task,
-        layers=layers,
-        random_state=context.random_state,
-        prefix=prefix,
-    )
-
-
-def _make_moe(context: SearchContext) -> BaseEstimator:
-    from sklearn.preprocessing import StandardScaler
-
-    from moensemble import moe
-
-    cls = getattr(moe, f"MoE{_kind(context)}")
-    # A validation split gives the per-epoch `valid_loss` the pruner reads.
-    net = cls(early_stopping=True, n_iter_no_change=8, random_state=context.random_state)
-    if context.sparse:
-        return Pipeline([("moe", net)])
-    return Pipeline([("scale", StandardScaler()), ("moe", net)])
-
-
-def _moe_space(trial: optuna.Trial, context: SearchContext, prefix: str) -> dict:
-    params = moe_space(
-        trial, n_experts=(2, 16), expert_width=(16, 128), max_epochs=(10, 80), prefix=prefix
-    )
-    return {f"moe__{k}": v for k, v in params.items()}
-
-
-def _make_gated(context: SearchContext) -> BaseEstimator:
-    from moensemble import gated
-
-    cls = getattr(gated, f"GatedEnsemble{_kind(context)}")
-    est = _ensemble_kwargs(cls(list(context.members)), context)
-    known = est.get_params(deep=False)
-    return est.set_params(**{k: v for k, v in {"early_stopping": True}.items() if k in known})
-
-
-def _gated_space(trial: optuna.Trial, context: SearchContext, prefix: str) -> dict:
-    return gated_space(trial, n_members=len(context.members), prefix=prefix)
-
-
-FAMILIES: dict[str, Family] = {
-    "weighted": Family(
-        "weighted",
-        _make_weighted,
-        _weighted_space,
-        first=lambda context: {
-            "weighting": "greedy", "n_iter": 50, **{f"use_{n}": True for n, _ in context.members}
-        },
-    ),
-    "stacking": Family(
-        "stacking",
-        _make_stacking,
-        _stacking_space,
-        first={"final_estimator": "linear", "regularization": 1.0, "passthrough": False,
-               "layers": 1},
-    ),
-    "moe": Family(
-        "moe",
-        _make_moe,
-        _moe_space,
-        first={"n_experts": 4, "router": "topk", "top_k": 2, "expert_width": 64,
-               "expert_depth": 1, "dropout": 0.1, "lr": 3e-3, "batch_size": 64,
-               "aux_loss_coef": 1e-2, "max_epochs": 40},
-    ),
-    # Not searched by default: opt in with families=(..., "gated").
-    "gated": Family(
-        "gated",
-        _make_gated,
-        _gated_space,
-        first={"router": "topk", "top_k": 1, "router_width": 0, "features": "input",
-               "lr": 1e-2, "max_epochs": 40},
-    ),
-}
-"""Registry of the searchable families; adding one is one entry."""
-
-
-def default_members(task: str, *, sparse: bool, random_state: int | None, non_negative: bool):
-    """Fast, diverse base models for the ensembles (dense or sparse input).
-
-    Gradient boosting is left out on purpose: with many classes it costs ten times
-    the others per fit, and every ensemble trial pays for ``cv * inner_cv`` fits.
-    """
-    from sklearn import ensemble as sk_ensemble
-    from sklearn import linear_model, naive_bayes, neighbors
-    from sklearn.preprocessing import StandardScaler
-
-    def scaled(est: BaseEstimator) -> BaseEstimator:
-        return est if sparse else Pipeline([("scale", StandardScaler()), ("model", est)])
-
-    rs = random_state
-    if task == "classification":
-        members = [
-            ("logistic", scaled(linear_model.LogisticRegression(C=10.0 if sparse else 1.0,
-                                                                max_iter=1000))),
-            ("knn", scaled(neighbors.KNeighborsClassifier(n_neighbors=10, weights="distance"))),
-        ]
-        if sparse and non_negative:
-            members.append(("naive_bayes", naive_bayes.ComplementNB(alpha=0.3)))
-        if not sparse:
-            members += [
-                ("naive_bayes", naive_bayes.GaussianNB()),
-                ("random_forest", sk_ensemble.RandomForestClassifier(50, random_state=rs)),
-                ("extra_trees", sk_ensemble.ExtraTreesClassifier(50, random_state=rs)),
-            ]
-        return members
-    members = [
-        ("ridge", scaled(linear_model.RidgeCV(alphas=np.logspace(-3, 3, 13)))),
-        ("knn", scaled(neighbors.KNeighborsRegressor(n_neighbors=10, weights="distance"))),
-    ]
-    if not sparse:
-        members += [
-            ("random_forest", sk_ensemble.RandomForestRegressor(50, random_state=rs)),
-            ("extra_trees", sk_ensemble.ExtraTreesRegressor(50, random_state=rs)),
-        ]
-    return members
-
-
-# --------------------------------------------------------------------------- the estimators
 class _BaseAuto(BaseEstimator):
     _parameter_constraints: dict = {
         "time_budget": [Interval(Real, 0, None, closed="neither")],
@@ -267,6 +80,8 @@ class _BaseAuto(BaseEstimator):
         "inner_cv": [Interval(Integral, 2, None, closed="left")],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "max_trials": [Interval(Integral, 1, None, closed="left"), None],
+        "ensemble_size": [Interval(Integral, 1, None, closed="left")],
+        "refit_full": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
         "storage": [str, HasMethods(["create_new_study"]), None],
@@ -286,12 +101,14 @@ class _BaseAuto(BaseEstimator):
         self,
         time_budget: float = 60.0,
         *,
-        families: Sequence[str | Family] = ("weighted", "stacking", "moe"),
+        families: Sequence[str | Family] = DEFAULT_FAMILIES,
         base_estimators: list | None = None,
         cv: Any = 5,
         inner_cv: int = 3,
         scoring: Any = None,
         max_trials: int | None = None,
+        ensemble_size: int = 25,
+        refit_full: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
         storage: Any = None,
@@ -312,6 +129,8 @@ class _BaseAuto(BaseEstimator):
         self.inner_cv = inner_cv
         self.scoring = scoring
         self.max_trials = max_trials
+        self.ensemble_size = ensemble_size
+        self.refit_full = refit_full
         self.memory = memory
         self.n_jobs = n_jobs
         self.storage = storage
@@ -328,7 +147,7 @@ class _BaseAuto(BaseEstimator):
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X: Any, y: Any) -> _BaseAuto:
-        """Search the families within ``time_budget`` seconds, then refit the best model.
+        """Run the portfolio and the search within ``time_budget``; ensemble every trial.
 
         Parameters
         ----------
@@ -339,8 +158,9 @@ class _BaseAuto(BaseEstimator):
         -------
         self
         """
-        start = time.monotonic()
-        deadline = start + float(self.time_budget)
+        start = _bagging.clock()
+        budget = float(self.time_budget)
+        deadline = start + budget
         families = self._check_families()
         X, y = self._validate_input(X, y)
         seed = seed_from(self.random_state)
@@ -349,32 +169,89 @@ class _BaseAuto(BaseEstimator):
         memory, tmpdir = self._memory()
         try:
             context = self._context(X, y, memory, seed)
+            families = {n: f for n, f in families.items()
+                        if f.available is None or f.available(context)}
             with quiet_optuna(self.verbose), warnings.catch_warnings():
                 if not self.verbose:  # trials' warnings (convergence, ...) are noise here
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     warnings.simplefilter("ignore", ConvergenceWarning)
+                    warnings.simplefilter("ignore", UserWarning)
                 self.study_ = make_study(
                     study=None, storage=self.storage, study_name=self.study_name,
                     sampler=self.sampler, pruner=self.pruner,
                     directions=directions_for(objectives), random_state=seed,
                 )
                 families = self._resumable_families(families)
-                scorer = check_scoring(self, scoring=self.scoring)
-                self._search(X, y, folds, scorer, objectives, families, context, deadline)
-                self._refit(X, y, families, context, objectives, deadline)
+                runner = self._runner(X, y, folds, context, families, objectives, deadline)
+                self._search(runner, context, families)
+                runner.deadline = deadline  # the reserve is for what follows
+                notes = self._finish(runner, X, y, objectives)
+            for note in notes:  # outside the filters above: these are for the user
+                warnings.warn(note, UserWarning, stacklevel=3)
         finally:
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
-            for name in ("_fold_times", "_first_folds", "_last_error"):  # search-time state
-                self.__dict__.pop(name, None)
-        self.fit_time_ = time.monotonic() - start
+        self.fit_time_ = _bagging.clock() - start
         return self
 
+    def _runner(self, X, y, folds, context, families, objectives, deadline) -> Runner:
+        budget = float(self.time_budget)
+        reserve = (RESERVE_REFIT if self.refit_full else RESERVE) * budget
+        if self._task == "classification":
+            target = np.searchsorted(self.classes_, y)
+            n_columns = len(self.classes_)
+        else:
+            target = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+            n_columns = target.shape[1]
+        return Runner(
+            X=X, y=y, target=target, folds=folds,
+            classes=self.classes_ if self._task == "classification" else None,
+            n_columns=n_columns, scorer=check_scoring(self, scoring=self.scoring),
+            context=context, deadline=deadline - reserve, budget=budget,
+            error_score=self.error_score, max_trials=self.max_trials, study=self.study_,
+            families=families, objectives=objectives,
+        )
+
+    def _search(self, runner: Runner, context: SearchContext, families) -> None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=None, unit="trial", desc=type(self).__name__,
+                   disable=not self.progress_bar or None, leave=False)
+        try:
+            level2 = any(f.level == 2 for f in families.values())
+            runner.run_portfolio(self._portfolio(context),
+                                 keep=PORTFOLIO_KEEP * runner.budget if level2 else 0.0)
+            for family in families.values():  # one first trial per family that has one
+                values = family.first(context) if callable(family.first) else family.first
+                if values:
+                    first = {f"{family.name}__{k}": v for k, v in values.items()}
+                    self.study_.enqueue_trial({"family": family.name, **first},
+                                              skip_if_exists=True)
+            if families:
+                runner.run_search(bar)
+        except KeyboardInterrupt:  # Ctrl-C: keep what was found and ensemble it
+            warnings.warn("Search interrupted; ensembling the trials so far.", stacklevel=3)
+        finally:
+            bar.close()
+
+    def _portfolio(self, context: SearchContext) -> list[tuple[str, BaseEstimator]]:
+        if self.base_estimators is not None:
+            return [(n, _seeded(clone(e), context.random_state)) for n, e in
+                    self.base_estimators]
+        return default_portfolio(self._task, sparse=context.sparse,
+                                 non_negative=context.non_negative,
+                                 random_state=context.random_state, n_jobs=self.n_jobs)
+
     def _check_families(self) -> dict[str, Family]:
-        if isinstance(self.families, str) or not len(self.families):
+        if isinstance(self.families, str) or not isinstance(self.families, Sequence):
             raise ValueError(
-                f"`families` must be a non-empty list of names from {sorted(FAMILIES)} or "
-                f"Family objects; got {self.families!r}."
+                f"`families` must be a list of names from {sorted(FAMILIES)} or Family "
+                f"objects; got {self.families!r}."
+            )
+        if not len(self.families) and self.base_estimators == []:
+            raise ValueError(
+                "`families` is empty and `base_estimators` is []: nothing to search. Give "
+                f"families from {sorted(FAMILIES)} or base estimators."
             )
         chosen: dict[str, Family] = {}
         for item in self.families:
@@ -426,7 +303,11 @@ class _BaseAuto(BaseEstimator):
             cv = splitter(self.cv, shuffle=True, random_state=seed)
         else:
             cv = check_cv(self.cv, y, classifier=self._task == "classification")
-        return list(cv.split(X, y))
+        try:
+            return list(cv.split(X, y))
+        except ValueError as exc:
+            raise ValueError(f"`cv`={self.cv!r} cannot split these {len(y)} rows: {exc}") \
+                from exc
 
     def _memory(self) -> tuple[Any, str | None]:
         if self.memory is not None:
@@ -436,226 +317,111 @@ class _BaseAuto(BaseEstimator):
 
     def _context(self, X, y, memory, seed) -> SearchContext:
         sparse = sp.issparse(X)
-        if self.base_estimators is not None:
-            members = [(n, _seeded(clone(e), seed)) for n, e in self.base_estimators]
-        else:
-            non_negative = not sparse or X.min() >= 0
-            members = default_members(self._task, sparse=sparse, random_state=seed,
-                                      non_negative=non_negative)
+        non_negative = bool((X.data if sparse else np.asarray(X)).min(initial=0) >= 0)
+        members = default_members(self._task, sparse=sparse, random_state=seed,
+                                  non_negative=non_negative)
         return SearchContext(
             task=self._task, members=members, inner_cv=self.inner_cv, memory=memory,
             n_jobs=self.n_jobs, random_state=seed, sparse=sparse,
-            n_samples=X.shape[0], n_features=X.shape[1],
+            n_samples=X.shape[0], n_features=X.shape[1], non_negative=non_negative,
         )
 
-    # ------------------------------------------------------------------ search
-    def _search(self, X, y, folds, scorer, objectives, families, context, deadline) -> None:
-        from tqdm.auto import tqdm
-
-        names = list(families)
-        for family in families.values():  # one cheap first trial per family
-            values = family.first(context) if callable(family.first) else family.first
-            first = {f"{family.name}__{k}": v for k, v in values.items()}
-            self.study_.enqueue_trial({"family": family.name, **first}, skip_if_exists=True)
-        durations: dict[str, list[float]] = {name: [] for name in names}
-        single = len(objectives) == 1
-        n_run, skipped = 0, 0
-        self._fold_times: dict[int, tuple[str, float]] = {}  # trial -> (family, slowest fold)
-        self._last_error: Exception | None = None
-        self._first_folds: dict[str, list[float]] = {name: [] for name in names}
-        bar = tqdm(total=round(self.time_budget, 1), unit="s", desc=type(self).__name__,
-                   disable=not self.progress_bar or None, leave=False)
-        started = time.monotonic()
-        try:
-            while self.max_trials is None or n_run < self.max_trials:
-                remaining = deadline - time.monotonic() - self._refit_reserve(len(folds))
-                cheapest = min(self._expected_time(name, durations) for name in names)
-                if remaining <= 0 or remaining < cheapest or skipped >= 20:
-                    break
-                trial = self._ask()
-                family = families[trial.suggest_categorical("family", names)]
-                expected = self._expected_time(family.name, durations)
-                if expected > remaining:  # would not fit: skip it without fitting
-                    trial.set_user_attr("skipped", "not enough time left")
-                    self.study_.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                    skipped += 1
-                    continue
-                tic = time.monotonic()
-                if self._best_trial(require=False) is None:
-                    # Nothing to refit yet: keep a fold-sized share of the time for the refit.
-                    remaining *= len(folds) / (len(folds) + 1)
-                try:
-                    with heartbeat(self.study_, trial):
-                        state, values = self._run_trial(
-                            trial, family, context, X, y, folds, scorer, objectives, single,
-                            deadline=tic + remaining,
-                            fold_estimate=min(self._first_folds[family.name], default=0.0),
-                        )
-                except BaseException:  # Ctrl-C, error_score='raise': never leave it RUNNING
-                    self.study_.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    raise
-                elapsed = time.monotonic() - tic
-                if state == optuna.trial.TrialState.COMPLETE:
-                    durations[family.name].append(elapsed)
-                trial.set_user_attr("trial_time", elapsed)
-                self.study_.tell(trial, values, state=state)
-                n_run += 1
-                bar.update(round(min(time.monotonic() - started, self.time_budget) - bar.n, 1))
-                bar.set_postfix(trials=n_run, best=self._best_so_far())
-        except KeyboardInterrupt:  # Ctrl-C: keep what was found and refit the best
-            warnings.warn("Search interrupted; refitting the best trial so far.", stacklevel=3)
-        finally:
-            bar.close()
-
-    def _ask(self) -> optuna.Trial:
-        """Ask for a trial as ``Study.optimize`` would: dead workers' trials first failed."""
-        recover_trials(self.study_)  # databases: stale heartbeats; journals: dead processes
-        with warnings.catch_warnings():  # this loop sends the heartbeats itself
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = self.study_.ask()
-        tag_worker(trial)
-        return trial
-
-    def _expected_time(self, family: str, durations: dict[str, list[float]]) -> float:
-        """Median duration of the family's finished trials; before any, its fastest fold."""
-        if durations[family]:
-            return float(np.median(durations[family]))
-        return min(self._first_folds[family], default=0.0)
-
-    def _run_trial(self, trial, family, context, X, y, folds, scorer, objectives, single,
-                   deadline, fold_estimate):
-        prefix = f"{family.name}__"
-        try:
-            model = family.make(context).set_params(**family.space(trial, context, prefix))
-            result = cross_validate_trial(
-                trial, model, X, y, folds, scorer, report_epochs=single, report_folds=False,
-                costs=objectives[1:], deadline=deadline, fold_estimate=fold_estimate,
+    # ------------------------------------------------------------------ the final model
+    def _finish(self, runner: Runner, X, y, objectives) -> list[str]:
+        """Select the ensemble; return the warnings for the user."""
+        records = runner.records
+        done = [r for r in records if r.state == "COMPLETE" and r.bag is not None]
+        failed = [r for r in records if r.state == "FAIL"]
+        notes = []
+        if failed:
+            notes.append(
+                "Trials left out of the ensemble: "
+                + "; ".join(f"{r.name} ({r.note})" for r in failed[:5])
+                + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "")
+                + ". See `leaderboard_`."
             )
-        except optuna.TrialPruned as exc:
-            trial.set_user_attr("pruned", str(exc))
-            return optuna.trial.TrialState.PRUNED, None
-        except TrialOutOfTime as exc:
-            trial.set_user_attr("skipped", str(exc))
-            if exc.fold_times:  # a lower bound for the family's next trials
-                self._first_folds[family.name].append(exc.fold_times[0])
-            return optuna.trial.TrialState.PRUNED, None
-        except Exception as exc:
-            if is_space_change(exc):  # a resumed study and a changed Family space
-                raise space_changed_error(self.study_, f"space of family {family.name!r}") \
-                    from exc
-            if self.error_score == "raise":
-                raise
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            self._last_error = exc
-            return optuna.trial.TrialState.FAIL, None
-        # Ensembles over the shared OOF cache ("memory") reuse each other's base fits.
-        shares_cache = model.get_params(deep=False).get("memory") is context.memory
-        group = "cached" if shares_cache else family.name
-        self._fold_times[trial.number] = (group, max(result.fold_times))
-        self._first_folds[family.name].append(result.fold_times[0])
-        values = [result.score] + [result.costs[c] for c in objectives[1:]]
-        return optuna.trial.TrialState.COMPLETE, values[0] if single else values
-
-    def _refit_reserve(self, n_folds: int) -> float:
-        """Time to keep for the final refit, scaled from a fold to all rows.
-
-        The slowest fold of any trial of the best trial's family, where every ensemble
-        over the shared OOF cache counts as one family: a stacking trial that found its
-        base fits in the cache (fitted by an earlier weighted trial) is fast, but its
-        refit on all rows fits the bases again.
-        """
-        best = self._best_trial(require=False)
-        if best is None or best.number not in self._fold_times:
-            return 0.0
-        group = self._fold_times[best.number][0]
-        slowest = max(t for g, t in self._fold_times.values() if g == group)
-        return 1.2 * slowest * n_folds / max(n_folds - 1, 1)
-
-    def _best_trial(self, *, require: bool = True) -> optuna.trial.FrozenTrial | None:
-        complete = self.study_.get_trials(
-            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
-        )
-        if not complete:
-            if require and self._last_error is not None:
-                # Every trial failed: the cause is most likely the data, so show it as is.
-                raise self._last_error
-            if require:
-                raise RuntimeError(
-                    f"No trial finished within time_budget={self.time_budget}s; raise "
-                    "`time_budget` (see `study_.trials` for errors)."
-                )
-            return None
-        return max(complete, key=lambda t: t.values[0])
-
-    def _best_so_far(self) -> str:
-        best = self._best_trial(require=False)
-        return "-" if best is None else f"{best.params['family']} {best.values[0]:.4f}"
-
-    # ------------------------------------------------------------------ refit
-    def _refit(self, X, y, families, context, objectives, deadline) -> None:
-        best = self._best_trial()
-        family = families[best.params["family"]]
-        fixed = optuna.trial.FixedTrial(best.params, number=best.number)
-        self.best_params_ = family.space(fixed, context, f"{family.name}__")
-        self.best_family_ = family.name
-        self.best_score_ = float(best.values[0])
-        self.best_trial_ = best
-        model = family.make(context).set_params(**self.best_params_)
-        target = callback_owner(model)
-        if target is not None:  # MoE: never train past the budget
-            original = target.get_params(deep=False)["callbacks"]
-            with_callbacks(target, [StopAtDeadline(deadline)])
-        model.fit(X, y)
-        if target is not None:
-            target.set_params(callbacks=original)
-        if self.memory is None:  # the temporary cache is removed after fit
-            for est in [model, *[s for _, s in getattr(model, "steps", [])]]:
-                if "memory" in est.get_params(deep=False):
-                    est.set_params(memory=None)
-        self.best_estimator_ = model
-        self.leaderboard_ = self._leaderboard(objectives)
+        if not done:
+            return [*notes, self._last_resort(runner)]
+        oof = [r.bag.oof for r in done]
+        weights = ensemble_selection(oof, runner.target, self._task, self.ensemble_size)
+        chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
+        blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
+        by_name = {r.name: r for r in records}
+        members = members_of(chosen, by_name)
+        if self.refit_full:
+            runner.refit_members(members, X)
+        self.best_estimator_ = TrialEnsemble(members, chosen, getattr(self, "classes_", None),
+                                             single_output=np.ndim(y) == 1)
+        best = max(done, key=lambda r: r.score)
+        self.best_trial_ = best.name
+        self.best_family_ = best.family
+        self.best_params_ = dict(best.params)
+        self.best_score_ = float(best.score)
+        self.ensemble_score_ = score_predictions(runner.scorer, blended, y,
+                                                 getattr(self, "classes_", None))
+        self.ensemble_weights_ = pd.Series(chosen, name="weight").sort_values(ascending=False)
+        row = {"name": "ensemble", "family": "ensemble", "phase": "final",
+               "level": max(r.level for r in done if r.name in chosen) + 1,
+               "state": "COMPLETE", "score": self.ensemble_score_,
+               "loss": prediction_loss(blended, runner.target, self._task), "weight": 1.0,
+               "inputs": list(chosen),
+               "note": ", ".join(f"{n} {w:.2f}" for n, w in self.ensemble_weights_.items())}
+        self.leaderboard_ = leaderboard(records, chosen, row, objectives)
         if len(objectives) > 1:
-            front = {t.number for t in self.study_.best_trials}
-            self.pareto_front_ = self.leaderboard_[self.leaderboard_["trial"].isin(front)]
-            self.pareto_front_ = self.pareto_front_.reset_index(drop=True)
+            front = {t.user_attrs.get("name") for t in self.study_.best_trials}
+            board = self.leaderboard_
+            self.pareto_front_ = board[board["name"].isin(front)].reset_index(drop=True)
+        return notes
 
-    def _leaderboard(self, objectives) -> pd.DataFrame:
-        rows = []
-        for t in self.study_.get_trials(deepcopy=False):
-            family = t.params.get("family")
-            prefix = f"{family}__"
-            scores = t.user_attrs.get("fold_scores")
-            # A pruned trial's value is its last intermediate value (a loss), not a score.
-            complete = t.state == optuna.trial.TrialState.COMPLETE
-            row = {
-                "trial": t.number,
-                "family": family,
-                "state": t.state.name,
-                "score": t.values[0] if complete else np.nan,
-                "score_std": float(np.std(scores)) if scores else np.nan,
-                "fit_time": t.user_attrs.get("fit_time", np.nan),
-                "trial_time": t.user_attrs.get("trial_time", np.nan),
-            }
-            for cost in objectives[1:]:
-                row[cost] = t.values[1] if complete else np.nan
-            row["params"] = {k.removeprefix(prefix): v for k, v in t.params.items()
-                             if k != "family"}
-            attrs = t.user_attrs
-            row["note"] = attrs.get("skipped", attrs.get("pruned", attrs.get("error", "")))
-            rows.append(row)
-        frame = pd.DataFrame(rows)
-        return frame.sort_values("score", ascending=False, na_position="last", ignore_index=True)
+    def _last_resort(self, runner: Runner) -> str:
+        """No trial finished its folds: use the folds done (and say so), or raise."""
+        partial = [r for r in runner.records if r.partial is not None and r.partial.models]
+        if not partial:
+            if runner.last_error is not None:
+                raise runner.last_error  # every trial failed: most likely the data
+            raise RuntimeError(
+                f"No trial finished within time_budget={self.time_budget}s, and none "
+                "finished a fold; raise `time_budget` (see the notes: "
+                + "; ".join(f"{r.name}: {r.note}" for r in runner.records[:3]) + ")."
+            )
+        best = max(partial, key=lambda r: len(r.partial.models))
+        members = {best.name: Member(best.name, list(best.partial.models))}
+        self.best_estimator_ = TrialEnsemble(members, {best.name: 1.0},
+                                             getattr(self, "classes_", None))
+        self.best_trial_, self.best_family_ = best.name, best.family
+        self.best_params_ = dict(best.params)
+        self.best_score_ = self.ensemble_score_ = np.nan  # its folds are not all predicted
+        self.ensemble_weights_ = pd.Series({best.name: 1.0}, name="weight")
+        row = {"name": "ensemble", "family": "ensemble", "phase": "final", "level": 2,
+               "state": "COMPLETE", "score": self.best_score_, "weight": 1.0,
+               "inputs": [best.name], "note": "partial bag: no trial finished"}
+        self.leaderboard_ = leaderboard(runner.records, {best.name: 1.0}, row, ["score"])
+        return (f"time_budget={self.time_budget}s was too small for any trial to finish its "
+                f"{len(runner.folds)} folds; the model is the {len(best.partial.models)} fold "
+                f"model(s) of {best.name!r} (no out-of-fold score). Raise `time_budget`.")
 
-    # ------------------------------------------------------------------ delegation
-    def _has(name: str):  # noqa: N805 - decorator factory used in the class body
-        def check(self) -> bool:
-            return not hasattr(self, "best_estimator_") or hasattr(self.best_estimator_, name)
+    # ------------------------------------------------------------------ reading the result
+    def fit_summary(self) -> str:
+        """A few lines: budget and time used, trials per family, the ensemble's weights."""
+        check_is_fitted(self, "best_estimator_")
+        board = self.leaderboard_
+        trials = board[board["family"].ne("ensemble")]
+        counts = trials.groupby("state").size().to_dict()
+        done = trials[trials["state"].eq("COMPLETE")]
+        per_family = ", ".join(f"{f} {n}" for f, n in done["family"].value_counts().items())
+        lines = [
+            f"{type(self).__name__}: {self.fit_time_:.1f} s of a {self.time_budget:g} s "
+            f"budget; {len(trials)} trials ({', '.join(f'{k} {v}' for k, v in counts.items())})",
+            f"finished per family: {per_family or '-'}",
+            f"best single trial: {self.best_trial_} ({self.best_family_}) score "
+            f"{self.best_score_:.4f}",
+            f"final ensemble: out-of-fold score {self.ensemble_score_:.4f}, weights "
+            + ", ".join(f"{n} {w:.2f}" for n, w in self.ensemble_weights_.items()),
+        ]
+        return "\n".join(lines)
 
-        return check
-
-    @available_if(_has("predict"))
     def predict(self, X: Any) -> np.ndarray:
-        """Predict with ``best_estimator_``.
+        """Predict with the final ensemble (``best_estimator_``).
 
         Parameters
         ----------
@@ -668,8 +434,6 @@ class _BaseAuto(BaseEstimator):
         check_is_fitted(self, "best_estimator_")
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         return self.best_estimator_.predict(X)
-
-    del _has
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -689,44 +453,58 @@ def _seeded(estimator: BaseEstimator, seed: int | None) -> BaseEstimator:
     return estimator
 
 
+
+
 class AutoClassifier(ClassifierMixin, _BaseAuto):
-    """AutoML classifier: the best weighted, stacked or MoE model found within a time budget.
+    """AutoML classifier: one ensemble over every model its search trained.
 
     Parameters
     ----------
     time_budget : float, default=60.0
-        Seconds for the whole ``fit`` (search and refit), respected within about 10 %.
-    families : sequence of str or Family, default=('weighted', 'stacking', 'moe')
-        Families to search, names from :data:`FAMILIES` or :class:`Family` objects.
+        Seconds for the whole ``fit`` (portfolio, search and final ensemble), respected
+        within about 10 % (a fit in progress runs to its end; one timed on a subsample to
+        outlast the budget is skipped).
+    families : sequence of str or Family, default=DEFAULT_FAMILIES
+        Families Optuna's sampler searches after the portfolio, names from
+        :data:`FAMILIES` or :class:`Family` objects; those that cannot run here (library
+        not installed, sparse input) are left out.
     base_estimators : list of (str, estimator) or None, default=None
-        Members of the ensembles (their unset ``random_state`` gets the search's
-        seed); None picks fast, diverse scikit-learn models
-        (logistic regression, k-NN, naive Bayes, random and extra trees; a
-        sparse-friendly subset for sparse input).
+        The portfolio, fitted in this order before the search; None is
+        :func:`~moensemble.search.portfolio.default_portfolio` (linear, naive Bayes,
+        k-NN, histogram gradient boosting, LightGBM / XGBoost / CatBoost when installed,
+        forests, an MLP, the MoE); [] runs the families only.
     cv : int, cross-validation generator or iterable, default=5
-        Outer folds every trial is scored on (an int gives shuffled stratified
-        folds seeded by ``random_state``).
+        Outer folds every trial is fitted and scored on (an int gives shuffled
+        (stratified) folds seeded by ``random_state``).
     inner_cv : int, default=3
-        Folds of the ensembles' own out-of-fold fits.
+        Folds of the gated family's own out-of-fold fits.
     scoring : str, callable or None, default=None
-        Scorer; None is accuracy.
+        Scorer of the trials and the leaderboard; None is accuracy (R² for regression).
+        Ensemble selection minimises log loss (squared error).
     max_trials : int or None, default=None
-        Stop after this many trials even with time left.
+        Stop after this many trials (portfolio included) even with time left.
+    ensemble_size : int, default=25
+        Picks of greedy ensemble selection with replacement (AutoGluon uses 25).
+    refit_full : bool, default=False
+        Refit the selected trials on all rows (one model each instead of a bag of
+        ``cv``: a faster predict) while the budget lasts; 20 % of it is kept for that.
     memory : str, joblib.Memory or None, default=None
-        Cache of the ensembles' base fits, shared by all ensemble trials; None
-        uses a temporary directory removed after ``fit``.
+        Cache of the gated family's inner fits; None uses a temporary directory removed
+        after ``fit``.
     n_jobs : int or None, default=None
-        Parallel jobs of the ensembles' out-of-fold fits.
+        Threads of the members that take them (forests, k-NN, boosting libraries).
     storage, study_name : str or None
         Persist and resume the study (see :class:`SearchCV`).
     sampler, pruner : optuna objects or None
-        Defaults: ``TPESampler(seed=random_state)``, ``MedianPruner``.
+        Defaults: ``TPESampler(seed=random_state)``, ``MedianPruner`` (it reads the
+        running mean score after each fold).
     multi_objective : bool, default=False
-        Also minimise ``cost``; the Pareto front is ``pareto_front_``.
+        Also minimise ``cost`` in the search; the Pareto front is ``pareto_front_``.
     cost : {'n_params', 'latency'}, default='n_params'
         Parameters a row uses at predict time, or predict seconds per row.
     error_score : 'raise' or float, default=nan
-        'raise' re-raises a failing trial; otherwise it is recorded as failed.
+        'raise' re-raises a failing trial; otherwise it is named in a warning and on the
+        leaderboard, and left out.
     progress_bar : bool, default=True
         A tqdm bar (shown on terminals only).
     random_state : int, RandomState or None, default=None
@@ -735,44 +513,47 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
 
     Attributes
     ----------
-    best_estimator_ : estimator
-        The best configuration refit on all data.
-    best_family_ : str
+    best_estimator_ : TrialEnsemble
+        The final ensemble: weighted trials, each a bag of fold models (or refit).
+    ensemble_weights_ : pandas.Series
+        Weight of each selected trial, by name.
+    ensemble_score_ : float
+        Out-of-fold score of the final ensemble (on the rows the weights were chosen on,
+        so slightly optimistic).
+    best_trial_, best_family_ : str
+        Name and family of the best single trial.
     best_params_ : dict
-        Parameters of ``best_estimator_`` set by the search.
+        Its parameters set by the search (empty for portfolio entries).
     best_score_ : float
-        Mean outer-CV score of the best trial.
+        Its mean outer-CV score.
     leaderboard_ : pandas.DataFrame
-        One row per trial: family, state, score, score_std, fit_time,
-        trial_time, (cost), params, note; best first.
+        One row per trial (name, family, phase, level, state, score, score_std, loss,
+        fit_time, predict_time, trial_time, weight, params, inputs, note) and one for
+        the final ensemble; best first.
     pareto_front_ : pandas.DataFrame
         With ``multi_objective``: the leaderboard rows on the Pareto front.
     study_ : optuna.Study
-    classes_ : ndarray of shape (n_classes,)
+        The search phase's trials.
     n_features_in_ : int
     fit_time_ : float
         Seconds the fit took.
+    classes_ : ndarray of shape (n_classes,)
 
     Examples
     --------
     >>> from sklearn.datasets import load_iris
     >>> from moensemble import AutoClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> auto = AutoClassifier(time_budget=20, families=("weighted",), cv=3, max_trials=3,
-    ...                       progress_bar=False, random_state=0).fit(X, y)
+    >>> auto = AutoClassifier(time_budget=20, cv=3, max_trials=4, progress_bar=False,
+    ...                       random_state=0).fit(X, y)
     >>> auto.score(X, y) > 0.9
     True
     """
 
     _task = "classification"
 
-    def _has_proba(self) -> bool:
-        return not hasattr(self, "best_estimator_") or hasattr(self.best_estimator_,
-                                                               "predict_proba")
-
-    @available_if(_has_proba)
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities of ``best_estimator_``.
+        """Class probabilities of the final ensemble.
 
         Parameters
         ----------
@@ -788,20 +569,21 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
 
 
 class AutoRegressor(RegressorMixin, _BaseAuto):
-    """AutoML regressor: the best weighted, stacked or MoE model found within a time budget.
+    """AutoML regressor: one ensemble over every model its search trained.
 
     Same parameters and attributes as :class:`AutoClassifier` (less ``classes_``);
-    the default scoring is R², the default members ridge, k-NN and forests.
+    the default scoring is R², and ensemble selection minimises squared error.
 
     Examples
     --------
     >>> from sklearn.datasets import load_diabetes
     >>> from moensemble import AutoRegressor
     >>> X, y = load_diabetes(return_X_y=True)
-    >>> auto = AutoRegressor(time_budget=20, families=("stacking",), cv=3, max_trials=3,
-    ...                      progress_bar=False, random_state=0).fit(X, y)
-    >>> auto.best_family_
-    'stacking'
+    >>> auto = AutoRegressor(time_budget=20, cv=3, max_trials=3, progress_bar=False,
+    ...                      random_state=0).fit(X, y)
+    >>> auto.score(X, y) > 0.4
+    True
     """
 
     _task = "regression"
+

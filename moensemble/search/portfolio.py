@@ -1,0 +1,266 @@
+"""The AutoML's portfolio: sound default models, cheapest first, and the boosting libraries.
+
+:func:`default_portfolio` lists the single models an :class:`~moensemble.search.AutoClassifier`
+fits before Optuna's sampler takes over. Each entry is a fixed configuration that measured
+well across the benchmark's data sets (see ``docs/benchmarks/automl.md``); the order is by
+cost, so a short budget still ends with the cheap, strong ones (linear, naive Bayes,
+gradient boosting with early stopping) fitted. Slow members are bounded by their size
+(trees, iterations, epochs); the search also skips a member whose fit, timed on a
+subsample, would outlast the budget.
+
+Sparse input (text): linear, naive Bayes, k-NN, LightGBM and the MoE take CSR as is; the
+forests get a TruncatedSVD of it; dense-only members (histogram boosting, XGBoost, CatBoost,
+the MLP) are left out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline, make_pipeline
+
+__all__ = ["Config", "boosting_available", "default_portfolio", "model_factory"]
+
+
+def boosting_available(library: str) -> bool:
+    """Whether ``library`` ('lightgbm', 'xgboost' or 'catboost') can be imported."""
+    return importlib.util.find_spec(library) is not None
+
+
+@dataclass(frozen=True)
+class Config:
+    """One portfolio entry.
+
+    Parameters
+    ----------
+    name : str
+        Trial name on the leaderboard.
+    model : str
+        Model kind, a key of :func:`model_factory` (also the family it belongs to).
+    params : dict
+        Keyword arguments of the model kind.
+    """
+
+    name: str
+    model: str
+    params: dict
+
+
+def _scaled(est: BaseEstimator, sparse: bool) -> BaseEstimator:
+    from sklearn.preprocessing import StandardScaler
+
+    return est if sparse else Pipeline([("scale", StandardScaler()), ("model", est)])
+
+
+def _svd(est: BaseEstimator, sparse: bool, random_state) -> BaseEstimator:
+    """Trees on a 10^4-column CSR are slow: give them 128 SVD components of it."""
+    if not sparse:
+        return est
+    from sklearn.decomposition import TruncatedSVD
+
+    return make_pipeline(TruncatedSVD(128, random_state=random_state), est)
+
+
+def _linear(task, *, sparse, random_state, n_jobs, C=1.0, alpha=None):
+    from sklearn import linear_model
+
+    if task == "classification":
+        return _scaled(linear_model.LogisticRegression(C=C, max_iter=1000), sparse)
+    alphas = np.logspace(-3, 3, 13) if alpha is None else [alpha]
+    return _scaled(linear_model.RidgeCV(alphas=alphas), sparse)
+
+
+def _naive_bayes(task, *, sparse, random_state, n_jobs, alpha=0.3):
+    from sklearn import naive_bayes
+
+    return naive_bayes.ComplementNB(alpha=alpha) if sparse else naive_bayes.GaussianNB()
+
+
+def _knn(task, *, sparse, random_state, n_jobs, n_neighbors=10):
+    from sklearn import neighbors
+
+    cls = neighbors.KNeighborsClassifier if task == "classification" else \
+        neighbors.KNeighborsRegressor
+    return _scaled(cls(n_neighbors=n_neighbors, weights="distance", n_jobs=n_jobs), sparse)
+
+
+def _hist_gb(task, *, sparse, random_state, n_jobs, learning_rate=0.1, max_leaf_nodes=31,
+             l2_regularization=0.0, max_iter=300):
+    from sklearn import ensemble
+
+    cls = ensemble.HistGradientBoostingClassifier if task == "classification" else \
+        ensemble.HistGradientBoostingRegressor
+    # Early stopping on an inner 10 % split bounds the iterations by what helps.
+    return cls(learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes, max_iter=max_iter,
+               l2_regularization=l2_regularization, early_stopping=True,
+               n_iter_no_change=15, random_state=random_state)
+
+
+def _forest(kind):
+    def make(task, *, sparse, random_state, n_jobs, n_estimators=300, max_features=None,
+             min_samples_leaf=1):
+        from sklearn import ensemble
+
+        suffix = "Classifier" if task == "classification" else "Regressor"
+        cls = getattr(ensemble, f"{kind}{suffix}")
+        extra = {} if max_features is None else {"max_features": max_features}
+        est = cls(n_estimators=n_estimators, min_samples_leaf=min_samples_leaf,
+                  n_jobs=n_jobs, random_state=random_state, **extra)
+        return _svd(est, sparse, random_state)
+
+    return make
+
+
+def _lightgbm(task, *, sparse, random_state, n_jobs, n_estimators=300, learning_rate=0.05,
+              num_leaves=31, min_child_samples=10, colsample_bytree=0.8, reg_lambda=0.0):
+    import lightgbm
+
+    cls = lightgbm.LGBMClassifier if task == "classification" else lightgbm.LGBMRegressor
+    return cls(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
+               min_child_samples=min_child_samples, colsample_bytree=colsample_bytree,
+               reg_lambda=reg_lambda, subsample=0.8, subsample_freq=1,
+               random_state=random_state, n_jobs=n_jobs or 1, verbose=-1)
+
+
+def _xgboost(task, *, sparse, random_state, n_jobs, n_estimators=300, learning_rate=0.1,
+             max_depth=6, subsample=0.8, colsample_bytree=0.8, reg_lambda=1.0):
+    import xgboost
+
+    cls = xgboost.XGBClassifier if task == "classification" else xgboost.XGBRegressor
+    return cls(n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
+               subsample=subsample, colsample_bytree=colsample_bytree, reg_lambda=reg_lambda,
+               tree_method="hist", random_state=random_state, n_jobs=n_jobs or 1, verbosity=0)
+
+
+def _catboost(task, *, sparse, random_state, n_jobs, iterations=300, learning_rate=0.1,
+              depth=6, l2_leaf_reg=3.0):
+    import catboost
+
+    cls = catboost.CatBoostClassifier if task == "classification" else \
+        catboost.CatBoostRegressor
+    return cls(iterations=iterations, learning_rate=learning_rate, depth=depth,
+               l2_leaf_reg=l2_leaf_reg, random_seed=random_state or 0,
+               thread_count=n_jobs or 1, verbose=0, allow_writing_files=False)
+
+
+def _mlp(task, *, sparse, random_state, n_jobs, hidden=128, alpha=1e-4, learning_rate_init=1e-3):
+    from sklearn import neural_network
+
+    cls = neural_network.MLPClassifier if task == "classification" else \
+        neural_network.MLPRegressor
+    return _scaled(cls((hidden,), alpha=alpha, learning_rate_init=learning_rate_init,
+                       early_stopping=True, max_iter=200, random_state=random_state), sparse)
+
+
+def _moe(task, *, sparse, random_state, n_jobs, **params):
+    from moensemble import moe
+
+    cls = moe.MoEClassifier if task == "classification" else moe.MoERegressor
+    net = cls(early_stopping=True, n_iter_no_change=8, random_state=random_state, **params)
+    return _scaled(net, sparse)
+
+
+_FACTORIES: dict[str, Callable[..., BaseEstimator]] = {
+    "linear": _linear,
+    "naive_bayes": _naive_bayes,
+    "knn": _knn,
+    "hist_gb": _hist_gb,
+    "random_forest": _forest("RandomForest"),
+    "extra_trees": _forest("ExtraTrees"),
+    "lightgbm": _lightgbm,
+    "xgboost": _xgboost,
+    "catboost": _catboost,
+    "mlp": _mlp,
+    "moe": _moe,
+}
+_LIBRARIES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "catboost": "catboost"}
+#: How each model kind takes sparse input ('native', 'svd' or None: not at all).
+SPARSE_SUPPORT = {"linear": "native", "naive_bayes": "native", "knn": "native",
+                  "hist_gb": None, "random_forest": "svd", "extra_trees": "svd",
+                  "lightgbm": "native", "xgboost": None, "catboost": None, "mlp": None,
+                  "moe": "native"}
+
+
+def model_factory(model: str) -> Callable[..., BaseEstimator]:
+    """``factory(task, *, sparse, random_state, n_jobs, **params) -> estimator`` of a kind."""
+    if model not in _FACTORIES:
+        raise ValueError(f"Unknown model kind {model!r}; known: {sorted(_FACTORIES)}.")
+    return _FACTORIES[model]
+
+
+def model_available(model: str, *, sparse: bool, non_negative: bool = True) -> bool:
+    """Whether a model kind can run here: its library installed, and the input it takes."""
+    library = _LIBRARIES.get(model)
+    if library is not None and not boosting_available(library):
+        return False
+    if sparse and SPARSE_SUPPORT[model] is None:
+        return False
+    return not (model == "naive_bayes" and sparse and not non_negative)
+
+
+# Cheapest first, as measured on digits (10 classes, one thread): extra trees 3.2 s a fit,
+# XGBoost 3.3, LightGBM 5.2, histogram GB 8.0, CatBoost about 45 (so it comes last). The
+# boosting libraries use moderate learning rates with a few hundred rounds.
+_CLASSIFICATION = [
+    Config("linear", "linear", {}),
+    Config("naive_bayes", "naive_bayes", {}),
+    Config("knn", "knn", {}),
+    Config("extra_trees", "extra_trees", {}),
+    Config("lightgbm", "lightgbm", {}),
+    Config("hist_gb", "hist_gb", {}),
+    Config("xgboost", "xgboost", {}),
+    Config("random_forest", "random_forest", {}),
+    Config("mlp", "mlp", {}),
+    Config("linear_C10", "linear", {"C": 10.0}),
+    Config("moe", "moe", {"n_experts": 4, "top_k": 2, "max_epochs": 40, "lr": 3e-3,
+                        "dropout": 0.1}),
+    Config("extra_trees_leaf3", "extra_trees", {"min_samples_leaf": 3, "max_features": 0.5}),
+    Config("catboost", "catboost", {}),
+    Config("lightgbm_slow", "lightgbm", {"learning_rate": 0.02, "n_estimators": 600,
+                                         "num_leaves": 15}),
+]
+_REGRESSION = [
+    Config("linear", "linear", {}),
+    Config("knn", "knn", {}),
+    Config("hist_gb", "hist_gb", {"learning_rate": 0.05}),
+    Config("lightgbm", "lightgbm", {}),
+    Config("extra_trees", "extra_trees", {}),
+    Config("random_forest", "random_forest", {}),
+    Config("xgboost", "xgboost", {"learning_rate": 0.05, "max_depth": 4}),
+    Config("mlp", "mlp", {}),
+    Config("catboost", "catboost", {}),
+    Config("moe", "moe", {"n_experts": 4, "top_k": 2, "max_epochs": 40, "lr": 3e-3,
+                        "dropout": 0.1}),
+    Config("extra_trees_leaf5", "extra_trees", {"min_samples_leaf": 5, "max_features": 0.5}),
+]
+
+
+def default_portfolio(task: str, *, sparse: bool, non_negative: bool, random_state=None,
+                      n_jobs: int | None = None) -> list[tuple[str, BaseEstimator]]:
+    """The ordered ``(name, estimator)`` list an AutoML search fits first.
+
+    Parameters
+    ----------
+    task : {'classification', 'regression'}
+    sparse : bool
+        Whether the input is a sparse matrix: entries that cannot take it are left out.
+    non_negative : bool
+        Whether every value is >= 0 (naive Bayes on counts needs it on sparse input).
+    random_state : int or None
+        Seed of every entry.
+    n_jobs : int or None
+        Threads of the entries that take them (forests, k-NN, boosting libraries).
+    """
+    configs = _CLASSIFICATION if task == "classification" else _REGRESSION
+    out = []
+    for config in configs:
+        if not model_available(config.model, sparse=sparse, non_negative=non_negative):
+            continue
+        make = model_factory(config.model)
+        out.append((config.name, make(task, sparse=sparse, random_state=random_state,
+                                      n_jobs=n_jobs, **config.params)))
+    return out

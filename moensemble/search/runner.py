@@ -1,0 +1,403 @@
+"""The AutoML's search loop: the portfolio, then Optuna's sampler, within one time budget.
+
+Every trial is a :class:`TrialRecord`: a single model (portfolio entry or sampled), a level-2
+combiner over the best trials' out-of-fold predictions, or a router; each is fitted on the
+same outer folds by :func:`~moensemble.search.trials.bag_on_folds`. Budget: a trial starts
+only when its expected time (its family's past folds, else a fit timed on a subsample) fits
+in what is left; networks stop at the deadline on their own.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from threadpoolctl import threadpool_limits
+
+from moensemble.folds import TrialOutOfTime, with_callbacks
+from moensemble.search import bagging as _bagging
+from moensemble.search.bagging import Bag, NonFinitePredictions, bag_on_folds
+from moensemble.search.families import Family, SearchContext
+from moensemble.search.selection import Member, prediction_loss, stack_features
+from moensemble.search.storage import heartbeat, recover_trials, tag_worker
+from moensemble.search.trials import count_params, is_space_change, space_changed_error
+
+__all__ = ["Runner", "TrialRecord", "leaderboard", "members_of"]
+
+#: Out-of-fold predictions kept in RAM (float32) before the worst trials' are dropped.
+MAX_OOF_BYTES = 1 << 30
+#: A large-data trial with no history is timed on a subsample only with this share left.
+MIN_SHARE_TO_TIME = 0.1
+#: A network (stoppable) trial starts only with this share of the budget left.
+MIN_SHARE_FOR_NETWORKS = 0.05
+
+
+@dataclass
+class TrialRecord:
+    """One trial of an AutoML search (a row of ``leaderboard_``)."""
+
+    number: int
+    name: str
+    family: str
+    phase: str  # 'portfolio' | 'search'
+    params: dict = field(default_factory=dict)
+    estimator: BaseEstimator | None = field(default=None, repr=False)
+    state: str = "WAITING"  # COMPLETE | FAIL | PRUNED
+    bag: Bag | None = field(default=None, repr=False)
+    partial: Bag | None = field(default=None, repr=False)  # folds done when out of time
+    inputs: tuple[str, ...] = ()
+    passthrough: bool = False
+    note: str = ""
+    trial_time: float = np.nan
+    loss: float = np.nan
+    costs: dict = field(default_factory=dict)
+
+    @property
+    def level(self) -> int:
+        return 2 if self.inputs else 1
+
+    @property
+    def score(self) -> float:
+        return self.bag.score if self.bag is not None else np.nan
+
+
+class Runner:
+    """Runs the trials of one ``fit``; the AutoML estimator reads ``records`` after it."""
+
+    def __init__(self, *, X, y, target, folds, classes, n_columns, scorer, context: SearchContext,
+                 deadline: float, budget: float, error_score, max_trials, study=None,
+                 families: dict[str, Family] | None = None, objectives=("score",)) -> None:
+        self.X, self.y, self.target, self.folds = X, y, target, folds
+        self.classes, self.n_columns, self.scorer = classes, n_columns, scorer
+        self.context, self.deadline, self.budget = context, deadline, budget
+        self.error_score, self.max_trials = error_score, max_trials
+        self.study, self.families, self.objectives = study, families or {}, list(objectives)
+        self.records: list[TrialRecord] = []
+        self.fold_seconds: dict[str, list[float]] = {}  # per family / entry: seconds a fold
+        self.last_error: Exception | None = None
+        self.n_run = 0
+        self.task = context.task
+        # BLAS / OpenMP threads of a fit: all cores on a shared machine made histogram
+        # boosting ten times slower than one (n_jobs=-1: no limit).
+        n_jobs = context.n_jobs
+        self.threads = None if n_jobs is not None and n_jobs < 0 else (n_jobs or 1)
+
+    def limits(self):
+        """Context manager that holds the fits' BLAS / OpenMP threads to ``n_jobs``."""
+        return threadpool_limits(limits=self.threads)
+
+    # ------------------------------------------------------------------ budget
+    def remaining(self) -> float:
+        return self.deadline - _bagging.clock()
+
+    def _can_run_more(self) -> bool:
+        return self.max_trials is None or self.n_run < self.max_trials
+
+    def _fold_estimate(self, key: str, estimator, features, level: int = 1) -> float:
+        """Seconds a fold should take: this entry's or family's past folds; else a fit timed
+        on a subsample (large data); else the median fold of the trials so far."""
+        if self.fold_seconds.get(key):
+            return float(np.median(self.fold_seconds[key]))
+        if level == 2:  # a combiner over a few prediction columns: cheap
+            return 0.0
+        train, test = self.folds[0]
+        if len(train) >= _bagging.ESTIMATE_FROM_ROWS and \
+                self.remaining() < MIN_SHARE_TO_TIME * self.budget:
+            return np.inf  # timing it on a subsample could itself outlast what is left
+        with self.limits():
+            estimate = _bagging.estimate_fold_seconds(
+                estimator, features, self.y, train, test, classes=self.classes,
+                random_state=self.context.random_state)
+        if estimate > 0.0:  # later trials of the same entry or family start from it
+            self.fold_seconds.setdefault(key, []).append(estimate)
+        if estimate == 0.0:
+            known = [np.median(v) for v in self.fold_seconds.values() if v]
+            estimate = float(np.median(known)) if known else 0.0
+        return estimate
+
+    def _plan(self, key: str, estimator, features, level: int = 1) -> tuple[str | None, float]:
+        """Why the trial would not fit in the time left (None: run it), and a fold's estimate."""
+        remaining = self.remaining()
+        if _bagging.stoppable(estimator):  # stops at the deadline: needs only a useful share
+            if remaining < MIN_SHARE_FOR_NETWORKS * self.budget:
+                return f"not run: not enough time left ({max(remaining, 0.0):.1f} s)", 0.0
+            return None, 0.0
+        estimate = self._fold_estimate(key, estimator, features, level)
+        expected = estimate * len(self.folds)
+        if not np.isfinite(expected):
+            return "not run: too little time left to time it on a subsample", estimate
+        if expected > self.remaining():
+            return (f"skipped: needs about {expected:.1f} s for {len(self.folds)} folds, "
+                    f"{max(self.remaining(), 0.0):.1f} s left"), estimate
+        return None, estimate
+
+    # ------------------------------------------------------------------ one trial
+    def _execute(self, record: TrialRecord, estimator, features, fold_estimate,
+                 on_fold=None) -> None:
+        tic = _bagging.clock()
+        record.estimator = estimator
+        self.n_run += 1
+        try:
+            with self.limits():
+                bag = bag_on_folds(estimator, features, self.y, self.folds,
+                                   classes=self.classes, scorer=self.scorer,
+                                   deadline=self.deadline, fold_estimate=fold_estimate,
+                                   n_columns=self.n_columns, on_fold=on_fold)
+        except optuna.TrialPruned as exc:
+            record.state, record.note = "PRUNED", f"pruned: {exc}"
+        except TrialOutOfTime as exc:
+            record.state, record.note = "PRUNED", f"out of time: {exc}"
+            record.partial = getattr(exc, "bag", None)
+        except NonFinitePredictions as exc:
+            record.state = "FAIL"
+            record.note = f"dropped, never blended: {exc}"
+        except Exception as exc:
+            if self.error_score == "raise":
+                raise
+            record.state, record.note = "FAIL", f"failed: {type(exc).__name__}: {exc}"
+            self.last_error = exc
+        else:
+            record.state, record.bag = "COMPLETE", bag
+            record.loss = prediction_loss(bag.oof.astype(np.float64), self.target, self.task)
+            self._drop_over_cap()
+        done = record.bag or record.partial
+        if done is not None and done.fit_times:
+            self.fold_seconds.setdefault(self._key(record), []).append(done.fold_seconds)
+        record.trial_time = _bagging.clock() - tic
+
+    def _key(self, record: TrialRecord) -> str:
+        return record.name if record.phase == "portfolio" else record.family
+
+    def _drop_over_cap(self) -> None:
+        """Bound the RAM of the pool: the worst trials' OOF and bags go first."""
+        pool = [r for r in self.records if r.bag is not None]
+        total = sum(r.bag.oof.nbytes for r in pool)
+        for r in sorted(pool, key=lambda r: r.score):
+            if total <= MAX_OOF_BYTES:
+                break
+            total -= r.bag.oof.nbytes
+            r.bag, r.note = None, "dropped from the pool: out-of-fold memory cap"
+            r.state = "PRUNED"
+
+    def _skip(self, record: TrialRecord, note: str) -> None:
+        record.state, record.note, record.trial_time = "PRUNED", note, 0.0
+
+    # ------------------------------------------------------------------ portfolio
+    def run_portfolio(self, entries: list[tuple[str, BaseEstimator]], keep: float = 0.0) -> None:
+        """Fit each ``(name, estimator)`` on the outer folds, in order, while time is left.
+
+        ``keep`` seconds of the budget stay for the search (its first, level-2 trials).
+        """
+        deadline = self.deadline
+        self.deadline -= keep
+        try:
+            self._run_portfolio(entries)
+        finally:
+            self.deadline = deadline
+
+    def _run_portfolio(self, entries: list[tuple[str, BaseEstimator]]) -> None:
+        for name, estimator in entries:
+            record = TrialRecord(len(self.records), name, name, "portfolio")
+            self.records.append(record)
+            if not self._can_run_more():
+                self._skip(record, "not run: max_trials reached")
+                continue
+            if self.remaining() <= 0:
+                self._skip(record, "not run: no time left")
+                continue
+            why, estimate = self._plan(name, estimator, self.X)
+            if why is not None:
+                record.estimator = estimator
+                self._skip(record, why)
+                continue
+            self._execute(record, clone(estimator), self.X, fold_estimate=estimate)
+
+    # ------------------------------------------------------------------ refit_full
+    def refit_members(self, members: dict[str, Member], X) -> None:
+        """Refit members on all rows, level 1 first, while the budget lasts; else keep bags.
+
+        A level-2 member is refit on its inputs' out-of-fold predictions, as it was fitted.
+        """
+        by_name = {r.name: r for r in self.records}
+        for name in sorted(members, key=lambda n: by_name[n].level):
+            r, member = by_name[name], members[name]
+            n_folds = len(self.folds)
+            expected = 1.3 * float(np.mean(r.bag.fit_times)) * n_folds / max(n_folds - 1, 1)
+            if _bagging.clock() + expected > self.deadline:
+                r.note = (r.note + "; " if r.note else "") + "bag kept: no time to refit"
+                continue
+            model = clone(r.estimator)
+            if _bagging.stoppable(model):
+                with_callbacks(model, [_bagging.StopAtClock(self.deadline)])
+            features = X
+            if r.inputs:
+                parts = [by_name[n].bag.oof.astype(np.float64) for n in r.inputs]
+                features = stack_features(parts, X, r.passthrough)
+            with self.limits():
+                model.fit(features, self.y)
+            if _bagging.stoppable(model):
+                _bagging.without_clock(model)
+            member.models = [model]
+            r.note = (r.note + "; " if r.note else "") + "refit on all rows"
+
+    # ------------------------------------------------------------------ Optuna phase
+    def level1_pool(self) -> list[TrialRecord]:
+        pool = [r for r in self.records if r.bag is not None and r.level == 1]
+        return sorted(pool, key=lambda r: -r.score)
+
+    def _features(self, trial, family: Family, prefix: str):
+        """Level 2: the top trials' OOF side by side (and X when passthrough)."""
+        if family.level == 1:
+            return self.X, (), False
+        pool = self.level1_pool()
+        top_n = trial.suggest_int(f"{prefix}top_n", 2, 12)
+        passthrough = False
+        if family.passthrough:
+            passthrough = trial.suggest_categorical(f"{prefix}passthrough", [False, True])
+            passthrough = passthrough and not self.context.sparse \
+                and self.context.n_features <= 500
+        inputs = pool[:top_n]
+        if len(inputs) < 2:
+            raise optuna.TrialPruned("needs 2 finished level-1 trials")
+        parts = [r.bag.oof.astype(np.float64) for r in inputs]
+        return stack_features(parts, self.X, passthrough), tuple(r.name for r in inputs), \
+            passthrough
+
+    def _build(self, trial, family: Family):
+        prefix = f"{family.name}__"
+        features, inputs, passthrough = self._features(trial, family, prefix)
+        context = replace(self.context, level2=family.level == 2)
+        proposal = family.space(trial, context, prefix)
+        estimator = proposal if isinstance(proposal, BaseEstimator) else \
+            family.make(context).set_params(**proposal)
+        return estimator, features, inputs, passthrough
+
+    def _ask(self) -> optuna.Trial:
+        recover_trials(self.study)  # databases: stale heartbeats; journals: dead processes
+        with warnings.catch_warnings():  # this loop sends the heartbeats itself
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study.ask()
+        tag_worker(trial)
+        return trial
+
+    def run_search(self, bar=None) -> None:
+        """Optuna's sampler over the families' spaces until the time or ``max_trials`` ends."""
+        names = list(self.families)
+        skipped = 0
+        while self._can_run_more() and self.remaining() > 0 and skipped < 20:
+            trial = self._ask()
+            try:
+                with heartbeat(self.study, trial):
+                    family = self.families[trial.suggest_categorical("family", names)]
+                    state, values = self._search_trial(trial, family)
+            except BaseException:  # Ctrl-C, error_score='raise': never leave it RUNNING
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            skipped = skipped + 1 if state == "SKIPPED" else 0
+            if state == "COMPLETE":
+                self.study.tell(trial, values)
+            else:
+                self.study.tell(trial, state=getattr(optuna.trial.TrialState,
+                                                     "PRUNED" if state == "SKIPPED" else state))
+            if bar is not None:
+                bar.set_postfix(trials=self.n_run)
+
+    def _search_trial(self, trial, family: Family):
+        record = TrialRecord(len(self.records), f"{family.name}_{trial.number}", family.name,
+                             "search")
+        self.records.append(record)
+        try:
+            estimator, features, inputs, passthrough = self._build(trial, family)
+        except optuna.TrialPruned as exc:
+            self._skip(record, f"skipped: {exc}")
+            return "SKIPPED", None
+        except Exception as exc:
+            if is_space_change(exc):  # a resumed study and a changed Family space
+                raise space_changed_error(self.study, f"space of family {family.name!r}") \
+                    from exc
+            if self.error_score == "raise":
+                raise
+            self.n_run += 1
+            record.state, record.note = "FAIL", f"failed: {type(exc).__name__}: {exc}"
+            self.last_error = exc
+            return "FAIL", None
+        prefix = f"{family.name}__"
+        record.params = {k.removeprefix(prefix): v for k, v in trial.params.items()
+                         if k != "family"}
+        record.inputs, record.passthrough = inputs, passthrough
+        why, estimate = self._plan(family.name, estimator, features, family.level)
+        if why is not None:
+            record.estimator = estimator
+            self._skip(record, why)
+            return "SKIPPED", None
+        single = len(self.objectives) == 1
+
+        def on_fold(k, bag):  # the pruner reads the running mean score
+            if single and k < len(self.folds) - 1:
+                trial.report(float(np.mean(bag.fold_scores)), k)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"after fold {k}")
+
+        self._execute(record, estimator, features,
+                      fold_estimate=estimate, on_fold=on_fold)
+        trial.set_user_attr("name", record.name)
+        if record.state != "COMPLETE":
+            trial.set_user_attr("note", record.note)
+            return record.state, None
+        trial.set_user_attr("fold_scores", record.bag.fold_scores)
+        values = [record.score] + [self._cost(record, c, features) for c in self.objectives[1:]]
+        return "COMPLETE", values[0] if single else values
+
+    def _cost(self, record: TrialRecord, cost: str, features) -> float:
+        bag = record.bag
+        if cost == "n_params":
+            value = float(count_params(bag.models[0]))
+        else:  # latency: seconds per row of the first fold's predict
+            value = bag.predict_times[0] / max(len(self.folds[0][1]), 1)
+        record.costs[cost] = value
+        return value
+
+
+def members_of(chosen: dict[str, float], by_name: dict[str, TrialRecord]) -> dict[str, Member]:
+    """The selected trials as parts of the final model and, for level-2 ones, their inputs."""
+    members: dict[str, Member] = {}
+    todo = list(chosen)
+    while todo:
+        name = todo.pop()
+        if name in members:
+            continue
+        r = by_name[name]
+        members[name] = Member(name, list(r.bag.models), r.inputs, r.passthrough)
+        todo.extend(r.inputs)
+    return members
+
+
+def leaderboard(records: list[TrialRecord], weights: dict[str, float], ensemble_row: dict,
+                objectives) -> pd.DataFrame:
+    """One row per trial and one for the final ensemble (its weight on each trial)."""
+    rows = []
+    for r in records:
+        scores = r.bag.fold_scores if r.bag is not None else []
+        row = {
+            "trial": r.number, "name": r.name, "family": r.family, "phase": r.phase,
+            "level": r.level, "state": r.state, "score": r.score,
+            "score_std": float(np.std(scores)) if scores else np.nan, "loss": r.loss,
+            "fit_time": float(np.sum(r.bag.fit_times)) if r.bag is not None else np.nan,
+            "predict_time": float(np.sum(r.bag.predict_times)) if r.bag is not None
+            else np.nan,
+            "trial_time": r.trial_time, "weight": weights.get(r.name, 0.0),
+        }
+        for cost in objectives[1:]:
+            row[cost] = r.costs.get(cost, np.nan)
+        row["params"] = dict(r.params)
+        row["inputs"] = list(r.inputs)
+        row["note"] = r.note
+        rows.append(row)
+    rows.append({"trial": -1, **ensemble_row})
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("score", ascending=False, na_position="last", ignore_index=True)
+

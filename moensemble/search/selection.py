@@ -1,0 +1,281 @@
+"""Greedy ensemble selection over the trials' out-of-fold predictions, and the final model.
+
+Caruana et al. (2004), "Ensemble selection from libraries of models": start from the empty
+ensemble and add, with replacement, the trial whose out-of-fold predictions most lower the
+loss of the running average; the weights are the pick counts. The AutoML runs it over every
+finished trial of its search, whatever the family. :class:`TrialEnsemble` is the result:
+each selected trial predicts with its bag of fold models (or one model refit on all rows),
+and level-2 trials (stacking, weighted) read their input trials' predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from moensemble.ensemble._oof import predict_aligned
+from moensemble.ensemble.weighted import greedy_weights
+
+__all__ = [
+    "CaruanaClassifier",
+    "CaruanaRegressor",
+    "Member",
+    "TrialEnsemble",
+    "ensemble_selection",
+    "prediction_loss",
+    "score_predictions",
+]
+
+_EPS = 1e-7
+
+
+def prediction_loss(pred: np.ndarray, target: np.ndarray, task: str) -> float:
+    """Log loss of probabilities (``target``: class codes) or mean squared error."""
+    if task == "classification":
+        rows = pred[np.arange(len(target)), target]
+        return float(-np.mean(np.log(np.clip(rows, _EPS, 1.0))))
+    target = target.reshape(len(pred), -1)
+    return float(np.mean((pred - target) ** 2))
+
+
+def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, task: str,
+                       n_iter: int = 25) -> np.ndarray:
+    """Weights of greedy ensemble selection with replacement over aligned predictions.
+
+    Parameters
+    ----------
+    predictions : sequence of ndarray of shape (n_samples, n_columns)
+        Out-of-fold predictions of each trial: class probabilities (classification, columns
+        in the order of the classes) or predictions (regression).
+    target : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Class codes (0 .. n_classes - 1) or regression targets.
+    task : {'classification', 'regression'}
+        Log loss or squared error is minimised.
+    n_iter : int, default=25
+        Picks; the best prefix is kept, so the ensemble is never worse (on these rows)
+        than the best single trial.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_trials,), summing to one
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from moensemble.search.selection import ensemble_selection
+    >>> target = np.array([0, 1, 1, 0])
+    >>> good = np.eye(2)[target] * 0.8 + 0.1
+    >>> flat = np.full((4, 2), 0.5)
+    >>> ensemble_selection([flat, good], target, "classification")
+    array([0., 1.])
+    """
+    if not len(predictions):
+        raise ValueError("Ensemble selection needs at least one trial's predictions.")
+    preds = np.stack([np.asarray(p, dtype=np.float64) for p in predictions])
+    return greedy_weights(preds, lambda p: prediction_loss(p, target, task), n_iter)
+
+
+# --------------------------------------------------------------------------- scoring OOF
+class _Stored(BaseEstimator):
+    """Serves stored predictions to a scikit-learn scorer (scorers take an estimator)."""
+
+    def __init__(self, pred=None, classes=None):
+        self.pred = pred
+        self.classes = classes
+
+
+class _StoredClassifier(ClassifierMixin, _Stored):
+    @property
+    def classes_(self):
+        return self.classes
+
+    def predict(self, X):
+        return self.classes[np.argmax(self.pred, axis=1)]
+
+    def predict_proba(self, X):
+        return self.pred
+
+
+class _StoredRegressor(RegressorMixin, _Stored):
+    def predict(self, X):
+        return self.pred[:, 0] if self.pred.shape[1] == 1 else self.pred
+
+
+def score_predictions(scorer, pred: np.ndarray, y: np.ndarray, classes=None) -> float:
+    """``scorer`` applied to stored predictions (probabilities when ``classes`` is given)."""
+    stored = _StoredRegressor(pred) if classes is None else _StoredClassifier(pred, classes)
+    return float(scorer(stored, np.zeros((len(y), 1)), y))
+
+
+# --------------------------------------------------------------------------- level-2 blender
+class _BaseCaruana(BaseEstimator):
+    """Greedy selection as an estimator over horizontally stacked prediction blocks."""
+
+    _parameter_constraints: dict = {"n_iter": [Interval(Integral, 1, None, closed="left")]}
+
+    def __init__(self, n_iter: int = 25):
+        self.n_iter = n_iter
+
+    def _blocks(self, X, width: int) -> np.ndarray:
+        X = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
+        if X.shape[1] % width:
+            raise ValueError(
+                f"X must hold blocks of {width} prediction columns; got {X.shape[1]} columns."
+            )
+        return X.reshape(len(X), -1, width).transpose(1, 0, 2)  # (n_blocks, n, width)
+
+    def _blend(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return np.tensordot(self.weights_, self._blocks(X, self.width_), axes=1)
+
+
+class CaruanaClassifier(ClassifierMixin, _BaseCaruana):
+    """Greedy ensemble selection over class-probability blocks (the ``weighted`` family).
+
+    ``X`` holds one block of ``n_classes`` probability columns per trial, side by side.
+
+    Parameters
+    ----------
+    n_iter : int, default=25
+        Picks of greedy selection with replacement.
+    """
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        self.width_ = len(self.classes_)
+        self.weights_ = ensemble_selection(list(self._blocks(X, self.width_)), codes,
+                                           "classification", self.n_iter)
+        return self
+
+    def predict_proba(self, X):
+        return self._blend(X)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class CaruanaRegressor(RegressorMixin, _BaseCaruana):
+    """Greedy ensemble selection over prediction blocks of ``n_outputs`` columns each."""
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
+        target = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        self.width_ = target.shape[1]
+        self._single = np.ndim(y) == 1
+        self.weights_ = ensemble_selection(list(self._blocks(X, self.width_)), target,
+                                           "regression", self.n_iter)
+        return self
+
+    def predict(self, X):
+        out = self._blend(X)
+        return out[:, 0] if self._single else out
+
+
+# --------------------------------------------------------------------------- the final model
+@dataclass
+class Member:
+    """One trial as a part of the final model.
+
+    Attributes
+    ----------
+    name : str
+        The trial's name on the leaderboard.
+    models : list of estimator
+        Its fitted fold models (a bag, predictions averaged) or one model refit on all rows.
+    inputs : tuple of str
+        Level-2 trials: names of the trials whose predictions are its features.
+    passthrough : bool
+        Level-2 trials: the original features follow the input predictions.
+    """
+
+    name: str
+    models: list = field(repr=False)
+    inputs: tuple[str, ...] = ()
+    passthrough: bool = False
+
+
+def stack_features(parts: list[np.ndarray], X: Any, passthrough: bool):
+    """Input trials' predictions side by side, then ``X`` when ``passthrough``."""
+    Z = np.hstack(parts)
+    if not passthrough:
+        return Z
+    return sp.hstack([sp.csr_matrix(Z), X], format="csr") if sp.issparse(X) else \
+        np.hstack([Z, np.asarray(X, dtype=np.float64)])
+
+
+class TrialEnsemble:
+    """Weighted average of trials' predictions: the AutoML's final model.
+
+    Parameters
+    ----------
+    members : dict of str to Member
+        Every trial the weighted ones need (level-2 inputs included).
+    weights : dict of str to float
+        Weight of each selected trial; they sum to one.
+    classes : ndarray or None
+        Class labels (classification), the order of the probability columns.
+    single_output : bool
+        Regression: return 1-d predictions.
+    """
+
+    def __init__(self, members: dict[str, Member], weights: dict[str, float],
+                 classes: np.ndarray | None, single_output: bool = True) -> None:
+        self.members = members
+        self.weights = weights
+        self.classes = classes
+        self.single_output = single_output
+
+    def trial_predictions(self, X, name: str, _memo: dict | None = None) -> np.ndarray:
+        """Aligned predictions of one trial (its bag's average) on ``X``."""
+        memo = {} if _memo is None else _memo
+        if name in memo:
+            return memo[name]
+        member = self.members[name]
+        features = X
+        if member.inputs:
+            parts = [self.trial_predictions(X, n, memo) for n in member.inputs]
+            features = stack_features(parts, X, member.passthrough)
+        method = "predict_proba" if self.classes is not None else "predict"
+        preds = [predict_aligned(m, features, _method(m, method), self.classes)
+                 for m in member.models]
+        memo[name] = np.mean(preds, axis=0)
+        return memo[name]
+
+    def _average(self, X) -> np.ndarray:
+        memo: dict = {}
+        total = None
+        for name, weight in self.weights.items():
+            part = weight * self.trial_predictions(X, name, memo)
+            total = part if total is None else total + part
+        return total
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self._average(X)
+
+    def predict(self, X) -> np.ndarray:
+        out = self._average(X)
+        if self.classes is not None:
+            return self.classes[np.argmax(out, axis=1)]
+        return out[:, 0] if self.single_output and out.shape[1] == 1 else out
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{n}: {w:.2f}" for n, w in self.weights.items())
+        return f"TrialEnsemble({{{parts}}})"
+
+
+def _method(model, preferred: str) -> str:
+    return preferred if hasattr(model, preferred) else "predict"
