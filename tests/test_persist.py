@@ -560,3 +560,16 @@ def test_model_saved_with_a_gpu_device_loads_on_a_cpu_only_machine(tmp_path, moe
         loaded = load(path)
     assert loaded.device == "cpu"
     np.testing.assert_array_equal(loaded.predict_proba(X), moe.predict_proba(X))
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost", "catboost"])
+def test_the_boost_extras_models_round_trip(tmp_path, classification, library):
+    """The AutoML's portfolio trains these; save/load must take them without `trusted=`."""
+    module = pytest.importorskip(library)
+    X, y = classification
+    model = {"lightgbm": lambda: module.LGBMClassifier(n_estimators=5, verbose=-1),
+             "xgboost": lambda: module.XGBClassifier(n_estimators=5),
+             "catboost": lambda: module.CatBoostClassifier(iterations=5, verbose=0)}[library]()
+    model.fit(X, y)
+    loaded = load(save(model, tmp_path / f"{library}.moe"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

@@ -90,6 +90,11 @@ VETTED_TYPES = (
             "LeaveOneGroupOut", "LeavePGroupsOut", "PredefinedSplit", "_CVIterableWrapper",
         )
     ),
+    # The `boost` extra's models, which the AutoML's portfolio trains: their state is the
+    # library's own model text/bytes, parsed by the library (no pickle, no code).
+    "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor",
+    "xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor",
+    "catboost.core.CatBoostClassifier", "catboost.core.CatBoostRegressor",
     # skops stores sparse matrices as .npz members, read without pickle.
     "scipy.sparse._csr.csr_matrix",
     "scipy.sparse._csc.csc_matrix",

@@ -187,8 +187,8 @@ class CaruanaRegressor(RegressorMixin, _BaseCaruana):
 
 # --------------------------------------------------------------------------- the final model
 @dataclass
-class Member:
-    """One trial as a part of the final model.
+class Member(BaseEstimator):
+    """One trial as a part of the final model (a BaseEstimator so that ``save`` trusts it).
 
     Attributes
     ----------
@@ -217,8 +217,11 @@ def stack_features(parts: list[np.ndarray], X: Any, passthrough: bool):
         np.hstack([Z, np.asarray(X, dtype=np.float64)])
 
 
-class TrialEnsemble:
+class TrialEnsemble(BaseEstimator):
     """Weighted average of trials' predictions: the AutoML's final model.
+
+    A fitted model, not one to clone and refit: it is a ``BaseEstimator`` so that
+    :func:`moensemble.save` writes it and :func:`moensemble.load` trusts it.
 
     Parameters
     ----------
