@@ -450,3 +450,26 @@ def test_docstring_examples_run():
     for module in (auto, selection):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
+
+
+def test_a_raw_table_goes_through_the_table_encoder():
+    """A DataFrame with gaps, string categories, a date and text needs no preprocessing."""
+    from sklearn.model_selection import train_test_split
+
+    from moensemble.datasets import make_mixed_table
+
+    frame, y = make_mixed_table(n_samples=300, random_state=0)
+    train, test, y_train, y_test = train_test_split(frame, y, test_size=0.3, random_state=0,
+                                                    stratify=y)
+    auto = AutoClassifier(families=("linear",), max_trials=1, cv=2, progress_bar=False,
+                          random_state=0).fit(train, y_train)
+    assert auto.table_encoder_ is not None
+    assert auto.n_features_in_ == frame.shape[1]
+    assert list(auto.feature_names_in_) == list(frame.columns)
+    baseline = max(np.mean(y_test == c) for c in np.unique(y_train))
+    assert auto.score(test, y_test) > baseline + 0.05
+    with pytest.raises(ValueError, match=frame.columns[0]):
+        auto.predict(test.drop(columns=frame.columns[0]))
+    with pytest.raises(ValueError, match="missing value"):
+        AutoClassifier(max_trials=1, cv=2, progress_bar=False).fit(
+            train, y_train.where(np.arange(len(y_train)) != 3))

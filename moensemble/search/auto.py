@@ -71,6 +71,24 @@ RESERVE_REFIT = 0.2
 PORTFOLIO_KEEP = 0.05
 
 
+def _needs_encoding(X) -> bool:
+    """A DataFrame with a non-numeric column or a missing value (a raw table)."""
+    if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
+        return False
+    numeric = all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+                  for t in X.dtypes)
+    return not numeric or bool(X.isna().to_numpy().any())
+
+
+def _target_without_gaps(y):
+    missing = pd.isna(pd.DataFrame(np.asarray(y, dtype=object))).to_numpy().any(axis=1)
+    if missing.any():
+        rows = np.flatnonzero(missing)[:5].tolist()
+        raise ValueError(f"y has {int(missing.sum())} missing value(s) (first rows: {rows}); "
+                         "drop those rows or fill the target before fit.")
+    return y
+
+
 class _BaseAuto(BaseEstimator):
     _parameter_constraints: dict = {
         "time_budget": [Interval(Real, 0, None, closed="neither")],
@@ -283,6 +301,14 @@ class _BaseAuto(BaseEstimator):
         return {name: families[name] for name in stored}  # the stored order
 
     def _validate_input(self, X, y):
+        frame = X if _needs_encoding(X) else None
+        self.table_encoder_ = None
+        if frame is not None:  # a raw table: every column encoded by its kind
+            from moensemble.features import TableEncoder
+
+            y = _target_without_gaps(y)
+            self.table_encoder_ = TableEncoder(random_state=self.random_state).fit(frame, y)
+            X = self.table_encoder_.transform(frame)
         X, y = validate_data(
             self, X, y, accept_sparse=["csr", "csc"], multi_output=self._task == "regression",
             y_numeric=self._task == "regression",
@@ -295,7 +321,17 @@ class _BaseAuto(BaseEstimator):
                     f"{type(self).__name__} needs at least 2 classes in y; got only one class: "
                     f"{self.classes_[0]!r}."
                 )
+        if frame is not None:  # the input features are the table's columns
+            self.n_features_in_ = frame.shape[1]
+            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         return X, y
+
+    def _transform(self, X):
+        """``X`` as the trials saw it: through the table encoder when fit took a raw table."""
+        check_is_fitted(self, "best_estimator_")
+        if getattr(self, "table_encoder_", None) is not None:
+            return self.table_encoder_.transform(X)  # its errors name the column at fault
+        return validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
 
     def _folds(self, X, y, seed):
         if isinstance(self.cv, Integral):
@@ -431,8 +467,7 @@ class _BaseAuto(BaseEstimator):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        check_is_fitted(self, "best_estimator_")
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        X = self._transform(X)
         return self.best_estimator_.predict(X)
 
     def __sklearn_tags__(self):
@@ -563,8 +598,7 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        check_is_fitted(self, "best_estimator_")
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        X = self._transform(X)
         return self.best_estimator_.predict_proba(X)
 
 
