@@ -266,19 +266,61 @@ def test_sparse_pipeline_and_grid_search():
     assert set(grid.best_params_) == {"n_experts", "top_k"}
 
 
-def test_sparse_rows_are_densified_one_batch_at_a_time(monkeypatch):
+def test_sparse_input_is_never_densified(monkeypatch):
     X = sp.random(500, 20_000, density=1e-3, format="csr", random_state=0)
     y = np.arange(500) % 2
-    seen = []
-    real = sp.csr_matrix.toarray
+    densified, seen = [], []
+    real_toarray, real_to_dense = sp.csr_matrix.toarray, torch.Tensor.to_dense
+    monkeypatch.setattr(sp.csr_matrix, "toarray",
+                        lambda self, *a, **k: densified.append(self.shape) or
+                        real_toarray(self, *a, **k))
+    monkeypatch.setattr(torch.Tensor, "to_dense",
+                        lambda self, *a, **k: densified.append(self.shape) or
+                        real_to_dense(self, *a, **k))
 
-    def spy(self, *a, **k):
-        seen.append(self.shape[0])
-        return real(self, *a, **k)
+    class Spy(Callback):
+        def on_batch_begin(self, net, batch=None, **kwargs):
+            seen.append(batch[0].layout)
 
-    monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
-    MoEClassifier(n_experts=2, max_epochs=1, batch_size=64, expert_hidden=(4,)).fit(X, y)
-    assert seen and max(seen) <= 64
+    clf = MoEClassifier(n_experts=2, max_epochs=1, batch_size=64, expert_hidden=(4,),
+                        shared_expert=True, callbacks=[Spy()], random_state=0).fit(X, y)
+    clf.predict_proba(X[:10])
+    assert densified == []
+    assert seen and set(seen) == {torch.sparse_csr}
+
+
+def _densified_batches(monkeypatch):
+    from functools import partial
+
+    import moensemble.moe._base as base
+    from moensemble.moe.net import RowDataset
+
+    monkeypatch.setattr(base, "RowDataset", partial(RowDataset, densify=True))
+
+
+@pytest.mark.parametrize("params", [
+    dict(),
+    dict(router="switch", shared_expert=True, gating="elementwise", expert_hidden=()),
+    dict(router="expert_choice", expert_hidden=(8, 6)),
+    dict(router="softmax"),
+    dict(experts=["linear", (8,), nn.Linear(300, 3)], top_k=2),
+])
+def test_sparse_path_trains_and_predicts_as_the_densified_path(monkeypatch, params):
+    X = sp.random(240, 300, density=0.03, format="csr", random_state=0)
+    y = np.asarray(X[:, :100].sum(1)).ravel().argsort().argsort() * 3 // 240
+    common = dict(n_experts=3, top_k=1, expert_hidden=(8,), max_epochs=4, lr=1e-2,
+                  batch_size=32, random_state=0)
+    sparse = MoEClassifier(**{**common, **params}).fit(X, y)
+    with monkeypatch.context() as m:
+        _densified_batches(m)
+        dense = MoEClassifier(**{**common, **params}).fit(X, y)
+        # the densified path on the *same* fitted model: the forward pass agrees
+        np.testing.assert_allclose(sparse.predict_proba(X), sparse.predict_proba(X.toarray()),
+                                   atol=1e-6)
+    # trained through sparse batches (gradients reach the first layers) = trained dense
+    np.testing.assert_allclose(sparse.predict_proba(X), dense.predict_proba(X), atol=1e-5)
+    assert (sparse.route(X)[0] == dense.route(X)[0]).all()
+    assert sparse.history_[-1, "train_loss"] < sparse.history_[0, "train_loss"]
 
 
 @pytest.mark.parametrize("Est", [MoEClassifier, MoERegressor])
