@@ -7,18 +7,27 @@
    - a dense MoE running all 16 experts on every row (the seed code's method);
    - a plain MLP with the same active parameters (hidden 2 x 512 = 1024).
    Ratios are taken in this one run. Targets: sparse >= 6x dense, >= 0.8x the MLP.
-2. Peak memory of ``MoEClassifier.fit`` (1 epoch) on a random TF-IDF-like CSR matrix
-   (default 50,000 x 100,000, 40 non-zeros per row): densified whole it would be 20 GB.
+2. One epoch of ``MoEClassifier.fit`` on a random TF-IDF-like CSR matrix (default
+   50,000 x 100,000, 40 non-zeros per row; densified whole it would be 20 GB): the sparse
+   path (CSR batches, first layer a sparse x dense product) against the densified path
+   (each batch densified, as before), each in its own process for its peak RSS; for the
+   default MoE and for the same mixture on a shared encoder. Target: >= 10x.
+3. Single-row ``predict_proba`` median latency of a fitted default MoE. Target: <= 1 ms.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_moe.py`` (``--quick`` for a smoke run).
+Run: ``PYTHONPATH=. python benchmarks/bench_moe.py`` (``--quick`` for a smoke run,
+``--rows N`` for a smaller CSR matrix).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
+import subprocess
+import sys
 import time
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -122,37 +131,89 @@ def tfidf_like(n_rows: int, n_cols: int, nnz_per_row: int, seed: int = 0) -> sp.
     return sp.csr_matrix(sp.diags(1.0 / norms) @ X)
 
 
-def bench_memory(n_rows: int, n_cols: int) -> None:
+def _one_epoch(path: str, n_rows: int, n_cols: int, config: str) -> dict:
+    """One epoch of ``MoEClassifier.fit`` on the CSR matrix, in this (fresh) process."""
+    import moensemble.moe._base as base
+    from moensemble.moe.net import RowDataset
+
     X = tfidf_like(n_rows, n_cols, 40)
     score = np.asarray(X[:, :50].sum(1)).ravel()
     y = (score > np.median(score)).astype(int)
+    if path == "densified":  # the path before sparse-native input: each batch densified
+        base.RowDataset = partial(RowDataset, densify=True)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    clf = MoEClassifier(n_experts=4, top_k=2, expert_hidden=(16,), max_epochs=1,
-                        batch_size=512, random_state=0)
+    clf = MoEClassifier(max_epochs=1, random_state=0, **EPOCH_CONFIGS[config])
     t0 = time.perf_counter()
     clf.fit(X, y)
     fit_s = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n_params = sum(p.numel() for p in clf.net_.module_.parameters())
-    print(f"\nSparse TF-IDF-like CSR {n_rows} x {n_cols}, nnz {X.nnz} "
-          f"({X.data.nbytes / 2**20:.0f} MiB of values, float64)")
-    print(f"densified whole (float32) would be {n_rows * n_cols * 4 / 2**30:.1f} GiB")
-    print(f"model parameters {n_params:,} ({n_params * 4 / 2**20:.0f} MiB float32)")
-    acc = clf.score(X[:5000], y[:5000])
-    print(f"peak RSS before fit {before:.0f} MiB, after 1-epoch fit {peak:.0f} MiB "
-          f"(+{peak - before:.0f} MiB), fit {fit_s:.1f} s, train acc {acc:.3f}")
+    return dict(fit_s=fit_s, rss_before=before, rss_peak=peak, n_params=n_params,
+                nnz=int(X.nnz), loss=float(clf.history_[-1, "train_loss"]))
+
+
+# The default MoE, and the same mixture on a shared 64-wide encoder (2 blocks).
+EPOCH_CONFIGS = {
+    "default": dict(),
+    "encoder=(64,), n_layers=2": dict(encoder=(64,), n_layers=2),
+}
+
+
+def bench_sparse_epoch(n_rows: int, n_cols: int) -> None:
+    """Densified vs sparse path, one epoch each, each path in its own process (peak RSS)."""
+    print(f"\nOne epoch of MoEClassifier on a TF-IDF-like CSR {n_rows} x {n_cols} "
+          f"(40 non-zeros a row); densified whole (float32) it would be "
+          f"{n_rows * n_cols * 4 / 2**30:.1f} GiB")
+    print(f"{'config':28s} {'path':10s} {'epoch s':>8s} {'densified/sparse':>17s} "
+          f"{'peak RSS MiB':>13s} {'params':>11s} {'train loss':>10s}")
+    for config in EPOCH_CONFIGS:
+        res = {}
+        for path in ("sparse", "densified"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--one-epoch", path, str(n_rows), str(n_cols), config],
+                capture_output=True, text=True, check=True,
+            )
+            res[path] = json.loads(out.stdout.strip().splitlines()[-1])
+        for path, r in res.items():
+            ratio = res["densified"]["fit_s"] / r["fit_s"]
+            print(f"{config:28s} {path:10s} {r['fit_s']:8.1f} {ratio:17.2f} "
+                  f"{r['rss_peak']:13.0f} {r['n_params']:11,d} {r['loss']:10.4f}")
+    print("target (issue): densified/sparse >= 10 on the sparse path's row")
+
+
+def bench_latency(n_calls: int) -> None:
+    """Median single-row ``predict_proba`` latency of a fitted default MoE (dense input)."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(2000, 20, n_informative=10, n_classes=3, random_state=0)
+    clf = MoEClassifier(max_epochs=3, random_state=0).fit(X, y)
+    times = []
+    for i in range(n_calls + 20):
+        t0 = time.perf_counter()
+        clf.predict_proba(X[i % len(X) : i % len(X) + 1])
+        times.append(time.perf_counter() - t0)
+    print(f"\nSingle-row predict_proba of a fitted default MoEClassifier (20 features, 3 "
+          f"classes): median {1e3 * statistics.median(times[20:]):.2f} ms over {n_calls} calls "
+          f"(target <= 1 ms)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke test")
+    parser.add_argument("--rows", type=int, default=50_000, help="rows of the CSR matrix")
+    parser.add_argument("--one-epoch", nargs=4, help=argparse.SUPPRESS)  # a child process
     args = parser.parse_args()
-    if args.quick:
+    if args.one_epoch:
+        path, n_rows, n_cols, config = args.one_epoch
+        print(json.dumps(_one_epoch(path, int(n_rows), int(n_cols), config)))
+    elif args.quick:
         bench_step(512, 64, 64, 16, 2, rounds=1)
-        bench_memory(2000, 20_000)
+        bench_sparse_epoch(2000, 20_000)
+        bench_latency(50)
     else:
         bench_step(4096, 256, 512, 16, 2, rounds=7)
-        bench_memory(50_000, 100_000)
+        bench_sparse_epoch(args.rows, 100_000)
+        bench_latency(500)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from moensemble.moe import MoEClassifier, MoERegressor
+from moensemble.moe.blocks import MoENetwork
 from moensemble.moe.experts import MLPExpert, StackedMLPExperts
+from moensemble.moe.net import MoEModule
 from moensemble.moe.routing import dispatch, make_router
 
 # Small and quick, but enough epochs that the sklearn score checks
@@ -31,7 +33,9 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 @parametrize_with_checks(
-    [MoEClassifier(**FAST), MoERegressor(**FAST)], expected_failed_checks=lambda est: {}
+    [MoEClassifier(**FAST), MoERegressor(**FAST),
+     MoEClassifier(**FAST, encoder=(16,), n_layers=2)],
+    expected_failed_checks=lambda est: {},
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -266,19 +270,61 @@ def test_sparse_pipeline_and_grid_search():
     assert set(grid.best_params_) == {"n_experts", "top_k"}
 
 
-def test_sparse_rows_are_densified_one_batch_at_a_time(monkeypatch):
-    X = sp.random(500, 20_000, density=1e-3, format="csr", random_state=0)
-    y = np.arange(500) % 2
-    seen = []
-    real = sp.csr_matrix.toarray
+def test_sparse_input_is_never_densified(monkeypatch):
+    X = sp.random(300, 5_000, density=4e-3, format="csr", random_state=0)
+    y = np.arange(300) % 2
+    densified, seen = [], []
+    real_toarray, real_to_dense = sp.csr_matrix.toarray, torch.Tensor.to_dense
+    monkeypatch.setattr(sp.csr_matrix, "toarray",
+                        lambda self, *a, **k: densified.append(self.shape) or
+                        real_toarray(self, *a, **k))
+    monkeypatch.setattr(torch.Tensor, "to_dense",
+                        lambda self, *a, **k: densified.append(self.shape) or
+                        real_to_dense(self, *a, **k))
 
-    def spy(self, *a, **k):
-        seen.append(self.shape[0])
-        return real(self, *a, **k)
+    class Spy(Callback):
+        def on_batch_begin(self, net, batch=None, **kwargs):
+            seen.append(batch[0].layout)
 
-    monkeypatch.setattr(sp.csr_matrix, "toarray", spy)
-    MoEClassifier(n_experts=2, max_epochs=1, batch_size=64, expert_hidden=(4,)).fit(X, y)
-    assert seen and max(seen) <= 64
+    clf = MoEClassifier(n_experts=2, max_epochs=1, batch_size=64, expert_hidden=(4,),
+                        shared_expert=True, callbacks=[Spy()], random_state=0).fit(X, y)
+    clf.predict_proba(X[:10])
+    assert densified == []
+    assert seen and set(seen) == {torch.sparse_csr}
+
+
+def _densified_batches(monkeypatch):
+    from functools import partial
+
+    import moensemble.moe._base as base
+    from moensemble.moe.net import RowDataset
+
+    monkeypatch.setattr(base, "RowDataset", partial(RowDataset, densify=True))
+
+
+@pytest.mark.parametrize("params", [
+    dict(),
+    dict(router="switch", shared_expert=True, gating="elementwise", expert_hidden=()),
+    dict(router="expert_choice", expert_hidden=(8, 6)),
+    dict(router="softmax"),
+    dict(experts=["linear", (8,), nn.Linear(300, 3)], top_k=2),
+])
+def test_sparse_path_trains_and_predicts_as_the_densified_path(monkeypatch, params):
+    X = sp.random(240, 300, density=0.03, format="csr", random_state=0)
+    y = np.asarray(X[:, :100].sum(1)).ravel().argsort().argsort() * 3 // 240
+    common = dict(n_experts=3, top_k=1, expert_hidden=(8,), max_epochs=4, lr=1e-2,
+                  batch_size=32, random_state=0)
+    sparse = MoEClassifier(**{**common, **params}).fit(X, y)
+    with monkeypatch.context() as m:
+        _densified_batches(m)
+        dense = MoEClassifier(**{**common, **params}).fit(X, y)
+        # the densified path on the *same* fitted model: the forward pass agrees
+        np.testing.assert_allclose(sparse.predict_proba(X), sparse.predict_proba(X.toarray()),
+                                   atol=1e-6)
+    # trained through sparse batches (gradients reach the first layers) = trained dense
+    np.testing.assert_allclose(sparse.predict_proba(X), dense.predict_proba(X), atol=1e-5)
+    assert (sparse.route(X)[0] == dense.route(X)[0]).all()
+    assert sparse.history_[-1, "train_loss"] < sparse.history_[0, "train_loss"]
 
 
 @pytest.mark.parametrize("Est", [MoEClassifier, MoERegressor])
@@ -301,6 +347,100 @@ def test_router_lr_scale_gives_the_router_its_own_param_group(clf_data, Est, rou
     # The default: one learning rate for everything.
     plain = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3).fit(X, y)
     assert {g["lr"] for g in plain.net_.optimizer_.param_groups} == {2e-3}
+
+
+# -- MoE blocks on a shared representation --------------------------------------------
+@pytest.mark.parametrize("router,k", [("topk", 2), ("expert_choice", 2), ("switch", 1)])
+def test_block_stack_trains_and_routes_k_experts_per_row_per_block(clf_data, router, k):
+    X, y = clf_data
+    clf = MoEClassifier(n_experts=4, top_k=2, router=router, encoder=(16,), n_layers=3,
+                        expert_hidden=(16,), max_epochs=15, lr=1e-2, random_state=0).fit(X, y)
+    net = clf.net_.module_
+    assert isinstance(net, MoENetwork) and len(net.blocks) == 3
+    assert clf.score(X, y) > 0.85
+    assert clf.history_[-1, "train_loss"] < 0.5 * clf.history_[0, "train_loss"]
+    for block in range(3):
+        indices, gates = clf.route(X, block=block)
+        assert indices.shape == gates.shape == (len(X), k)
+        assert all(len(set(row)) == k for row in indices) and (gates > 0).all()
+        if router == "topk":  # training dispatch (last epoch): k rows per row, every block
+            assert int(net.blocks[block].moe.stat_counts.sum()) == k * len(X)
+    # the reported routing is the first block's
+    np.testing.assert_array_equal(
+        clf.expert_load_, np.bincount(clf.route(X)[0].ravel(), minlength=4) / (k * len(X)))
+    # each block's router has its own weights: the blocks route differently
+    assert (clf.route(X, block=0)[0] != clf.route(X, block=2)[0]).any()
+
+
+def test_no_encoder_and_one_layer_is_the_single_moe_layer(clf_data):
+    X, y = clf_data
+    params = dict(n_experts=3, max_epochs=2, expert_hidden=(8,), random_state=0)
+    default = MoEClassifier(**params).fit(X, y)
+    explicit = MoEClassifier(encoder=None, n_layers=1, **params).fit(X, y)
+    assert type(default.net_.module_) is MoEModule
+    np.testing.assert_array_equal(default.predict_proba(X), explicit.predict_proba(X))
+    # blocks on the raw features: d = n_features, a residual per block, then a head
+    raw = MoEClassifier(n_layers=2, **params).fit(X, y)
+    assert raw.net_.module_.encoder is None
+    assert raw.net_.module_.head.in_features == X.shape[1]
+
+
+@pytest.mark.parametrize("params", [
+    dict(router="switch", shared_expert=True, gating="elementwise"),
+    dict(router="expert_choice", experts=["linear", (8,), lambda i, o: nn.Linear(i, o)]),
+    dict(router="softmax", router_init="kmeans"),
+])
+def test_blocks_keep_the_moe_options_and_rows_stay_independent(clf_data, params):
+    X, y = clf_data
+    clf = MoEClassifier(n_experts=3, top_k=2, encoder=12, n_layers=2, expert_hidden=(8,),
+                        max_epochs=6, lr=1e-2, random_state=0, **params).fit(X, y)
+    assert clf.score(X, y) > 0.6
+    proba = clf.predict_proba(X[:15])
+    one_by_one = np.vstack([clf.predict_proba(X[i:i + 1]) for i in range(15)])
+    np.testing.assert_allclose(proba, one_by_one, atol=1e-6)
+    assert clf.output_gates(X[:5]).shape[:2] == clf.route(X[:5])[0].shape
+
+
+def test_blocks_on_sparse_input_go_through_the_sparse_encoder(monkeypatch):
+    X = sp.random(200, 400, density=0.03, format="csr", random_state=1)
+    y = np.asarray(X[:, :200].sum(1)).ravel().argsort().argsort() * 2 // 200
+    params = dict(n_experts=3, encoder=(8,), n_layers=2, expert_hidden=(8,), max_epochs=4,
+                  lr=1e-2, batch_size=32, random_state=0)
+    sparse = MoEClassifier(**params).fit(X, y)
+    with monkeypatch.context() as m:
+        _densified_batches(m)
+        dense = MoEClassifier(**params).fit(X, y)
+    np.testing.assert_allclose(sparse.predict_proba(X), dense.predict_proba(X), atol=1e-5)
+    for block in (0, 1):
+        assert (sparse.route(X, block)[0] == dense.route(X, block)[0]).all()
+
+
+@pytest.mark.parametrize("params,match", [
+    (dict(encoder=(0,)), "encoder"),
+    (dict(encoder=()), "encoder"),
+    (dict(n_layers=2, init="upcycle"), "init"),
+    (dict(encoder=8, grow_steps=1), "grow_steps"),
+    (dict(encoder=8, n_layers=2, experts=["linear", nn.Linear(12, 3)]), r"experts\[1\]"),
+])
+def test_bad_block_parameters(clf_data, params, match):
+    X, y = clf_data
+    with pytest.raises(ValueError, match=match):
+        MoEClassifier(max_epochs=1, **params).fit(X, y)
+
+
+def test_bad_block_input(clf_data):
+    X, y = clf_data
+    with pytest.raises(InvalidParameterError, match="n_layers"):
+        MoEClassifier(n_layers=0).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="encoder"):
+        MoEClassifier(encoder="wide").fit(X, y)
+    with pytest.raises(ValueError, match="encoder"):  # blocks on raw sparse features
+        MoEClassifier(n_layers=2, max_epochs=1).fit(sp.csr_matrix(X), y)
+    clf = MoEClassifier(encoder=8, n_layers=2, max_epochs=1, expert_hidden=(4,)).fit(X, y)
+    with pytest.raises(ValueError, match="block"):
+        clf.route(X, block=2)
+    with pytest.raises(ValueError, match="grow"):
+        clf.grow(X, y)
 
 
 # -- bad input -------------------------------------------------------------------------
@@ -420,3 +560,19 @@ def test_gpu_fit_then_cpu_predict(clf_data, precision, monkeypatch):
     assert restored.net_.device == "cpu"
     assert next(restored.net_.module_.parameters()).device.type == "cpu"
     np.testing.assert_allclose(restored.predict_proba(X), gpu_proba, atol=2e-2)
+
+
+def test_moe_space_draws_encoder_and_n_layers():
+    import optuna
+
+    from moensemble.search import moe_space
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [moe_space(study.ask(), encoder=(None, 32), n_layers=(1, 3)) for _ in range(40)]
+    assert {p["encoder"] for p in drawn} == {None, (32,)}
+    assert {p["n_layers"] for p in drawn if p["encoder"] is None} == {1}
+    assert {p["n_layers"] for p in drawn if p["encoder"]} == {1, 2, 3}
+    X, y = make_classification(100, 6, random_state=0)
+    MoEClassifier(**{**drawn[0], "max_epochs": 1}).fit(X, y)  # valid estimator params
+    with pytest.raises(ValueError, match="encoder"):
+        moe_space(study.ask(), encoder=(None, 0))

@@ -134,6 +134,29 @@ def test_moe_regressor_round_trip(tmp_path):
     assert loaded.predict(X).shape == (120, 2)
 
 
+def test_moe_blocks_round_trip(tmp_path, classification):
+    X, y = classification
+    clf = MoEClassifier(n_experts=3, encoder=(8,), n_layers=2, gating="elementwise",
+                        max_epochs=2, random_state=0).fit(X, y)
+    loaded = load(save(clf, tmp_path / "blocks.moe"))
+    assert loaded.get_params() == clf.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    for block in (0, 1):
+        np.testing.assert_array_equal(loaded.route(X, block)[0], clf.route(X, block)[0])
+
+
+def test_moe_fitted_on_sparse_input_round_trip(tmp_path):
+    import scipy.sparse as sp
+
+    X = sp.random(120, 3000, density=0.01, format="csr", random_state=0)
+    y = np.arange(120) % 3
+    for params in (dict(), dict(encoder=16, n_layers=2)):
+        clf = MoEClassifier(n_experts=3, max_epochs=2, random_state=0, **params).fit(X, y)
+        loaded = load(save(clf, tmp_path / "sparse.moe"))
+        np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+        np.testing.assert_array_equal(loaded.route(X)[0], clf.route(X)[0])
+
+
 def test_ensembles_round_trip_with_a_moe_inside(tmp_path, classification):
     X, y = classification
     bases = [("nb", GaussianNB()), ("tree", DecisionTreeClassifier(random_state=0)),

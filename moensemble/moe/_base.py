@@ -5,6 +5,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.cluster import MiniBatchKMeans
@@ -16,6 +17,8 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from .._validation import check_precision, resolve_device
+from ._introspect import RoutingIntrospection
+from .blocks import MoENetwork, build_network, check_expert_widths
 from .net import (
     RoutingStats,
     RowDataset,
@@ -62,7 +65,7 @@ def kmeans_router_init(router, X, seed: int) -> None:
         linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
 
 
-class _BaseMoE(BaseEstimator):
+class _BaseMoE(RoutingIntrospection, BaseEstimator):
     """Shared parameters, fitting and routing introspection of the MoE estimators."""
 
     _parameter_constraints: dict = {
@@ -101,6 +104,8 @@ class _BaseMoE(BaseEstimator):
         "callbacks": [list, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "encoder": [None, tuple, list, Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -141,6 +146,8 @@ class _BaseMoE(BaseEstimator):
         callbacks: list | None = None,
         random_state=None,
         verbose: int = 0,
+        encoder: tuple[int, ...] | int | None = None,
+        n_layers: int = 1,
     ) -> None:
         self.n_experts = n_experts
         self.top_k = top_k
@@ -177,6 +184,8 @@ class _BaseMoE(BaseEstimator):
         self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
+        self.encoder = encoder
+        self.n_layers = n_layers
 
     # -- fitting ------------------------------------------------------------------------
     def _check_params(self) -> tuple[tuple[int, ...], str]:
@@ -197,9 +206,40 @@ class _BaseMoE(BaseEstimator):
                 f"`expert_hidden` must be a positive int or a tuple of positive ints; "
                 f"got {self.expert_hidden!r}."
             )
+        self._check_blocks()
         device = resolve_device(self.device)
         check_precision(self.precision, device)
         return hidden, device
+
+    def _encoder_widths(self) -> tuple[int, ...]:
+        if self.encoder is None:
+            return ()
+        return (self.encoder,) if isinstance(self.encoder, Integral) else tuple(self.encoder)
+
+    def _uses_blocks(self) -> bool:
+        """Whether the network is MoE blocks (``encoder`` or ``n_layers > 1``)."""
+        return self.encoder is not None or self.n_layers > 1
+
+    def _check_blocks(self) -> None:
+        widths = self._encoder_widths()
+        if self.encoder is not None and not (
+            widths and all(isinstance(w, Integral) and not isinstance(w, bool) and w >= 1
+                           for w in widths)
+        ):
+            raise ValueError(
+                f"`encoder` must be None, a positive int or a non-empty tuple of positive ints "
+                f"(the shared encoder's widths); got {self.encoder!r}."
+            )
+        if not self._uses_blocks():
+            return
+        plain_values = (("init", self.init, "random"), ("grow_steps", self.grow_steps, 0))
+        for name, value, plain in plain_values:
+            if value != plain:
+                raise ValueError(
+                    f"`{name}`={value!r} works on a single MoE layer on the raw features; with "
+                    f"MoE blocks (`encoder`={self.encoder!r}, `n_layers`={self.n_layers}) use "
+                    f"`{name}`={plain!r}, or `encoder`=None and `n_layers`=1."
+                )
 
     def _check_experts(self) -> None:
         if self.experts is None:
@@ -222,6 +262,12 @@ class _BaseMoE(BaseEstimator):
 
     def _fit_net(self, X, y: np.ndarray, net_cls, criterion, out_features: int) -> None:
         hidden, device = self._check_params()
+        if sp.issparse(X) and self._uses_blocks() and self.encoder is None:
+            raise ValueError(
+                f"`n_layers`={self.n_layers} without an `encoder` runs the MoE blocks on the raw "
+                "features, which must be dense; X is sparse. Give an `encoder` (e.g. "
+                "encoder=(256,)): its first layer is the one that meets the sparse features."
+            )
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, seed)
         self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
@@ -237,12 +283,29 @@ class _BaseMoE(BaseEstimator):
             else:
                 module = self._build_module(X.shape[1], out_features, hidden)
             if self.router_init == "kmeans":
-                kmeans_router_init(module.router, train.X, seed)
+                kmeans_router_init(module.router, self._router_inputs(module, train.X), seed)
             self.net_ = self._make_net(net_cls, criterion, module, valid, device)
             self.net_.fit(train, None)
         self._finish_fit(X)
         for _ in range(self.grow_steps):
             self._grow(X, y, 1, self.grow_epochs)
+
+    @torch.no_grad()
+    def _router_inputs(self, module, X):
+        """The rows as the first router sees them (the first block's normed input)."""
+        if not isinstance(module, MoENetwork):
+            return X
+        was_training = module.training
+        module.eval()
+        ds, out = RowDataset(X), []
+        device = next(module.parameters()).device
+        try:
+            for start in range(0, len(ds), 1024):
+                xb, _ = ds.__getitems__(range(start, min(start + 1024, len(ds))))
+                out.append(module.block_input(xb.to(device)).cpu().numpy())
+        finally:
+            module.train(was_training)
+        return np.concatenate(out)
 
     def _finish_fit(self, X) -> None:
         self.history_ = self.net_.history
@@ -305,6 +368,25 @@ class _BaseMoE(BaseEstimator):
         router: str | None = None,
     ):
         n_experts = self.n_experts_ if n_experts is None else n_experts
+        if self._uses_blocks():
+            def make_moe(width: int):
+                # A d -> d MoE per block; its overflow rows keep h through the residual.
+                moe = self._build_moe(width, width, hidden, n_experts, top_k, router, False)
+                check_expert_widths(moe.experts, width)
+                return moe
+
+            return build_network(
+                in_features, out_features, encoder=self._encoder_widths(),
+                n_layers=self.n_layers, make_moe=make_moe, activation=self.activation,
+                dropout=self.dropout,
+            )
+        # Switch overflow rows need a path to the output: a linear skip for every row.
+        return self._build_moe(
+            in_features, out_features, hidden, n_experts, top_k, router, self.router == "switch"
+        )
+
+    def _build_moe(self, in_features, out_features, hidden, n_experts, top_k, router, fallback):
+        """One MoE layer ``in_features -> out_features`` (the whole network by default)."""
         router = make_router(
             self.router if router is None else router,
             in_features,
@@ -330,8 +412,7 @@ class _BaseMoE(BaseEstimator):
             activation=self.activation,
             dropout=self.dropout,
             shared_expert=self.shared_expert,
-            # Switch overflow rows need a path to the output: a linear skip for every row.
-            fallback=self.router == "switch",
+            fallback=fallback,
             precision=self.precision,
             experts=experts,
             elementwise=self.gating == "elementwise",
@@ -355,11 +436,16 @@ class _BaseMoE(BaseEstimator):
             callbacks += list(self.callbacks or [])
         optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
         extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
+        if self.optimizer in ("adam", "adamw"):
+            # The same update in fused kernels: 5-8x faster steps on CPU, which dominate
+            # an epoch on wide (e.g. 100k-column sparse) input (benchmarks/bench_moe.py).
+            extra["optimizer__fused"] = True
         if self.router_lr_scale != 1.0:
-            # skorch param groups: the router's parameters ("router.linear.*", the noisy
-            # top-k "router.noise.*") get their own learning rate, the rest ``lr``.
+            # skorch param groups: the routers' parameters ("router.linear.*", the noisy
+            # top-k "router.noise.*", "blocks.<i>.moe.router.*") get their own learning
+            # rate, the rest ``lr``.
             extra["optimizer__param_groups"] = [
-                ("router.*", {"lr": self.lr * float(self.router_lr_scale)})
+                ("*router.*", {"lr": self.lr * float(self.router_lr_scale)})
             ]
         return net_cls(
             module=module,
@@ -389,106 +475,6 @@ class _BaseMoE(BaseEstimator):
             return self.n_experts_
         return 1 if self.router == "switch" else self.top_k
 
-    # -- routing introspection ----------------------------------------------------------
-    def _set_routing_stats(self, X) -> None:
-        indices, gates, entropy = self._route(X)
-        if self.router == "softmax":
-            # Dense routing: every row uses every expert; report the mean gate instead.
-            load = gates.mean(0) / max(gates.mean(0).sum(), 1e-12)
-        else:
-            load = np.bincount(indices.ravel(), minlength=self.n_experts_) / indices.size
-        self.expert_load_ = load
-        self.router_entropy_ = float(entropy)
-        self.overflow_fraction_ = self._last_overflow()
-
-    def _last_overflow(self) -> float:
-        """Overflow of the last complete epoch.
-
-        Training interrupted inside an epoch (Ctrl-C: skorch stops and keeps the weights)
-        leaves a history row without the epoch-end statistics; fall back to the batches
-        of the interrupted epoch, which the module counted.
-        """
-        for row in reversed(self.history_):
-            if "overflow_fraction" in row:
-                return float(row["overflow_fraction"])
-        rows, _, overflow = self.net_.module_.stat_sums.cpu().tolist()
-        return overflow / rows if rows > 0 else 0.0
-
-    @torch.no_grad()
-    def _route(self, X) -> tuple[np.ndarray, np.ndarray, float]:
-        module = self.net_.module_
-        was_training = module.training
-        module.eval()
-        ds = RowDataset(X)
-        idx, gts, ent = [], [], 0.0
-        try:
-            for start in range(0, len(ds), self.net_.batch_size):
-                xb, _ = ds.__getitems__(range(start, min(start + self.net_.batch_size, len(ds))))
-                r = module.route(xb.to(self.net_.device))
-                idx.append(r.indices.cpu().numpy())
-                gts.append(r.gates.float().cpu().numpy())
-                ent += float(r.entropy) * xb.shape[0]
-        finally:
-            module.train(was_training)
-        return np.concatenate(idx), np.concatenate(gts), ent / max(len(ds), 1)
-
-    def route(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Which experts each row of ``X`` goes to, and with what weight.
-
-        Rows are routed as in ``predict``: each on its own (no noise, no capacity limit;
-        expert choice falls back to top-k over the same scores).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        indices : ndarray of shape (n_samples, k), int64
-            Expert ids, best first (``k = n_experts`` for ``router='softmax'``,
-            1 for ``'switch'``, ``top_k`` otherwise).
-        gates : ndarray of shape (n_samples, k), float32
-            The weight of each of those experts in the row's output.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
-        indices, gates, _ = self._route(X)
-        return indices, gates
-
-    @torch.no_grad()
-    def output_gates(self, X) -> np.ndarray:
-        """Per-output gates of each row's experts (``gating='elementwise'``).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        gates : ndarray of shape (n_samples, k, n_outputs), float32
-            Weight of each routed expert's output unit ``o`` (class logit or standardised
-            target) in the row's output; with ``gating='expert'`` every output of an
-            expert has the same weight, the one :meth:`route` returns.
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
-        module = self.net_.module_
-        was_training = module.training
-        module.eval()
-        ds, out = RowDataset(X), []
-        try:
-            for start in range(0, len(ds), self.net_.batch_size):
-                xb, _ = ds.__getitems__(range(start, min(start + self.net_.batch_size, len(ds))))
-                xb = xb.to(self.net_.device)
-                gates = module.gates(xb, module.route(xb))
-                out.append(gates.float().cpu().numpy())
-        finally:
-            module.train(was_training)
-        gates = np.concatenate(out)
-        if gates.ndim == 2:
-            gates = np.repeat(gates[:, :, None], self._n_outputs(), axis=2)
-        return gates
-
     # -- growing ------------------------------------------------------------------------
     def grow(self, X, y, n_new: int = 1, max_epochs: int | None = None):
         """Add experts to the fitted mixture by splitting the most loaded ones; train on.
@@ -517,6 +503,11 @@ class _BaseMoE(BaseEstimator):
         self
         """
         check_is_fitted(self)
+        if self._uses_blocks():
+            raise ValueError(
+                "`grow` splits the experts of a single MoE layer on the raw features; this "
+                f"model has MoE blocks (`encoder`={self.encoder!r}, `n_layers`={self.n_layers})."
+            )
         if not isinstance(n_new, Integral) or isinstance(n_new, bool) or n_new < 1:
             raise ValueError(f"`n_new` must be an int >= 1; got {n_new!r}.")
         if max_epochs is not None and (

@@ -23,8 +23,10 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
 
     ``p(y | x) = softmax(sum_{i in topk(x)} g_i(x) f_i(x))``, trained with skorch; only
     the experts a row is routed to run on it. Features are used as given: scale dense
-    features (e.g. ``StandardScaler``) first; sparse CSR input is densified one batch at
-    a time.
+    features (e.g. ``StandardScaler``) first. Sparse CSR input is never densified: the
+    first layer that meets it (router, experts, or the shared ``encoder``) is a sparse x
+    dense product over the non-zeros. The measurements behind the defaults and options
+    below are on the [MoE notes](../guide/moe-notes.md) page of the user guide.
 
     Parameters
     ----------
@@ -43,9 +45,11 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         or tuple of widths such as ``(32,)`` or ``(64, 64)`` (an MLP with ``activation``
         and ``dropout``), an ``nn.Module`` (copied) or a factory
         ``f(in_features, out_features) -> nn.Module``; each maps
-        ``(rows, n_features) -> (rows, n_outputs)``. The router learns which to use;
-        ``n_experts`` is then ``len(experts)`` and the experts run one after the other on
-        their rows. ``None``: ``n_experts`` identical MLPs in one stacked module.
+        ``(rows, n_features) -> (rows, n_outputs)`` (``(rows, d) -> (rows, d)`` in MoE
+        blocks). The router learns which to use; ``n_experts`` is then ``len(experts)``
+        and the experts run one after the other on their rows; on sparse input a module
+        that is not an ``MLPExpert`` gets its rows densified. ``None``: ``n_experts``
+        identical MLPs in one stacked module.
     gating : {'expert', 'elementwise'}, default='expert'
         ``'elementwise'``: a gate per output unit (class logit or regression target) of
         each routed expert instead of one scalar; see
@@ -56,28 +60,18 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         ``n_experts`` experts under a fresh router, and train ``max_epochs`` more with a
         fresh optimizer. With ``upcycle_drop=0`` the copies get 1% noise, and with
         ``top_k >= 2`` the renormalised gates make the mixture start as the dense network.
-        Upcycling reuses a dense network's training; it is not a faster way to train the
-        mixture: on ``benchmarks/bench_moe_variants.py``'s regime task it does not reach
-        the dense network's held-out score in fewer *total* epochs than the mixture
-        trained from scratch (on the mean over seeds, for every ``upcycle_epochs`` from 1
-        to 8 and either ``router_init``; README, "MoE variants"), because the scratch
-        mixture learns faster per epoch than the dense network from its first epoch on.
-        Upcycled, the mixture beats the dense network trained for the same total epochs.
+        It reuses a dense network's training; measured, it is not a faster way to train
+        the mixture from scratch (MoE notes). Single MoE layer only (no ``encoder``,
+        ``n_layers=1``).
     router_init : {'random', 'kmeans'}, default='random'
         ``'kmeans'``: before training, cluster the training rows (MiniBatchKMeans, one
         cluster per expert, at most 20,000 rows) and set the router's linear map so that
         its logits are ``-t ||x - c_i||^2`` (up to a per-row constant; ``t`` is one over
         the mean squared distance of a row to its centroid): the router splits the rows
         from the first batch instead of learning a split late. Applies to every router
-        and to ``init='upcycle'``'s fresh router (the rows are the model's input; scale
-        dense features first). Measured (3 seeds) on
-        ``benchmarks/bench_moe_variants.py``'s regime task, epochs of the MoE from
-        scratch to the dense network's converged held-out R^2: 18.7 -> 13.0 (E=8,
-        ``lr=0.01``), 32.0 -> 13.7 (E=16, ``lr=3e-3``); on 600 rows and 8 epochs the
-        held-out R^2 moved by -0.005 to +0.024; the text task of ``router_lr_scale``
-        0.428 -> 0.439 and 0.442 -> 0.449 (two seeds, within the fold noise), hence
-        not the default. With the same init given to both, upcycling still needs about as
-        many total epochs as the MoE from scratch (see ``init``).
+        and to ``init='upcycle'``'s fresh router; with MoE blocks the rows are clustered
+        as the first block's router sees them at initialisation. Faster to converge on
+        regime data, within the noise on text (MoE notes), hence not the default.
     upcycle_epochs : int, default=10
         Epochs of the dense phase of ``init='upcycle'``; ``history_`` holds the mixture's
         ``max_epochs`` after it and ``dense_history_`` the dense phase.
@@ -86,19 +80,19 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         copy, independently, this share of each hidden layer's units is re-initialised
         (incoming weights, bias, outgoing weights, drawn from a normal with the mean and
         standard deviation of the dense tensor), so that the experts differ from the start
-        and the router gets a signal to tell them apart. ``0``: plain copies. On the
-        regime task ``0.25`` and ``0.5`` measured no better than plain copies (the small
-        experts lose too much of the dense network), hence the default.
+        and the router gets a signal to tell them apart. ``0``: plain copies (0.25 and 0.5
+        measured no better; MoE notes).
     grow_steps : int, default=0
         After training, grow the mixture this many times by one expert (see
         :meth:`grow`), training ``grow_epochs`` after each split; ``n_experts_`` ends at
         ``n_experts + grow_steps``. This is how a search tries growing: it is an ordinary
-        parameter (e.g. ``trial.suggest_int("grow_steps", 0, 3)``).
+        parameter (e.g. ``trial.suggest_int("grow_steps", 0, 3)``). Single MoE layer only.
     grow_epochs : int, default=5
         Epochs of training after each growing step.
     activation : {'relu', 'gelu', 'tanh', 'silu'}, default='relu'
-    dropout : float, default=0.0
-        Dropout inside the experts.
+        Activation of the experts' (and the encoder's) hidden layers.
+    dropout : float in [0, 1), default=0.0
+        Dropout after every hidden activation of the experts and the encoder.
     gate_dropout : float, default=0.0
         Probability of dropping each of a row's assignments but its best in training.
     shared_expert : bool, default=False
@@ -117,30 +111,29 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         ``'expert_choice'``); training only. Rows over capacity in ``'switch'`` use a
         linear fallback path that every row has, so none is dropped from the output.
     max_epochs : int, default=50
-    lr : float, default=1e-3
+        Training epochs (fewer with ``early_stopping``).
+    lr : float > 0, default=1e-3
+        Learning rate of the optimizer.
     router_lr_scale : float > 0, default=1.0
         Learning rate of the router's parameters as a multiple of ``lr`` (a skorch
-        optimizer param group ``"router.*"``; the element-wise gates and the experts use
-        ``lr``). The router is a small linear map that must learn the split of the rows
-        while the experts specialise; at the shared ``lr`` it can lag behind. Measured
-        (3 seeds / 3 folds): on ``benchmarks/bench_moe_variants.py``'s regime task (E=8,
-        ``lr=0.01``) 1 / 3 / 10 reach the dense network's converged held-out R^2 in
-        18.7 / 15.0 / 12.0 epochs (R^2 after 20 epochs 0.796 / 0.817 / 0.852; E=16,
-        ``lr=3e-3``: 32.0 / 24.0 / 13.7 epochs); on a text task (3000 WordNet glosses,
-        41 classes, TF-IDF, E=8, ``lr=3e-3``, 20 epochs) the 3-fold accuracy was
-        0.428 / 0.443 / 0.405 (another seed: 0.442 / 0.445 for 1 / 3). Too large a
-        scale hurts the text task and 3 is within the noise there, hence the default 1.
+        optimizer param group ``"*router.*"``, every block's router; the element-wise
+        gates and the experts use ``lr``). A faster router converges sooner on regime
+        data but a large scale hurts text (MoE notes), hence the default 1.
     batch_size : int, default=128
+        Rows per training step (and per prediction batch).
     optimizer : {'adam', 'adamw', 'sgd'} or torch optimizer class, default='adam'
         ``'sgd'`` uses momentum 0.9.
-    weight_decay : float, default=0.0
+    weight_decay : float >= 0, default=0.0
+        The optimizer's weight decay.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified when possible), stop
         after ``n_iter_no_change`` epochs without a better ``valid_loss`` and restore the
         best weights. ``valid_loss`` is recorded in ``history_`` every epoch only when
         this is on.
-    validation_fraction : float, default=0.1
+    validation_fraction : float in (0, 1), default=0.1
+        Share of the rows held out for early stopping.
     n_iter_no_change : int, default=10
+        Early stopping's patience in epochs.
     device : {'cpu', 'cuda', 'cuda:N', 'auto'}, default='cpu'
         ``'auto'`` falls back to the CPU with a warning when there is no GPU.
     precision : {'float32', 'bfloat16', 'float16'}, default='float32'
@@ -155,6 +148,19 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         give identical predictions on the CPU.
     verbose : int, default=0
         skorch's per-epoch table when > 0.
+    encoder : None, int or tuple of int, default=None
+        Widths of an MLP encoder shared by every router and expert (``Linear ->
+        activation -> dropout`` per width). Its first layer is the only one that meets the
+        raw features, so on sparse text it is the one sparse x dense product.
+        ``None``: routers and experts read the raw features.
+    n_layers : int >= 1, default=1
+        MoE blocks, each ``h + MoE(LayerNorm(h))`` at the encoder's last width ``d`` (or
+        ``n_features`` without an encoder; then the input must be dense), followed by a
+        ``LayerNorm`` and a linear head. ``encoder=None, n_layers=1`` is a single MoE layer
+        ``n_features -> n_outputs`` with no residual or head. In blocks the residual carries
+        ``'switch'`` overflow rows (no fallback path). ``route``, ``expert_load_`` and the
+        history's routing statistics describe block 0; ``route(X, block=i)`` the others.
+        See :mod:`moensemble.moe.blocks`.
 
     Attributes
     ----------
@@ -163,7 +169,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Only when ``X`` has string column names.
     net_ : skorch.NeuralNetClassifier
-        The trained net (``net_.module_`` is the :class:`~moensemble.moe.net.MoEModule`).
+        The trained net (``net_.module_`` is a :class:`~moensemble.moe.net.MoEModule`, or
+        a :class:`~moensemble.moe.blocks.MoENetwork` with ``encoder`` / ``n_layers > 1``).
     history_ : skorch.History
         Per-epoch ``train_loss``, ``valid_loss`` (with early stopping),
         ``router_entropy``, ``load_max_violation``, ``overflow_fraction``, ``expert_load``.
@@ -177,7 +184,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         else 0); the batches seen when training stopped inside the first epoch.
     n_active_params_ : int
         Parameters used per row: router + ``k`` experts + shared expert + fallback
-        (+ element-wise gates).
+        (+ element-wise gates), per block, plus encoder, norms and head.
     n_experts_ : int
         Number of experts: ``n_experts``, ``len(experts)``, or more after :meth:`grow`.
     dense_history_ : skorch.History or None

@@ -10,7 +10,8 @@ Two shapes of the same idea:
   instead of a Python loop over experts.
 
 Both take rows already *sorted by expert* (see :func:`moensemble.moe.routing.dispatch`):
-an expert only ever sees the rows routed to it.
+an expert only ever sees the rows routed to it. Both also take a CSR batch (see
+:mod:`moensemble.moe.sparse`): their first layer is then a sparse x dense product.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .sparse import SparseLinear, is_sparse, sparse_stacked_linear
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
@@ -48,6 +51,8 @@ class MLPExpert(nn.Module):
         Dropout after every hidden activation.
     """
 
+    accepts_sparse = True  # the first layer is a SparseLinear: dispatch passes CSR rows
+
     def __init__(
         self,
         in_features: int,
@@ -60,7 +65,9 @@ class MLPExpert(nn.Module):
         super().__init__()
         sizes = _layer_sizes(in_features, hidden, out_features)
         pairs = zip(sizes[:-1], sizes[1:], strict=True)
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        self.layers = nn.ModuleList(
+            (SparseLinear if i == 0 else nn.Linear)(a, b) for i, (a, b) in enumerate(pairs)
+        )
         self.activation = activation
         self.dropout = float(dropout)
 
@@ -157,40 +164,53 @@ class StackedMLPExperts(nn.Module):
         -------
         Tensor of shape (n_routed, out_features)
         """
+        start = 0
+        if is_sparse(x):
+            # CSR rows: the first layer is one sparse x dense lookup over the non-zeros
+            # (float32; autocast does not cover embedding_bag), the rest runs dense.
+            x = sparse_stacked_linear(x, expert_ids, self.weights[0], self.biases[0])
+            start = 1
+            if len(self.weights) > 1:
+                x = F.dropout(ACTIVATIONS[self.activation](x), self.dropout, self.training)
+            else:
+                return x
         dtype = x.dtype
         if torch.is_autocast_enabled(x.device.type):
             # grouped_mm is not on autocast's cast lists: cast operands by hand.
             dtype = torch.get_autocast_dtype(x.device.type)
         if self._use_grouped(x, dtype):
-            return self._grouped(x.to(dtype), expert_ids, counts, dtype)
-        return self._loop(x, counts)
+            return self._grouped(x.to(dtype), expert_ids, counts, dtype, start)
+        return self._loop(x, counts, start)
 
-    def _grouped(self, x: Tensor, expert_ids: Tensor, counts: Tensor, dtype: torch.dtype) -> Tensor:
+    def _grouped(
+        self, x: Tensor, expert_ids: Tensor, counts: Tensor, dtype: torch.dtype, start: int = 0
+    ) -> Tensor:
         offs = torch.cumsum(counts, 0).to(torch.int32)
         act = ACTIVATIONS[self.activation]
         n_layers = len(self.weights)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        for i in range(start, n_layers):
+            w, b = self.weights[i], self.biases[i]
             # bias: one row of b per routed row, gathered by expert id.
             x = _grouped_mm(x, w.to(dtype), offs) + b.to(dtype)[expert_ids]
             if i < n_layers - 1:
                 x = F.dropout(act(x), self.dropout, self.training)
         return x
 
-    def _loop(self, x: Tensor, counts: Tensor) -> Tensor:
+    def _loop(self, x: Tensor, counts: Tensor, start: int = 0) -> Tensor:
         act = ACTIVATIONS[self.activation]
+        n_layers = len(self.weights)
         # unbind once per layer: indexing w[e] per expert would make autograd build a
         # full (n_experts, in, out) zero gradient for every expert.
         layers = [
-            (w.unbind(0), b.unbind(0))
-            for w, b in zip(self.weights, self.biases, strict=True)
+            (self.weights[i].unbind(0), self.biases[i].unbind(0)) for i in range(start, n_layers)
         ]
         outs = []
         for e, xe in enumerate(torch.split(x, counts.tolist())):
             if xe.shape[0] == 0:
                 continue
-            for i, (ws, bs) in enumerate(layers):
+            for i, (ws, bs) in enumerate(layers, start):
                 xe = torch.addmm(bs[e], xe, ws[e])
-                if i < len(layers) - 1:
+                if i < n_layers - 1:
                     xe = F.dropout(act(xe), self.dropout, self.training)
             outs.append(xe)
         if not outs:

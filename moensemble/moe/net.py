@@ -5,8 +5,9 @@
 * :class:`MoENetClassifier` / :class:`MoENetRegressor` — skorch nets whose ``get_loss``
   adds the auxiliary losses in training (validation loss stays the task loss, so early
   stopping and pruning watch what the user cares about).
-* :class:`RowDataset` — numpy or CSR rows fetched a *batch* at a time; a CSR batch is
-  densified on its own, never the whole matrix.
+* :class:`RowDataset` — numpy or CSR rows fetched a *batch* at a time; a CSR batch stays
+  sparse (a torch CSR tensor) and meets the first layer as a sparse x dense product
+  (:mod:`moensemble.moe.sparse`).
 * :class:`RoutingStats` — a callback that logs per-epoch router entropy, load
   max-violation and switch overflow into the skorch history.
 """
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from .checks import FiniteCheck
 from .experts import MLPExpert, StackedMLPExperts, params_per_expert
 from .routing import ElementwiseGate, Router, Routing, dispatch
+from .sparse import as_sparse_linear, csr_batch
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -164,9 +166,24 @@ def build_module(
     )
     skip = nn.Linear(in_features, out_features) if fallback else None
     gate = ElementwiseGate(in_features, len(experts), out_features) if elementwise else None
+    sparse_ready(router, gate)
     return MoEModule(
-        router, experts, shared_expert=shared, fallback=skip, precision=precision, output_gate=gate
+        router, experts, shared_expert=shared, fallback=as_sparse_linear(skip),
+        precision=precision, output_gate=gate,
     )
+
+
+def sparse_ready(router: Router, gate: ElementwiseGate | None = None) -> None:
+    """Let the maps of ``router`` (and ``gate``) that read ``x`` take CSR batches, in place.
+
+    Their ``nn.Linear`` layers become :class:`~.sparse.SparseLinear` holding the same
+    parameters (same names, same values): nothing else changes.
+    """
+    router.linear = as_sparse_linear(router.linear)
+    if isinstance(getattr(router, "noise", None), nn.Linear):  # TopKRouter's noise map
+        router.noise = as_sparse_linear(router.noise)
+    if gate is not None:
+        gate.linear = as_sparse_linear(gate.linear)
 
 
 class _AuxLossMixin:
@@ -259,17 +276,22 @@ class RowDataset(torch.utils.data.Dataset):
     """Rows of a float32 numpy array or CSR matrix, fetched a batch at a time.
 
     ``__getitems__`` (used by torch's DataLoader for whole batches) slices the rows of
-    a batch and densifies only that slice; pair it with :func:`collate_batch`.
+    a batch: a dense tensor, or for CSR input a torch CSR tensor (never densified); pair it
+    with :func:`collate_batch`.
 
     Parameters
     ----------
     X : ndarray or scipy.sparse CSR of shape (n_samples, n_features), float32
     y : ndarray of shape (n_samples,) or (n_samples, n_outputs), optional
+    densify : bool, default=False
+        Densify each CSR batch instead (the path before sparse-native input; kept for
+        ``benchmarks/bench_moe.py``'s comparison).
     """
 
-    def __init__(self, X, y=None) -> None:
+    def __init__(self, X, y=None, densify: bool = False) -> None:
         self.X = X
         self.y = y
+        self.densify = densify
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -280,9 +302,11 @@ class RowDataset(torch.utils.data.Dataset):
     def __getitems__(self, idx: list[int]) -> tuple[Tensor, Tensor]:
         idx = np.asarray(idx)
         xb = self.X[idx]
-        xb = xb.toarray() if sp.issparse(xb) else xb
         yb = np.zeros(len(idx), dtype=np.float32) if self.y is None else self.y[idx]
-        return torch.from_numpy(np.ascontiguousarray(xb)), torch.from_numpy(np.asarray(yb))
+        yb = torch.from_numpy(np.asarray(yb))
+        if sp.issparse(xb):
+            return (torch.from_numpy(xb.toarray()) if self.densify else csr_batch(xb)), yb
+        return torch.from_numpy(np.ascontiguousarray(xb)), yb
 
 
 def collate_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:

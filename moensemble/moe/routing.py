@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .sparse import densify, split_rows, take_rows
+
 ROUTERS = ("softmax", "topk", "switch", "expert_choice")
 
 
@@ -433,9 +435,8 @@ def dispatch(
     order = torch.argsort(expert_of, stable=True)
     expert_of, row_of, gate_of = expert_of[order], row_of[order], gate_of[order]
     counts = torch.bincount(expert_of, minlength=n_experts)
-    # (n_routed, in): only the routed rows, grouped by expert. index_select, not x[row_of]:
-    # the same gather, measured 3.5x faster on CPU (benchmarks/bench_moe.py's size).
-    x_sorted = x.index_select(0, row_of)
+    # (n_routed, in): only the routed rows, grouped by expert (a CSR batch stays CSR).
+    x_sorted = take_rows(x, row_of)
     if hasattr(experts, "forward_sorted"):
         y = experts.forward_sorted(x_sorted, expert_of, counts)
     else:
@@ -446,14 +447,16 @@ def dispatch(
 
 
 def _loop_experts(experts: Sequence[nn.Module], x_sorted: Tensor, counts: Tensor) -> Tensor:
+    # CSR rows go as they are to experts that take them (MLPExpert); any other module
+    # gets its own rows densified.
     outs = [
-        expert(xe)
-        for expert, xe in zip(experts, torch.split(x_sorted, counts.tolist()), strict=True)
+        expert(xe if getattr(expert, "accepts_sparse", False) else densify(xe))
+        for expert, xe in zip(experts, split_rows(x_sorted, counts.tolist()), strict=True)
         if xe.shape[0] > 0
     ]
     if outs:
         return torch.cat([o.float() for o in outs])
     # No row routed anywhere: probe one expert for the output width.
     with torch.no_grad():
-        width = experts[0](x_sorted.new_zeros(1, x_sorted.shape[1])).shape[1]
-    return x_sorted.new_zeros(0, width)
+        width = experts[0](torch.zeros(1, x_sorted.shape[1], device=x_sorted.device)).shape[1]
+    return torch.zeros(0, width, device=x_sorted.device)

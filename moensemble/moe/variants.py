@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from .experts import MLPExpert, StackedMLPExperts
 from .routing import Router
+from .sparse import SparseLinear, as_sparse_linear
 
 ExpertSpec = str | int | Sequence[int] | nn.Module | Callable[[int, int], nn.Module]
 
@@ -169,6 +170,7 @@ def split_expert(module: nn.Module, index: int, *, noise: float = 0.01) -> None:
     gate = getattr(module, "output_gate", None)
     if gate is not None:
         gate.grow(index)
+        gate.linear = as_sparse_linear(gate.linear)  # grow built a plain nn.Linear
     module.stat_counts = torch.zeros(len(experts), device=module.stat_counts.device)
 
 
@@ -193,7 +195,7 @@ def _grow_router(router: Router, index: int, noise: float) -> None:
 
 
 def _linear_from(weight: Tensor, bias: Tensor) -> nn.Linear:
-    lin = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
+    lin = SparseLinear(weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
     lin.weight.copy_(weight)
     lin.bias.copy_(bias)
     return lin

@@ -104,6 +104,8 @@ def moe_space(
     capacity_factor: float | tuple[float, float] = (1.0, 2.0),
     max_epochs: int | tuple[int, int] = (5, 50),
     prefix: str = "",
+    encoder: int | None | Sequence[int | None] = (None, 64, 256),
+    n_layers: int | tuple[int, int] = (1, 2),
 ) -> dict[str, Any]:
     """Search space of :class:`moensemble.MoEClassifier` / :class:`~moensemble.MoERegressor`.
 
@@ -125,13 +127,20 @@ def moe_space(
         Batch sizes to choose from.
     prefix : str, default=""
         Prepended to every Optuna parameter name.
+    encoder : int, None or sequence of (int or None), default=(None, 64, 256)
+        Choices of the shared encoder: ``None`` (experts on the raw features) or the
+        width of a one-layer encoder.
+    n_layers : int or (int, int), default=(1, 2)
+        MoE blocks on top of the encoder; drawn only when the encoder is not None
+        (blocks without an encoder cannot take sparse input), else 1.
 
     Returns
     -------
     params : dict
         Keyword arguments of the MoE estimators: ``n_experts``, ``top_k``,
         ``router``, ``expert_hidden`` (a tuple of widths), ``dropout``, ``lr``,
-        ``batch_size``, ``aux_loss_coef``, ``capacity_factor``, ``max_epochs``.
+        ``batch_size``, ``aux_loss_coef``, ``capacity_factor``, ``max_epochs``,
+        ``encoder`` (None or a 1-tuple of widths), ``n_layers``.
 
     Raises
     ------
@@ -162,6 +171,12 @@ def moe_space(
     if capacity_r[0] <= 0:
         raise ValueError(f"`capacity_factor` must be positive; got {capacity_factor!r}.")
     epochs_r = _as_range(max_epochs, "max_epochs", integer=True, low_bound=1)
+    encoders = _as_choices(encoder, "encoder")
+    bad = [e for e in encoders if e is not None and (
+        isinstance(e, bool) or not isinstance(e, int) or e < 1)]
+    if bad:
+        raise ValueError(f"`encoder` choices must be None or positive ints (widths); got {bad}.")
+    layers_r = _as_range(n_layers, "n_layers", integer=True, low_bound=1)
 
     p = prefix
     params: dict[str, Any] = {}
@@ -183,6 +198,9 @@ def moe_space(
     if params["router"] != "softmax":  # the dense router needs no balancing
         params["aux_loss_coef"] = _float(trial, f"{p}aux_loss_coef", aux_r, log=True)
     params["max_epochs"] = _int(trial, f"{p}max_epochs", epochs_r)
+    width = _categorical(trial, f"{p}encoder", encoders)
+    params["encoder"] = None if width is None else (width,)
+    params["n_layers"] = 1 if width is None else _int(trial, f"{p}n_layers", layers_r)
     return params
 
 
