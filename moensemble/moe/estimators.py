@@ -321,8 +321,12 @@ class MoERegressor(RegressorMixin, _BaseMoE):
         y = np.asarray(y, dtype=np.float64)
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1)
-        self._y_mean = y2.mean(0)
-        self._y_scale = np.where(y2.std(0) > 0, y2.std(0), 1.0)
+        # Mean and spread of y / max|y|, scaled back: y.std() itself overflows near 1e160.
+        peak = np.abs(y2).max(0)
+        peak = np.where(peak > 0, peak, 1.0)
+        self._y_mean = (y2 / peak).mean(0) * peak
+        spread = (y2 / peak).std(0) * peak
+        self._y_scale = np.where(spread > 0, spread, 1.0)
         y_std = ((y2 - self._y_mean) / self._y_scale).astype(np.float32)
         self._fit_net(X, y_std, MoENetRegressor, torch.nn.MSELoss, y2.shape[1])
         return self
