@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,24 @@ def test_bad_option_or_value_is_one_line_and_exit_2(files, case):
     assert lines[0].startswith("moensemble")
     assert re.search(message, lines[0]), lines[0]
 
+
+
+class _AlwaysFails(ClassifierMixin, BaseEstimator):
+    """A classifier whose fit raises on every fold."""
+
+    def fit(self, X, y):
+        raise RuntimeError("this model cannot be fitted")
+
+
+def test_compare_where_every_model_fails_is_an_error_not_an_empty_board(files, monkeypatch,
+                                                                         capsys):
+    from moensemble.cli import compare as compare_cli
+    from moensemble.cli import main
+
+    monkeypatch.setattr(compare_cli, "build_models", lambda dataset, args: [
+        ("broken", _AlwaysFails())])
+    code = main(_compare(files, "ok", "--target", "label", "--quiet"))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "every model failed on every fold (broken)" in err
+    assert "Traceback" not in err

@@ -138,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
             return_folds=True, return_estimators=True,
         )
     seconds = time.perf_counter() - start
-
+    scores = board.filter(like="_mean")
+    if scores.isna().all(axis=None):
+        raise UserError(f"every model failed on every fold ({', '.join(board.index)}); the "
+                        "warnings above give each model's error.")
     print(format_leaderboard(board))
     if board["active_params_per_row"].notna().any():
         say("load violation: (max - mean) / mean expert load on each fold's training rows, "
