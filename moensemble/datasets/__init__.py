@@ -7,7 +7,7 @@ file (45 classes). The data are under the WordNet 3.0 licence, shipped next to t
 
 from __future__ import annotations
 
-from moensemble.datasets._synthetic import make_regimes
+from moensemble.datasets._synthetic import make_regime_classification, make_regimes
 from moensemble.datasets._wordnet import load_wordnet_glosses
 
-__all__ = ["load_wordnet_glosses", "make_regimes"]
+__all__ = ["load_wordnet_glosses", "make_regime_classification", "make_regimes"]

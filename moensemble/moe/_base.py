@@ -69,6 +69,7 @@ class _BaseMoE(BaseEstimator):
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "top_k": [Interval(Integral, 1, None, closed="left")],
         "router": [StrOptions(set(ROUTERS))],
+        "mixture": [StrOptions({"logits", "likelihood"})],
         "expert_hidden": [tuple, list, Interval(Integral, 1, None, closed="left")],
         "experts": [list, None],
         "gating": [StrOptions({"expert", "elementwise"})],
@@ -109,6 +110,7 @@ class _BaseMoE(BaseEstimator):
         n_experts: int = 8,
         top_k: int = 2,
         router: str = "topk",
+        mixture: str = "logits",
         expert_hidden: tuple[int, ...] | int = (64,),
         experts: list | None = None,
         gating: str = "expert",
@@ -145,6 +147,7 @@ class _BaseMoE(BaseEstimator):
         self.n_experts = n_experts
         self.top_k = top_k
         self.router = router
+        self.mixture = mixture
         self.expert_hidden = expert_hidden
         self.experts = experts
         self.gating = gating
@@ -335,7 +338,13 @@ class _BaseMoE(BaseEstimator):
             precision=self.precision,
             experts=experts,
             elementwise=self.gating == "elementwise",
+            mixture=self._module_mixture(),
         )
+
+    def _module_mixture(self) -> str:
+        if self.mixture == "logits":
+            return "logits"
+        return "categorical" if self._is_classification() else "gaussian"
 
     def _make_net(
         self, net_cls, criterion, module, valid, device: str, *,
