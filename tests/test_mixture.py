@@ -131,3 +131,18 @@ def test_mixture_is_validated_and_clones():
     with pytest.raises(InvalidParameterError, match="mixture"):
         MoEClassifier(mixture="product", max_epochs=1).fit(X, y)
     assert clone(MoEClassifier(mixture="likelihood")).get_params()["mixture"] == "likelihood"
+
+
+# -- compare's MoE ---------------------------------------------------------------------------
+def test_default_models_can_add_ensembles_with_the_moe_as_a_member():
+    from moensemble.leaderboard import default_models
+
+    names = [name for name, _ in default_models(sparse=True, quick=True)]
+    assert "stacked_moe" not in names
+    models = dict(default_models(sparse=True, quick=True, moe_members=True))
+    for name in ("weighted_moe", "stacked_moe"):
+        members = dict(models[name].estimators)
+        assert isinstance(members["moe"], MoEClassifier)
+        assert set(members) == set(dict(models[name.removesuffix("_moe")].estimators)) | {"moe"}
+    # compare's text MoE balances its experts with the bias (measured in the guide).
+    assert models["moe"].get_params()["balance"] == "bias"

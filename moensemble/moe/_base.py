@@ -69,7 +69,7 @@ class _BaseMoE(BaseEstimator):
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "top_k": [Interval(Integral, 1, None, closed="left")],
         "router": [StrOptions(set(ROUTERS))],
-        "mixture": [StrOptions({"logits", "likelihood"})],
+        "mixture": [StrOptions({"auto", "logits", "likelihood"})],
         "expert_hidden": [tuple, list, Interval(Integral, 1, None, closed="left")],
         "experts": [list, None],
         "gating": [StrOptions({"expert", "elementwise"})],
@@ -110,7 +110,7 @@ class _BaseMoE(BaseEstimator):
         n_experts: int = 8,
         top_k: int = 2,
         router: str = "topk",
-        mixture: str = "logits",
+        mixture: str = "auto",
         expert_hidden: tuple[int, ...] | int = (64,),
         experts: list | None = None,
         gating: str = "expert",
@@ -342,7 +342,10 @@ class _BaseMoE(BaseEstimator):
         )
 
     def _module_mixture(self) -> str:
-        if self.mixture == "logits":
+        mixture = self.mixture
+        if mixture == "auto":  # what measured best for each task (docs/guide/moe-quality.md)
+            mixture = "likelihood" if self._is_classification() else "logits"
+        if mixture == "logits":
             return "logits"
         return "categorical" if self._is_classification() else "gaussian"
 

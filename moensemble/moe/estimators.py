@@ -21,8 +21,9 @@ __all__ = ["MoEClassifier", "MoERegressor"]
 class MoEClassifier(ClassifierMixin, _BaseMoE):
     """Sparse mixture-of-experts classifier: a router sends each row to ``top_k`` MLPs.
 
-    ``p(y | x) = softmax(sum_{i in topk(x)} g_i(x) f_i(x))``, trained with skorch; only
-    the experts a row is routed to run on it. Features are used as given: scale dense
+    ``p(y | x) = sum_{i in topk(x)} g_i(x) softmax(f_i(x))`` (``mixture='likelihood'``, the
+    default) or ``softmax(sum_{i in topk(x)} g_i(x) f_i(x))`` (``'logits'``), trained with
+    skorch; only the experts a row is routed to run on it. Features are used as given: scale dense
     features (e.g. ``StandardScaler``) first; sparse CSR input is densified one batch at
     a time.
 
@@ -36,6 +37,16 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     router : {'topk', 'softmax', 'switch', 'expert_choice'}, default='topk'
         Noisy top-k (Shazeer 2017), dense softmax gating, top-1 with capacity
         (Switch), or expert choice (Zhou 2022). See :mod:`moensemble.moe.routing`.
+    mixture : {'auto', 'logits', 'likelihood'}, default='auto'
+        How the routed experts are combined. ``'logits'`` (cooperative): the output is
+        ``sum_i g_i f_i(x)`` (logits or regression values). ``'likelihood'`` (competitive,
+        Jacobs, Jordan, Nowlan & Hinton 1991): each expert predicts a whole distribution
+        and the loss is ``-log sum_i g_i p_i(y | x)`` over the kept experts, gates
+        renormalised; a classifier's ``p_i`` is ``softmax(f_i(x))`` and ``predict_proba``
+        the mixture's probabilities, a regressor's a Gaussian of mean ``f_i(x)`` and a
+        learned per-output scale, predicting the mixture mean. ``'auto'``: ``'likelihood'``
+        for the classifier, ``'logits'`` for the regressor (what measured best,
+        docs/guide/moe-quality.md).
     expert_hidden : int or tuple of int, default=(64,)
         Hidden layer widths of each expert MLP (and of the shared expert).
     experts : list of expert specs, default=None
@@ -129,7 +140,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         ``lr=3e-3``: 32.0 / 24.0 / 13.7 epochs); on a text task (3000 WordNet glosses,
         41 classes, TF-IDF, E=8, ``lr=3e-3``, 20 epochs) the 3-fold accuracy was
         0.428 / 0.443 / 0.405 (another seed: 0.442 / 0.445 for 1 / 3). Too large a
-        scale hurts the text task and 3 is within the noise there, hence the default 1.
+        scale hurts the text task; on the hidden-regime grid (``benchmarks/bench_regimes.py``)
+        10 gained 2.9 points over 1 (docs/guide/moe-quality.md): try 10 on tabular data.
     batch_size : int, default=128
     optimizer : {'adam', 'adamw', 'sgd'} or torch optimizer class, default='adam'
         ``'sgd'`` uses momentum 0.9.
