@@ -146,3 +146,4 @@ def test_default_models_can_add_ensembles_with_the_moe_as_a_member():
         assert set(members) == set(dict(models[name.removesuffix("_moe")].estimators)) | {"moe"}
     # compare's text MoE balances its experts with the bias (measured in the guide).
     assert models["moe"].get_params()["balance"] == "bias"
+    assert models["moe"].get_params()["mixture"] == "logits"
