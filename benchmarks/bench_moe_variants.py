@@ -17,12 +17,16 @@ Task: 4 uniform features; ``y`` is a linear function of x1..x3 where ``x0 < 0`` 
 * Element-wise vs. per-expert gates (3-class classification, accuracy).
 * Growing: 2 experts grown to 4 vs. 2 and 4 trained for the same total epochs.
 
+* ``--text``: compare's MoE on the main job's folds with the given parameters (the balance
+  table of docs/guide/moe-quality.md), e.g. ``--text "{}" --text "{'balance': 'aux_loss'}"``.
+
 Run: ``PYTHONPATH=. python benchmarks/bench_moe_variants.py [--seeds 3] [--n-train 1000]``
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import time
 
 import numpy as np
@@ -245,12 +249,51 @@ def bench_grow(data, seeds, epochs, grow_epochs) -> None:
         print(f"{name} | {np.mean(scores):.3f} ± {np.std(scores):.3f}")
 
 
+def bench_text_balance(variants: list[dict], n_folds: int) -> None:
+    """compare's MoE on the main job's folds: accuracy, load violation, live experts.
+
+    The MoE step of ``moensemble.cli.build_models`` (TF-IDF of 3,000 WordNet glosses, the
+    CLI's 3 folds), with each variant's parameters set on it; the load is that of the test
+    fold routed as in ``predict``, "live" = at least a quarter of an even share.
+    """
+    from sklearn.base import clone
+
+    from moensemble.cli import _bundled, build_models, build_parser
+    from moensemble.leaderboard import make_folds, max_violation
+
+    args = build_parser().parse_args(["compare"])
+    data = _bundled(args)
+    X, y = data["X"], data["y"]
+    base = dict(build_models(data, args))["moe"]
+    folds = make_folds(3, X, y, task="classification", random_state=0)[:n_folds]
+    for variant in variants:
+        accs, violations, live = [], [], []
+        for train, test in folds:
+            est = clone(base).set_params(**{f"moe__{k}": v for k, v in variant.items()})
+            est.fit(X[train], y[train])
+            accs.append(est.score(X[test], y[test]))
+            indices, _ = est[-1].route(est[:-1].transform(X[test]))
+            load = np.bincount(indices.ravel(), minlength=est[-1].n_experts_) / indices.size
+            violations.append(max_violation(load))
+            live.append(int((load >= 0.25 / est[-1].n_experts_).sum()))
+        print(f"text {variant}: accuracy {np.round(accs, 3)}, load violation "
+              f"{np.round(violations, 2)}, live experts {live}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n-train", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--text", type=ast.literal_eval, action="append", default=None,
+                        help="only the main job's balance table: a dict of parameters set on "
+                        "compare's MoE ('{}' for it as is); repeatable")
+    parser.add_argument("--text-folds", type=int, default=3)
     args = parser.parse_args()
+    if args.text is not None:
+        torch.set_num_threads(2)
+        bench_text_balance(args.text, args.text_folds)
+        return
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
     data = (*make_regimes(args.n_train, random_state=100),

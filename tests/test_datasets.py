@@ -5,8 +5,9 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
-from moensemble.datasets import load_wordnet_glosses
+from moensemble.datasets import load_wordnet_glosses, make_regime_classification
 
 
 def test_full_data_has_documented_shape_and_45_classes():
@@ -96,3 +97,51 @@ def test_licence_ships_with_the_data():
     licence = (data / "WORDNET_LICENSE.txt").read_text(encoding="utf-8")
     assert "WordNet 3.0 Copyright 2006 by Princeton University" in licence
     assert (data / "wordnet_glosses.tsv.xz").is_file()
+
+
+# -- make_regime_classification ------------------------------------------------------------
+def test_regime_classification_shapes_and_determinism():
+    X, y, regimes, bayes = make_regime_classification(
+        400, n_features=7, n_regimes=3, n_classes=4, return_regimes=True,
+        return_bayes_rate=True, random_state=0)
+    assert X.shape == (400, 7) and y.shape == regimes.shape == (400,)
+    assert set(np.unique(y)) <= set(range(4)) and set(np.unique(regimes)) == {0, 1, 2}
+    assert 0.25 < bayes < 1.0
+    X2, y2 = make_regime_classification(400, n_features=7, n_regimes=3, n_classes=4,
+                                        random_state=0)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+
+
+def test_regime_classification_bayes_rate_is_what_the_true_rule_reaches():
+    # One logistic regression per (known) regime approaches the Bayes rate on held-out rows;
+    # one for all rows stays far below it: the task needs the regimes.
+    X, y, regimes, bayes = make_regime_classification(
+        12000, n_features=10, n_regimes=4, noise=0.1, return_regimes=True,
+        return_bayes_rate=True, random_state=3)
+    train, test = slice(0, 8000), slice(8000, None)
+    correct = 0
+    for r in range(4):
+        tr, te = regimes[train] == r, regimes[test] == r
+        clf = LogisticRegression(C=100.0, max_iter=1000).fit(X[train][tr], y[train][tr])
+        correct += (clf.predict(X[test][te]) == y[test][te]).sum()
+    oracle = correct / len(y[test])
+    single = LogisticRegression(max_iter=1000).fit(X[train], y[train]).score(X[test], y[test])
+    assert bayes - 0.02 < oracle < bayes + 0.01
+    assert single < bayes - 0.1
+
+
+def test_regime_classification_less_noise_raises_the_bayes_rate():
+    rates = [make_regime_classification(3000, noise=noise, return_bayes_rate=True,
+                                        random_state=0)[-1] for noise in (0.5, 0.2, 0.05)]
+    assert rates[0] < rates[1] < rates[2]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n_regimes=0), "n_regimes"), (dict(n_classes=1), "n_classes"),
+    (dict(n_features=2, n_route_features=3), "n_route_features"), (dict(noise=0), "noise"),
+    (dict(n_samples=2.5), "n_samples"),
+])
+def test_regime_classification_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_regime_classification(**kwargs)

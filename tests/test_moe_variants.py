@@ -322,3 +322,16 @@ def test_router_init_kmeans_parameter(init):
     np.testing.assert_allclose(reg.expert_load_.min(), 1 / 3, atol=0.1)
     clf = MoEClassifier(router="switch", router_init="kmeans", **common)
     assert _one_expert_per_blob(clf.fit(X, (y > 5).astype(int)).route(X)[0][:, 0])
+
+
+# -- balancing -----------------------------------------------------------------------------
+def test_bias_balancing_lowers_the_load_violation_against_no_balancing():
+    from moensemble.leaderboard import max_violation
+
+    X, y = make_classification(600, 20, n_informative=10, n_classes=4, random_state=0)
+    common = dict(n_experts=8, top_k=2, expert_hidden=(16,), max_epochs=15, **QUICK)
+    loose = MoEClassifier(aux_loss_coef=0.0, **common).fit(X, y)
+    biased = MoEClassifier(balance="bias", bias_update_rate=0.02, **common).fit(X, y)
+    v_loose, v_biased = max_violation(loose.expert_load_), max_violation(biased.expert_load_)
+    assert v_biased < 0.25 and v_biased < v_loose / 2, (v_biased, v_loose)
+    assert (biased.expert_load_ > 0.25 / 8).sum() == 8

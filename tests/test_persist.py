@@ -17,7 +17,8 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, is_classifier
 from sklearn.datasets import make_classification, make_regression
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -155,6 +156,22 @@ def test_moe_fitted_on_sparse_input_round_trip(tmp_path):
         loaded = load(save(clf, tmp_path / "sparse.moe"))
         np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
         np.testing.assert_array_equal(loaded.route(X)[0], clf.route(X)[0])
+
+
+@pytest.mark.parametrize("est", [
+    MoEClassifier(n_experts=3, mixture="likelihood", max_epochs=2, random_state=0),
+    MoERegressor(n_experts=3, mixture="likelihood", max_epochs=2, random_state=0),
+])
+def test_likelihood_mixture_round_trips(tmp_path, est, classification):
+    X, y = classification if is_classifier(est) else make_regression(
+        n_samples=120, n_features=5, random_state=0)
+    est = est.fit(X, y)
+    loaded = load(save(est, tmp_path / "mix.moe"))
+    assert loaded.mixture == "likelihood"
+    out = "predict_proba" if is_classifier(est) else "predict"
+    np.testing.assert_array_equal(getattr(loaded, out)(X), getattr(est, out)(X))
+    if not is_classifier(est):  # the learned scale of the Gaussians is part of the weights
+        assert torch.equal(loaded.net_.module_.log_scale, est.net_.module_.log_scale)
 
 
 def test_ensembles_round_trip_with_a_moe_inside(tmp_path, classification):

@@ -9,7 +9,8 @@ of mixed column types (numbers with gaps, categories, a date, a note drawn from 
 from __future__ import annotations
 
 from moensemble.datasets._mixed import make_mixed_table
-from moensemble.datasets._synthetic import make_regimes
+from moensemble.datasets._synthetic import make_regime_classification, make_regimes
 from moensemble.datasets._wordnet import load_wordnet_glosses
 
-__all__ = ["load_wordnet_glosses", "make_mixed_table", "make_regimes"]
+__all__ = ["load_wordnet_glosses", "make_mixed_table", "make_regime_classification",
+           "make_regimes"]

@@ -72,6 +72,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "top_k": [Interval(Integral, 1, None, closed="left")],
         "router": [StrOptions(set(ROUTERS))],
+        "mixture": [StrOptions({"auto", "logits", "likelihood"})],
         "expert_hidden": [tuple, list, Interval(Integral, 1, None, closed="left")],
         "experts": [list, None],
         "gating": [StrOptions({"expert", "elementwise"})],
@@ -114,6 +115,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         n_experts: int = 8,
         top_k: int = 2,
         router: str = "topk",
+        mixture: str = "auto",
         expert_hidden: tuple[int, ...] | int = (64,),
         experts: list | None = None,
         gating: str = "expert",
@@ -152,6 +154,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         self.n_experts = n_experts
         self.top_k = top_k
         self.router = router
+        self.mixture = mixture
         self.expert_hidden = expert_hidden
         self.experts = experts
         self.gating = gating
@@ -416,7 +419,16 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
             precision=self.precision,
             experts=experts,
             elementwise=self.gating == "elementwise",
+            mixture=self._module_mixture(),
         )
+
+    def _module_mixture(self) -> str:
+        mixture = self.mixture
+        if mixture == "auto":  # what measured best for each task (docs/guide/moe-quality.md)
+            mixture = "likelihood" if self._is_classification() else "logits"
+        if mixture == "logits":
+            return "logits"
+        return "categorical" if self._is_classification() else "gaussian"
 
     def _make_net(
         self, net_cls, criterion, module, valid, device: str, *,

@@ -21,12 +21,14 @@ __all__ = ["MoEClassifier", "MoERegressor"]
 class MoEClassifier(ClassifierMixin, _BaseMoE):
     """Sparse mixture-of-experts classifier: a router sends each row to ``top_k`` MLPs.
 
-    ``p(y | x) = softmax(sum_{i in topk(x)} g_i(x) f_i(x))``, trained with skorch; only
-    the experts a row is routed to run on it. Features are used as given: scale dense
-    features (e.g. ``StandardScaler``) first. Sparse CSR input is never densified: the
+    ``p(y | x) = sum_{i in topk(x)} g_i(x) softmax(f_i(x))`` (``mixture='likelihood'``, the
+    default) or ``softmax(sum_{i in topk(x)} g_i(x) f_i(x))`` (``'logits'``), trained with
+    skorch; only the experts a row is routed to run on it. Features are used as given: scale
+    dense features (e.g. ``StandardScaler``) first. Sparse CSR input is never densified: the
     first layer that meets it (router, experts, or the shared ``encoder``) is a sparse x
     dense product over the non-zeros. The measurements behind the defaults and options
-    below are on the [MoE notes](../guide/moe-notes.md) page of the user guide.
+    below are on the [MoE notes](../guide/moe-notes.md) and
+    [MoE quality](../guide/moe-quality.md) pages of the user guide.
 
     Parameters
     ----------
@@ -38,6 +40,16 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
     router : {'topk', 'softmax', 'switch', 'expert_choice'}, default='topk'
         Noisy top-k (Shazeer 2017), dense softmax gating, top-1 with capacity
         (Switch), or expert choice (Zhou 2022). See :mod:`moensemble.moe.routing`.
+    mixture : {'auto', 'logits', 'likelihood'}, default='auto'
+        How the routed experts are combined. ``'logits'`` (cooperative): the output is
+        ``sum_i g_i f_i(x)`` (logits or regression values). ``'likelihood'`` (competitive,
+        Jacobs, Jordan, Nowlan & Hinton 1991): each expert predicts a whole distribution
+        and the loss is ``-log sum_i g_i p_i(y | x)`` over the kept experts, gates
+        renormalised; a classifier's ``p_i`` is ``softmax(f_i(x))`` and ``predict_proba``
+        the mixture's probabilities, a regressor's a Gaussian of mean ``f_i(x)`` and a
+        learned per-output scale, predicting the mixture mean. ``'auto'``: ``'likelihood'``
+        for the classifier, ``'logits'`` for the regressor (what measured best,
+        docs/guide/moe-quality.md).
     expert_hidden : int or tuple of int, default=(64,)
         Hidden layer widths of each expert MLP (and of the shared expert).
     experts : list of expert specs, default=None
@@ -118,7 +130,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         Learning rate of the router's parameters as a multiple of ``lr`` (a skorch
         optimizer param group ``"*router.*"``, every block's router; the element-wise
         gates and the experts use ``lr``). A faster router converges sooner on regime
-        data but a large scale hurts text (MoE notes), hence the default 1.
+        data (10 gained 2.9 points on the hidden-regime grid) but a large scale hurts
+        text (MoE notes, MoE quality), hence the default 1.
     batch_size : int, default=128
         Rows per training step (and per prediction batch).
     optimizer : {'adam', 'adamw', 'sgd'} or torch optimizer class, default='adam'

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,10 +28,23 @@ from torch import Tensor, nn
 
 from .checks import FiniteCheck
 from .experts import MLPExpert, StackedMLPExperts, params_per_expert
-from .routing import ElementwiseGate, Router, Routing, dispatch
+from .routing import (
+    Assignments,
+    ElementwiseGate,
+    Router,
+    Routing,
+    dispatch,
+    run_experts,
+    scatter_logsumexp,
+)
 from .sparse import as_sparse_linear, csr_batch
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: How :class:`MoEModule` combines its experts: the estimators' ``mixture='logits'`` is
+#: ``'logits'``, ``mixture='likelihood'`` is ``'categorical'`` (classifier) or ``'gaussian'``.
+MIXTURES = ("logits", "categorical", "gaussian")
+# Floor of a gate inside a log: a gate that underflowed to 0 stays finite.
+_TINY = 1e-30
 
 
 def precision_autocast(device_type: str, precision: str) -> torch.autocast:
@@ -60,6 +74,20 @@ class MoEModule(nn.Module):
         Autocast dtype for the experts.
     output_gate : ElementwiseGate, optional
         Per-output gates (element-wise weighting) instead of one scalar per assignment.
+    mixture : {'logits', 'categorical', 'gaussian'}
+        ``'logits'`` (cooperative): the output is ``sum_i g_i f_i(x)`` (+ shared, fallback).
+        ``'categorical'`` (competitive, Jacobs et al. 1991): each expert's output is the
+        logits of its own distribution ``p_i = softmax(f_i(x))`` and the output is the log
+        of the mixture ``log sum_i g_i p_i`` (+ shared/fallback logits), whose
+        cross-entropy is ``-log sum_i g_i p_i(y) / sum_i g_i`` (the gates renormalised
+        over the row's kept experts); its softmax is the mixture's probabilities.
+        ``'gaussian'``: each expert's output is the mean of a Gaussian of learned
+        per-output scale ``exp(log_scale)``; the output is the mixture mean
+        ``sum_i g~_i mu_i`` (``g~`` renormalised over the kept experts) and ``forward``
+        returns a third element, ``(mu, log g~, rows)`` per assignment, from which
+        :func:`gaussian_mixture_nll` is the loss.
+    out_features : int, optional
+        Output width; needed by ``'gaussian'`` (its per-output ``log_scale``).
     """
 
     def __init__(
@@ -71,31 +99,79 @@ class MoEModule(nn.Module):
         fallback: nn.Module | None = None,
         precision: str = "float32",
         output_gate: ElementwiseGate | None = None,
+        mixture: str = "logits",
+        out_features: int | None = None,
     ) -> None:
         super().__init__()
+        if mixture not in MIXTURES:
+            raise ValueError(f"`mixture` must be one of {MIXTURES}; got {mixture!r}.")
+        self.mixture = mixture
         self.router = router
         self.output_gate = output_gate
         self.experts = experts
         self.shared_expert = shared_expert
         self.fallback = fallback
         self.precision = precision
+        if mixture == "gaussian":
+            if out_features is None:
+                raise ValueError("`out_features` is needed with mixture='gaussian'.")
+            self.log_scale = nn.Parameter(torch.zeros(int(out_features)))
         n_experts = len(experts)
         # Statistics of the *training* batches since the last reset (RoutingStats).
         self.register_buffer("stat_counts", torch.zeros(n_experts), persistent=False)
         self.register_buffer("stat_sums", torch.zeros(3), persistent=False)  # rows, H, overflow
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # (batch, in) -> (batch, out), (2,)
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:  # (batch, in) -> (batch, out), (2,)
         x = x.float()
         routing = self.router(x)  # float32, outside autocast
         gates = self.gates(x, routing)  # (batch, k) or (batch, k, out), float32
+        aux = torch.stack([routing.aux_loss, routing.z_loss])
         with self._autocast(x):
-            out, counts = dispatch(x, routing.indices, gates, self.experts, routing.mask)
-            for extra in (self.shared_expert, self.fallback):
-                if extra is not None:
-                    out = out + extra(x).float()
+            if self.mixture == "logits":
+                out, counts = dispatch(x, routing.indices, gates, self.experts, routing.mask)
+                extra = self._extras(x)
+                out = out if extra is None else out + extra
+            else:
+                assignments = run_experts(
+                    x, routing.indices, gates, self.experts, routing.mask
+                )
+                counts = assignments.counts
         if self.training:
             self._record(routing, counts, x.shape[0])
-        return out, torch.stack([routing.aux_loss, routing.z_loss])
+        if self.mixture == "logits":
+            return out, aux
+        extra = self._extras(x)
+        if self.mixture == "categorical":
+            return self._log_mixture(assignments, x.shape[0], extra), aux
+        return self._gaussian_output(assignments, x.shape[0], extra, aux)
+
+    def _extras(self, x: Tensor) -> Tensor | None:
+        """Shared expert + fallback outputs (run on every row), or None."""
+        total = None
+        for extra in (self.shared_expert, self.fallback):
+            if extra is not None:
+                out = extra(x).float()
+                total = out if total is None else total + out
+        return total
+
+    @staticmethod
+    def _log_mixture(a: Assignments, batch: int, extra: Tensor | None) -> Tensor:
+        """``log sum_i g_i softmax(f_i)`` per row (0 for a row with no live expert)."""
+        log_p = torch.log_softmax(a.outputs, dim=-1) + torch.log(a.gates.clamp_min(_TINY))
+        out = scatter_logsumexp(log_p, a.rows, batch)
+        return out if extra is None else out + extra
+
+    def _gaussian_output(
+        self, a: Assignments, batch: int, extra: Tensor | None, aux: Tensor
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """Mixture mean, aux losses, and ``(mu, log g~, rows)`` per assignment."""
+        mu = a.outputs if extra is None else a.outputs + extra.index_select(0, a.rows)
+        total = a.gates.new_zeros(batch, a.gates.shape[1]).index_add_(0, a.rows, a.gates)
+        gates = a.gates / total.index_select(0, a.rows).clamp_min(_TINY)
+        mean = mu.new_zeros(batch, mu.shape[1]).index_add_(0, a.rows, gates * mu)
+        if extra is not None:  # rows with no live expert (switch overflow): the extras
+            mean = torch.where(total > 0, mean, extra)
+        return mean, aux, (mu, torch.log(gates.clamp_min(_TINY)), a.rows)
 
     def gates(self, x: Tensor, routing: Routing) -> Tensor:
         """The routing's gates, made per-output when the module has an ``output_gate``."""
@@ -149,11 +225,13 @@ def build_module(
     precision: str,
     experts: nn.Module | None = None,
     elementwise: bool = False,
+    mixture: str = "logits",
 ) -> MoEModule:
     """The estimators' network: stacked MLP experts (+ a shared MLP, + a linear fallback).
 
     ``experts`` replaces the stacked MLPs (e.g. heterogeneous experts in a ModuleList);
-    ``elementwise`` adds per-output gates (:class:`~.routing.ElementwiseGate`).
+    ``elementwise`` adds per-output gates (:class:`~.routing.ElementwiseGate`);
+    ``mixture`` is :class:`MoEModule`'s.
     """
     if experts is None:
         experts = StackedMLPExperts(
@@ -169,7 +247,7 @@ def build_module(
     sparse_ready(router, gate)
     return MoEModule(
         router, experts, shared_expert=shared, fallback=as_sparse_linear(skip),
-        precision=precision, output_gate=gate,
+        precision=precision, output_gate=gate, mixture=mixture, out_features=out_features,
     )
 
 
@@ -186,12 +264,48 @@ def sparse_ready(router: Router, gate: ElementwiseGate | None = None) -> None:
         gate.linear = as_sparse_linear(gate.linear)
 
 
+def gaussian_mixture_nll(
+    mean: Tensor,
+    parts: tuple[Tensor, Tensor, Tensor],
+    y: Tensor,
+    log_scale: Tensor,
+) -> Tensor:
+    """Mean over rows of ``-log sum_i g~_i N(y; mu_i, diag(exp(log_scale))^2)``.
+
+    ``parts`` is ``(mu: (n, out), log_g: (n, 1) or (n, out), rows: (n,))`` per live
+    assignment (:class:`MoEModule` with ``mixture='gaussian'``). With per-output gates each
+    output is its own mixture. A row with no live expert (switch overflow) is scored as
+    one Gaussian at ``mean`` (its fallback's output).
+    """
+    mu, log_g, rows = parts
+    batch = mean.shape[0]
+    y = y.to(mean.dtype).reshape(mean.shape)
+    log_norm = -0.5 * ((y.index_select(0, rows) - mu) * torch.exp(-log_scale)).square() \
+        - log_scale - 0.5 * math.log(2 * math.pi)  # (n, out)
+    if log_g.shape[1] == 1:
+        log_norm = log_norm.sum(1, keepdim=True)
+    ll = scatter_logsumexp(log_g + log_norm, rows, batch).sum(1)  # (batch,)
+    empty = torch.bincount(rows, minlength=batch) == 0
+    if empty.any():
+        alone = -0.5 * ((y - mean) * torch.exp(-log_scale)).square() - log_scale \
+            - 0.5 * math.log(2 * math.pi)
+        ll = torch.where(empty, alone.sum(1), ll)
+    return -ll.mean()
+
+
 class _AuxLossMixin:
-    """Adds ``aux_loss_coef * balance + z_loss_coef * z`` to the training loss."""
+    """Adds ``aux_loss_coef * balance + z_loss_coef * z`` to the training loss.
+
+    A module output of three elements (``mixture='gaussian'``) is scored with
+    :func:`gaussian_mixture_nll` instead of the criterion.
+    """
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        output, aux = y_pred
-        loss = super().get_loss(output, y_true, X=X, training=training)
+        output, aux = y_pred[0], y_pred[1]
+        if len(y_pred) == 3:
+            loss = gaussian_mixture_nll(output, y_pred[2], y_true, self.module_.log_scale)
+        else:
+            loss = super().get_loss(output, y_true, X=X, training=training)
         if training:
             loss = loss + self.aux_loss_coef * aux[0] + self.z_loss_coef * aux[1]
         return loss

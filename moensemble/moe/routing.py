@@ -392,37 +392,43 @@ def make_router(
     raise ValueError(f"`router` must be one of {ROUTERS}; got {name!r}.")
 
 
-def dispatch(
+class Assignments(NamedTuple):
+    """The live (row, expert) assignments of a batch after the experts ran, grouped by expert.
+
+    Attributes
+    ----------
+    outputs : Tensor of shape (n_live, out_features), float32
+        Each assignment's expert output (logits for a classifier, means for a regressor).
+    gates : Tensor of shape (n_live, 1) or (n_live, out_features), float32
+        The assignment's gate (one per output with element-wise gates).
+    rows : LongTensor of shape (n_live,)
+        The batch row of each assignment.
+    counts : LongTensor of shape (n_experts,)
+        Rows each expert processed.
+    """
+
+    outputs: Tensor
+    gates: Tensor
+    rows: Tensor
+    counts: Tensor
+
+
+def run_experts(
     x: Tensor,
     indices: Tensor,
     gates: Tensor,
     experts: nn.Module | Sequence[nn.Module],
     mask: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Run each expert on only the rows routed to it; combine with the gates.
+) -> Assignments:
+    """Run each expert on only the rows routed to it; the per-assignment outputs.
 
     Rows are grouped by expert with a stable ``argsort``; a :class:`StackedMLPExperts`
     (anything with ``forward_sorted(x, expert_ids, counts)``) runs them in one grouped
     call, any other sequence of modules (heterogeneous experts) is looped over, each
-    module seeing only its slice. Outputs are weighted by their gate and summed back
-    into their rows with ``index_add_`` in float32.
+    module seeing only its slice. :func:`dispatch` sums the gated outputs back into their
+    rows; the likelihood mixture combines them in its own way (``moe/net.py``).
 
-    Parameters
-    ----------
-    x : Tensor of shape (batch, in_features)
-    indices : LongTensor of shape (batch, k)
-    gates : Tensor of shape (batch, k) or (batch, k, out_features)
-        One weight per assignment, or one per assignment and output (element-wise gates).
-    experts : StackedMLPExperts or sequence of nn.Module
-        Every expert maps ``(rows, in_features) -> (rows, out_features)``.
-    mask : BoolTensor of shape (batch, k), optional
-        Assignments to run; the others cost nothing.
-
-    Returns
-    -------
-    out : Tensor of shape (batch, out_features), float32
-    counts : LongTensor of shape (n_experts,)
-        Rows each expert processed.
+    Parameters are those of :func:`dispatch`.
     """
     batch, k = indices.shape
     n_experts = len(experts)
@@ -441,9 +447,59 @@ def dispatch(
         y = experts.forward_sorted(x_sorted, expert_of, counts)
     else:
         y = _loop_experts(experts, x_sorted, counts)
-    y = y.float() * gate_of.float()
-    out = y.new_zeros(batch, y.shape[1]).index_add_(0, row_of, y)
-    return out, counts
+    return Assignments(y.float(), gate_of.float(), row_of, counts)
+
+
+def dispatch(
+    x: Tensor,
+    indices: Tensor,
+    gates: Tensor,
+    experts: nn.Module | Sequence[nn.Module],
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Run each expert on only the rows routed to it; combine with the gates.
+
+    The experts run as in :func:`run_experts`; their outputs are weighted by their gate
+    and summed back into their rows with ``index_add_`` in float32.
+
+    Parameters
+    ----------
+    x : Tensor of shape (batch, in_features)
+    indices : LongTensor of shape (batch, k)
+    gates : Tensor of shape (batch, k) or (batch, k, out_features)
+        One weight per assignment, or one per assignment and output (element-wise gates).
+    experts : StackedMLPExperts or sequence of nn.Module
+        Every expert maps ``(rows, in_features) -> (rows, out_features)``.
+    mask : BoolTensor of shape (batch, k), optional
+        Assignments to run; the others cost nothing.
+
+    Returns
+    -------
+    out : Tensor of shape (batch, out_features), float32
+    counts : LongTensor of shape (n_experts,)
+        Rows each expert processed.
+    """
+    a = run_experts(x, indices, gates, experts, mask)
+    y = a.outputs * a.gates
+    out = y.new_zeros(indices.shape[0], y.shape[1]).index_add_(0, a.rows, y)
+    return out, a.counts
+
+
+def scatter_logsumexp(values: Tensor, rows: Tensor, batch: int) -> Tensor:
+    """``out[b] = log sum_{j: rows[j] = b} exp(values[j])``, computed stably.
+
+    ``values: (n, m)`` (finite), ``rows: (n,)`` -> ``(batch, m)``; a row that no ``j``
+    points to gets 0 (and no gradient), not ``-inf``.
+    """
+    index = rows.unsqueeze(1).expand_as(values)
+    peak = values.new_full((batch, values.shape[1]), -math.inf)
+    peak = peak.scatter_reduce(0, index, values.detach(), "amax", include_self=True)
+    empty = torch.isinf(peak)
+    peak = peak.masked_fill(empty, 0.0)
+    total = values.new_zeros(batch, values.shape[1]).index_add_(
+        0, rows, torch.exp(values - peak.index_select(0, rows))
+    )
+    return torch.log(total + empty.float()) + peak
 
 
 def _loop_experts(experts: Sequence[nn.Module], x_sorted: Tensor, counts: Tensor) -> Tensor:
