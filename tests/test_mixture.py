@@ -147,3 +147,9 @@ def test_default_models_can_add_ensembles_with_the_moe_as_a_member():
     # compare's text MoE balances its experts with the bias (measured in the guide).
     assert models["moe"].get_params()["balance"] == "bias"
     assert models["moe"].get_params()["mixture"] == "logits"
+
+
+def test_the_likelihood_mixture_is_refused_with_blocks():
+    X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 2
+    with pytest.raises(ValueError, match="mixture='likelihood'.*blocks"):
+        MoEClassifier(n_layers=2, mixture="likelihood", max_epochs=1).fit(X, y)

@@ -210,6 +210,12 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
                 f"got {self.expert_hidden!r}."
             )
         self._check_blocks()
+        if self._uses_blocks() and self.mixture == "likelihood":
+            raise ValueError(
+                "`mixture='likelihood'` mixes the experts' output distributions, but with "
+                "`encoder` or `n_layers` > 1 the experts sit inside hidden blocks and a head "
+                "makes the output: use mixture='auto' or 'logits' with blocks."
+            )
         device = resolve_device(self.device)
         check_precision(self.precision, device)
         return hidden, device
@@ -423,6 +429,8 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         )
 
     def _module_mixture(self) -> str:
+        if self._uses_blocks():  # hidden blocks mix their experts' outputs; a head predicts
+            return "logits"
         mixture = self.mixture
         if mixture == "auto":  # what measured best for each task (docs/guide/moe-quality.md)
             mixture = "likelihood" if self._is_classification() else "logits"
