@@ -121,3 +121,14 @@ def test_compare_where_every_model_fails_is_an_error_not_an_empty_board(files, m
     err = capsys.readouterr().err
     assert "every model failed on every fold (broken)" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["compare", "tune"])
+def test_too_few_bundled_samples_is_one_line(tmp_path, command):
+    extra = (["--output", str(tmp_path / "out")] if command == "compare" else
+             ["--storage", f"journal:{tmp_path / 'j.log'}", "--study-name", "s"])
+    done = subprocess.run([sys.executable, "-m", "moensemble", command, "--n-samples", "5",
+                           *extra], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--n-samples 5" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

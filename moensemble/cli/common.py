@@ -151,8 +151,11 @@ def _bundled(args: argparse.Namespace) -> dict:
     from moensemble.datasets import load_wordnet_glosses
 
     n_samples = args.n_samples or DEFAULT_N_SAMPLES
-    texts, labels = load_wordnet_glosses(n_samples=n_samples, return_X_y=True,
-                                         random_state=args.random_state)
+    try:
+        texts, labels = load_wordnet_glosses(n_samples=n_samples, return_X_y=True,
+                                             random_state=args.random_state)
+    except ValueError as exc:  # e.g. too few rows for any class to keep its minimum
+        raise UserError(f"--n-samples {n_samples}: {exc}") from None
     X = np.asarray(texts, dtype=object)
     keep, note = _common_classes(np.asarray(labels), args.cv)
     X, y = X[keep], np.asarray(labels)[keep]
