@@ -17,7 +17,7 @@ import pandas as pd
 
 __all__ = ["UserError", "EXIT_USAGE", "DEFAULT_N_SAMPLES", "HelpFormatter", "int_at_least",
            "positive_int", "fold_count", "n_jobs", "positive_seconds", "OneLineParser",
-           "check_folds", "check_values", "printer", "load_data", "read_table"]
+           "check_folds", "check_values", "printer", "load_data", "read_table", "target_of"]
 
 EXIT_USAGE = 2
 #: Quick defaults: the bundled run finishes in a couple of minutes on 2 CPU cores.
@@ -217,17 +217,9 @@ def _from_frame(frame: pd.DataFrame, args: argparse.Namespace) -> dict:
              f"{args.target!r}"] if unlabelled else []
     if args.text_column:
         frame[args.text_column] = frame[args.text_column].fillna("").astype(str)
-    task = _task(frame[args.target], args.task)
-    y = frame[args.target].to_numpy()
-    if task == "classification":
-        y = y.astype(str) if y.dtype == object else y
-        if np.unique(y).size < 2:
-            only = np.unique(y)[0].item()  # a Python value: 'same', not np.str_('same')
-            raise UserError(f"target column {args.target!r} has a single class "
-                            f"({only!r}); a classifier needs at least two.")
-        keep, rare = _common_classes(y, args.cv)
-        frame, y = frame.loc[keep], y[keep]
-        notes += [rare.strip(" ()")] if rare else []
+    task, y, keep, rare = target_of(frame, args)
+    frame = frame.loc[keep]
+    notes += [rare.strip(" ()")] if rare else []
     if args.n_samples and args.n_samples < len(y):
         frame, y = _subsample(frame, y, args.n_samples, task, args.random_state)
     X = frame.drop(columns=args.target)
@@ -241,6 +233,23 @@ def _from_frame(frame: pd.DataFrame, args: argparse.Namespace) -> dict:
                        + (f" ({'; '.join(notes)})" if notes else ""),
         "source": str(args.data),
     }
+
+
+def target_of(frame: pd.DataFrame, args: argparse.Namespace):
+    """``(task, y, keep, note)`` of ``frame[args.target]``: a classification target with one
+    class is an error; ``keep`` (a row mask) drops classes too rare for ``args.cv`` folds."""
+    task = _task(frame[args.target], args.task)
+    y = frame[args.target].to_numpy()
+    keep, note = np.ones(len(y), dtype=bool), ""
+    if task == "classification":
+        y = y.astype(str) if y.dtype == object else y
+        if np.unique(y).size < 2:
+            only = np.unique(y)[0].item()  # a Python value: 'same', not np.str_('same')
+            raise UserError(f"target column {args.target!r} has a single class "
+                            f"({only!r}); a classifier needs at least two.")
+        keep, note = _common_classes(y, args.cv)
+        y = y[keep]
+    return task, y, keep, note
 
 
 def _task(target: pd.Series, requested: str) -> str:

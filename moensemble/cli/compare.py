@@ -23,9 +23,7 @@ from moensemble.cli.common import (
     DEFAULT_N_SAMPLES,
     HelpFormatter,
     UserError,
-    _common_classes,
     _subsample,
-    _task,
     check_folds,
     check_values,
     fold_count,
@@ -34,6 +32,7 @@ from moensemble.cli.common import (
     positive_int,
     printer,
     read_table,
+    target_of,
 )
 
 __all__ = ["register", "run", "load_table", "build_models", "select_models",
@@ -178,17 +177,8 @@ def load_table(args: argparse.Namespace) -> dict:
     kinds = infer_kinds(X, kinds={args.text_column: "text"} if args.text_column else None)
     if all(kind == "drop" for kind in kinds.values()):
         raise UserError(f"no feature column of {args.data.name} has a value.")
-    task = _task(frame[args.target], args.task)
-    y = frame[args.target].to_numpy()
-    note = ""
-    if task == "classification":
-        y = y.astype(str) if y.dtype == object else y
-        if np.unique(y).size < 2:
-            only = np.unique(y)[0].item()  # a Python value: 'same', not np.str_('same')
-            raise UserError(f"target column {args.target!r} has a single class "
-                            f"({only!r}); a classifier needs at least two.")
-        keep, note = _common_classes(y, args.cv)
-        X, y = X.loc[keep], y[keep]
+    task, y, keep, note = target_of(frame, args)
+    X = X.loc[keep]
     if args.n_samples and args.n_samples < len(y):
         X, y = _subsample(X, y, args.n_samples, task, args.random_state)
     text = [c for c, kind in kinds.items() if kind == "text"]
