@@ -609,7 +609,8 @@ def test_the_boost_extras_models_round_trip(tmp_path, classification, library):
     X, y = classification
     model = {"lightgbm": lambda: module.LGBMClassifier(n_estimators=5, verbose=-1),
              "xgboost": lambda: module.XGBClassifier(n_estimators=5),
-             "catboost": lambda: module.CatBoostClassifier(iterations=5, verbose=0)}[library]()
+             "catboost": lambda: module.CatBoostClassifier(iterations=5, verbose=0,
+                                                                allow_writing_files=False)}[library]()
     model.fit(X, y)
     loaded = load(save(model, tmp_path / f"{library}.moe"))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
