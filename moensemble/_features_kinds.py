@@ -231,3 +231,53 @@ def check_target(y: Any, *, n_samples: int | None = None, name: str = "y") -> An
             f"{', '.join(rows)}{more}; drop those rows or fill the target before fitting."
         )
     return y
+
+
+def blocks_by_kind(encoder: Any, *, merge: dict[str, str] | None = None) -> dict[str, Any]:
+    """The output columns of each kind of a fitted ``TableEncoder``, for ``expert_blocks``.
+
+    A block whose columns are contiguous is a ``slice``; the block that ends at the last
+    output column is open-ended (``slice(start, None)``), so that it still covers a TF-IDF
+    vocabulary that is wider or narrower when a pipeline is refitted on other rows (put the
+    text column last). Other blocks are arrays of column positions.
+
+    Parameters
+    ----------
+    encoder : TableEncoder
+        Fitted, with ``mode="encode"``.
+    merge : dict, default=None
+        Block names for kinds, ``{kind: block}``: e.g. ``{"boolean": "numeric",
+        "datetime": "numeric"}`` gives one numeric block; unlisted kinds keep their name.
+
+    Returns
+    -------
+    blocks : dict of str to slice or ndarray of int
+        In the order of the first output column of each block.
+    """
+    blocks_ = getattr(encoder, "blocks_", None)
+    if not isinstance(blocks_, dict) or not hasattr(encoder, "feature_origins_"):
+        raise TypeError(
+            "`encoder` must be a fitted moensemble.TableEncoder (it has no `blocks_`); got "
+            f"{type(encoder).__name__}."
+        )
+    if getattr(encoder, "mode", "encode") != "encode":
+        raise ValueError("`encoder` has mode='native', whose output an MoE cannot take; "
+                         "use mode='encode'.")
+    merge = {} if merge is None else merge
+    if not isinstance(merge, dict):
+        raise TypeError(f"`merge` must be None or a dict {{kind: block}}; got {merge!r}.")
+    unknown = sorted(set(merge) - set(KINDS), key=str)
+    if unknown:
+        raise ValueError(f"`merge` keys must be kinds ({list(KINDS)}); got {unknown}.")
+    grouped: dict[str, list] = {}
+    for kind, cols in blocks_.items():
+        grouped.setdefault(merge.get(kind, kind), []).append(np.asarray(cols))
+    n_out = len(encoder.feature_origins_)
+    out = {}
+    for name, parts in sorted(grouped.items(), key=lambda kv: min(p.min() for p in kv[1])):
+        cols = np.sort(np.concatenate(parts))
+        if cols[-1] - cols[0] + 1 == len(cols):  # contiguous
+            out[name] = slice(int(cols[0]), None if cols[-1] == n_out - 1 else int(cols[-1]) + 1)
+        else:
+            out[name] = cols
+    return out

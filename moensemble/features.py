@@ -41,13 +41,14 @@ from sklearn.utils.validation import (
 
 from moensemble._features_kinds import (
     KINDS,
+    blocks_by_kind,
     check_target,
     coerce_column,
     infer_kind,
     value_type,
 )
 
-__all__ = ["TableEncoder", "check_target", "infer_kinds"]
+__all__ = ["TableEncoder", "blocks_by_kind", "check_target", "infer_kinds"]
 
 
 def infer_kinds(

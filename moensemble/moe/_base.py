@@ -19,6 +19,7 @@ from skorch.helper import predefined_split
 from .._validation import check_precision, resolve_device
 from ._introspect import RoutingIntrospection
 from .blocks import MoENetwork, build_network, check_expert_widths
+from .modality import build_block_experts, set_expert_blocks
 from .net import (
     RoutingStats,
     RowDataset,
@@ -107,6 +108,8 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         "verbose": ["verbose"],
         "encoder": [None, tuple, list, Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "expert_blocks": [dict, None],
+        "experts_per_block": [None, Interval(Integral, 0, None, closed="left"), dict],
     }
 
     def __init__(
@@ -150,6 +153,8 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         verbose: int = 0,
         encoder: tuple[int, ...] | int | None = None,
         n_layers: int = 1,
+        expert_blocks: dict | None = None,
+        experts_per_block: int | dict | None = None,
     ) -> None:
         self.n_experts = n_experts
         self.top_k = top_k
@@ -189,6 +194,8 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         self.verbose = verbose
         self.encoder = encoder
         self.n_layers = n_layers
+        self.expert_blocks = expert_blocks
+        self.experts_per_block = experts_per_block
 
     # -- fitting ------------------------------------------------------------------------
     def _check_params(self) -> tuple[tuple[int, ...], str]:
@@ -280,6 +287,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, seed)
         self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
+        set_expert_blocks(self, X.shape[1])  # expert_blocks_, expert_block_of_
         self.dense_history_ = None
         devices = [device] if device.startswith("cuda") else []
         # Fork the RNG so fitting is reproducible without touching the user's torch seed.
@@ -407,7 +415,13 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
             bias_update_rate=self.bias_update_rate,
         )
         experts = None
-        if self.experts is not None and n_experts == len(self.experts):
+        if self.expert_blocks is not None and n_experts == len(self.expert_block_of_):
+            experts = build_block_experts(
+                self.expert_block_of_, self.expert_blocks_, in_features, out_features,
+                specs=self.experts, hidden=hidden, activation=self.activation,
+                dropout=self.dropout,
+            )
+        elif self.experts is not None and n_experts == len(self.experts):
             experts = build_experts(
                 self.experts, in_features, out_features,
                 activation=self.activation, dropout=self.dropout,

@@ -1,13 +1,16 @@
-"""Routing introspection of the fitted MoE estimators: ``route``, ``output_gates``, stats."""
+"""Routing introspection of the fitted MoE estimators: ``route``, ``output_gates``, stats,
+and with ``expert_blocks`` the load per modality (``block_load_``, ``modality_load``)."""
 
 from __future__ import annotations
 
 from numbers import Integral
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .modality import GENERALIST, expert_blocks_of
 from .net import RowDataset
 
 
@@ -24,6 +27,69 @@ class RoutingIntrospection:
         self.expert_load_ = load
         self.router_entropy_ = float(entropy)
         self.overflow_fraction_ = self._last_overflow()
+        if getattr(self, "expert_blocks", None) is not None:
+            # From the module, so that experts added by `grow` keep their parent's block.
+            self.expert_block_of_ = expert_blocks_of(self.net_.module_.experts)
+            self.block_load_ = self._block_shares(load[None, :])[0]
+
+    def _block_names(self) -> list[str]:
+        names = list(self.expert_blocks_)
+        return names + [GENERALIST] if any(b is None for b in self.expert_block_of_) else names
+
+    def _block_shares(self, per_expert: np.ndarray) -> list[dict[str, float]]:
+        """``(groups, n_experts)`` shares of the assignments -> per block, per group."""
+        of = self.expert_block_of_
+        masks = {name: np.array([b == (None if name == GENERALIST else name) for b in of])
+                 for name in self._block_names()}
+        return [{name: float(row[m].sum()) for name, m in masks.items()} for row in per_expert]
+
+    def modality_load(self, X, groups=None) -> pd.DataFrame:
+        """Share of the rows' assignments that go to the experts of each block.
+
+        Needs ``expert_blocks``. Rows are routed as in :meth:`route`; each of a row's
+        ``k`` assignments counts ``1 / k`` (its gate with ``router='softmax'``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        groups : array-like of shape (n_samples,), default=None
+            A true group per row (e.g. which modality carries its label): one row of the
+            report per group. ``None``: one row, ``'all'``.
+
+        Returns
+        -------
+        report : pandas.DataFrame
+            Index: the groups; columns: the blocks (and ``'generalist'`` for experts that
+            read every column) and ``n_rows``; each row's shares sum to 1.
+        """
+        check_is_fitted(self)
+        if getattr(self, "expert_blocks", None) is None:
+            raise ValueError(
+                "`modality_load` reports the load per block of `expert_blocks`; this model "
+                "was fitted with expert_blocks=None (see `expert_load_` instead)."
+            )
+        X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
+        if groups is None:
+            groups = np.full(X.shape[0], "all", dtype=object)
+        groups = np.asarray(groups)
+        if groups.shape != (X.shape[0],):
+            raise ValueError(
+                f"`groups` must have one entry per row of X ({X.shape[0]}); got shape "
+                f"{groups.shape}."
+            )
+        indices, gates, _ = self._route(X)
+        weights = gates if self.router == "softmax" else np.ones(indices.shape)
+        per_row = np.zeros((X.shape[0], self.n_experts_))
+        np.add.at(per_row, (np.arange(X.shape[0])[:, None], indices), weights)
+        per_row /= np.maximum(per_row.sum(1, keepdims=True), 1e-12)
+        labels, inverse = np.unique(groups, return_inverse=True)
+        sums = np.zeros((len(labels), self.n_experts_))
+        np.add.at(sums, inverse, per_row)
+        n_rows = np.bincount(inverse, minlength=len(labels))
+        report = pd.DataFrame(self._block_shares(sums / n_rows[:, None]), index=labels)
+        report.index.name = "group"
+        report["n_rows"] = n_rows
+        return report
 
     def _last_overflow(self) -> float:
         """Overflow of the last complete epoch.
