@@ -1,8 +1,9 @@
 """Experts per modality vs the plain MoE vs logistic regression on ``make_modality_table``.
 
 For each seed: ``make_modality_table(n_samples, random_state=seed)``, a 40 % hold-out
-(stratified), ``TableEncoder`` fitted on the training part (TF-IDF of at most 500 terms,
-dense output unless ``--sparse``), then on the encoded table
+(stratified), ``TableEncoder`` fitted on the training part (TF-IDF of at most
+``--text-features`` terms, 100 by default; dense output unless ``--sparse``), then on the
+encoded table
 
 * ``modality MoE``: ``MoEClassifier(expert_blocks={"text": ..., "numeric": ...})`` with the
   blocks of ``blocks_by_kind(encoder)``: 2 text experts, 2 numeric experts, top-2; the
@@ -37,11 +38,11 @@ from moensemble.moe import MoEClassifier
 MOE = dict(n_experts=4, top_k=2, expert_hidden=(32,), max_epochs=20, lr=3e-3, batch_size=64)
 
 
-def run_seed(seed: int, n_samples: int, sparse: bool) -> dict:
+def run_seed(seed: int, n_samples: int, sparse: bool, text_features: int) -> dict:
     X, y = make_modality_table(n_samples, random_state=seed)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, random_state=seed,
                                               stratify=y)
-    encoder = TableEncoder(text_max_features=500, sparse_output=sparse).fit(X_tr)
+    encoder = TableEncoder(text_max_features=text_features, sparse_output=sparse).fit(X_tr)
     E_tr, E_te = encoder.transform(X_tr), encoder.transform(X_te)
     blocks = blocks_by_kind(encoder)
     models = {
@@ -67,12 +68,13 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=1500)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sparse", action="store_true", help="CSR input (TF-IDF stays sparse)")
+    parser.add_argument("--text-features", type=int, default=100, help="TF-IDF vocabulary")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    runs = [run_seed(s, args.n_samples, args.sparse) for s in range(args.seeds)]
+    runs = [run_seed(s, args.n_samples, args.sparse, args.text_features) for s in range(args.seeds)]
     plain_time = np.mean([r["plain MoE"][1] for r in runs])
-    print(f"n_samples={args.n_samples}, seeds={args.seeds}, input "
-          f"{'CSR' if args.sparse else 'dense'}; held-out accuracy")
+    print(f"n_samples={args.n_samples}, seeds={args.seeds}, {args.text_features} TF-IDF terms, "
+          f"input {'CSR' if args.sparse else 'dense'}; held-out accuracy")
     print("| model | accuracy (mean ± sd) | fit time / plain MoE |")
     print("|---|---|---|")
     for name in ("modality MoE", "plain MoE", "logistic"):

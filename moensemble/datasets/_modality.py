@@ -34,7 +34,7 @@ def make_modality_table(
 
     A ``"review"`` row (a share ``text_share``) is ``"yes"`` when its note is about an
     animal and ``"no"`` about an artifact; its numbers are noise. A ``"sensor"`` row is
-    ``"yes"`` when ``1.5 x0 - x1 + x2 x3 > 0``; its note is about an animal or an artifact
+    ``"yes"`` when ``x0 - x1 + 0.5 x2 x3 > 0``; its note is about an animal or an artifact
     at random, independently of the label, so the text that decides the review rows is
     a misleading signal on the sensor rows. A share ``noise`` of the labels is flipped.
     A model must read the flag to know which columns to trust.
@@ -74,7 +74,7 @@ def make_modality_table(
     for topic, rows in ((_YES_TOPIC, animal), (_NO_TOPIC, ~animal)):
         pool = glosses.loc[glosses["label"] == topic, "text"].to_numpy()
         note[rows] = rng.choice(pool, rows.sum())
-    numeric_yes = 1.5 * x[:, 0] - x[:, 1] + x[:, 2] * x[:, 3] > 0
+    numeric_yes = x[:, 0] - x[:, 1] + 0.5 * x[:, 2] * x[:, 3] > 0
     yes = np.where(review, animal, numeric_yes) ^ (rng.random(n_samples) < noise)
     X = pd.DataFrame({"source": np.where(review, "review", "sensor").astype(object),
                       "note": note})

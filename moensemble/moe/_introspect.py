@@ -47,7 +47,8 @@ class RoutingIntrospection:
         """Share of the rows' assignments that go to the experts of each block.
 
         Needs ``expert_blocks``. Rows are routed as in :meth:`route`; each of a row's
-        ``k`` assignments counts ``1 / k`` (its gate with ``router='softmax'``).
+        ``k`` assignments counts with its gate, renormalised over the row's experts (the
+        weight the assignment has in the row's output), so a row counts 1 in all.
 
         Parameters
         ----------
@@ -78,9 +79,8 @@ class RoutingIntrospection:
                 f"{groups.shape}."
             )
         indices, gates, _ = self._route(X)
-        weights = gates if self.router == "softmax" else np.ones(indices.shape)
         per_row = np.zeros((X.shape[0], self.n_experts_))
-        np.add.at(per_row, (np.arange(X.shape[0])[:, None], indices), weights)
+        np.add.at(per_row, (np.arange(X.shape[0])[:, None], indices), gates)
         per_row /= np.maximum(per_row.sum(1, keepdims=True), 1e-12)
         labels, inverse = np.unique(groups, return_inverse=True)
         sums = np.zeros((len(labels), self.n_experts_))

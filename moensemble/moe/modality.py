@@ -89,7 +89,7 @@ def resolve_expert_blocks(
     experts_per_block: int | dict | None,
     n_features: int,
     n_experts: int,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+) -> tuple[dict[str, np.ndarray], list[str | None]]:
     """Columns of each block, and the block of each expert (``None``: every column).
 
     ``experts_per_block=None`` deals the experts out round-robin (expert ``i`` to block
@@ -129,7 +129,7 @@ def resolve_expert_blocks(
     else:
         block_of = [name for name in names for _ in range(counts[name])]
         block_of += [None] * (n_experts - len(block_of))
-    return blocks, np.array(block_of, dtype=object)
+    return blocks, block_of
 
 
 def _expert_counts(spec: int | dict | None, names: list[str], n_experts: int):
@@ -232,6 +232,6 @@ def build_block_experts(
     return nn.ModuleList(experts)
 
 
-def expert_blocks_of(experts: Sequence[nn.Module]) -> np.ndarray:
+def expert_blocks_of(experts: Sequence[nn.Module]) -> list[str | None]:
     """The block name of every expert of a built module (``None``: every column)."""
-    return np.array([getattr(e, "block", None) for e in experts], dtype=object)
+    return [getattr(e, "block", None) for e in experts]
