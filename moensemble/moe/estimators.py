@@ -174,6 +174,19 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         ``'switch'`` overflow rows (no fallback path). ``route``, ``expert_load_`` and the
         history's routing statistics describe block 0; ``route(X, block=i)`` the others.
         See :mod:`moensemble.moe.blocks`.
+    expert_blocks : dict or None, default=None
+        Experts per modality: ``{block name: columns}``, the columns a slice (open-ended
+        ``slice(a, None)`` allowed), a range, int indices or a boolean mask, blocks
+        disjoint, e.g. :func:`moensemble.features.blocks_by_kind` of a fitted
+        ``TableEncoder``. The router reads every column; each expert reads only its
+        block's columns (a CSR batch stays sparse), an expert spec of ``experts`` being
+        built at its block's width. Single MoE layer only (``encoder=None``,
+        ``n_layers=1``, ``init='random'``). See :meth:`modality_load`.
+    experts_per_block : None, int or dict, default=None
+        How the experts are dealt to the blocks of ``expert_blocks``: ``None`` round-robin
+        (expert ``i`` to block ``i % n_blocks``), an int that many per block, or
+        ``{block: count}``; the counts may sum to less than ``n_experts``, and the experts
+        left over read every column (``'generalist'`` in the report).
 
     Attributes
     ----------
@@ -202,6 +215,12 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         Number of experts: ``n_experts``, ``len(experts)``, or more after :meth:`grow`.
     dense_history_ : skorch.History or None
         The dense phase's history with ``init='upcycle'``; otherwise None.
+    expert_blocks_ : dict of str to ndarray of int
+        With ``expert_blocks``: the columns of each block, resolved against ``X``.
+    expert_block_of_ : list of str or None
+        With ``expert_blocks``: the block of each expert (``None``: every column).
+    block_load_ : dict of str to float
+        With ``expert_blocks``: ``expert_load_`` summed over each block's experts.
 
     Examples
     --------
@@ -302,7 +321,8 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     Attributes
     ----------
     n_features_in_, feature_names_in_, net_, history_, expert_load_, router_entropy_,
-    overflow_fraction_, n_active_params_, n_experts_, dense_history_ :
+    overflow_fraction_, n_active_params_, n_experts_, dense_history_, expert_blocks_,
+    expert_block_of_, block_load_ :
         As in :class:`MoEClassifier`.
 
     Examples
