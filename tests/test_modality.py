@@ -32,13 +32,24 @@ def _expected_failures(estimator):
     return {"check_fit2d_1feature": ONE_COLUMN}
 
 
+# One instance (the suite is the slow part of this file); the regressor's path with blocks
+# differs only in the output head and is fitted below.
 @parametrize_with_checks(
-    [MoEClassifier(**FAST, expert_blocks=CHECK_BLOCKS),
-     MoERegressor(**FAST, expert_blocks=CHECK_BLOCKS)],
+    [MoEClassifier(**FAST, expert_blocks=CHECK_BLOCKS)],
     expected_failed_checks=_expected_failures,
 )
 def test_sklearn_compatible_with_expert_blocks(estimator, check):
     check(estimator)
+
+
+def test_regressor_with_blocks_learns_from_its_block():
+    X = np.random.default_rng(0).normal(size=(300, 5))
+    y = 2 * X[:, 0] + X[:, 1] * X[:, 2]
+    reg = MoERegressor(**dict(FAST, max_epochs=40), expert_blocks={"a": [0], "b": [1, 2, 3, 4]},
+                       experts_per_block=1).fit(X[:200], y[:200])
+    assert reg.expert_block_of_ == ["a", "b", None]
+    assert reg.score(X[200:], y[200:]) > 0.6
+    assert list(reg.modality_load(X[200:]).index) == ["all"]
 
 
 # -- the modality table --------------------------------------------------------------------
