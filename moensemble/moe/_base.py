@@ -28,7 +28,9 @@ from .net import (
 from .routing import ROUTERS, make_router
 from .variants import build_experts, describe_spec_error, split_expert, upcycle
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              # Adam, and SparseAdam for the first layers on sparse input (moe/sparse.py)
+              "lazy_adam": torch.optim.Adam}
 # Relative noise on upcycled / split expert copies: enough to break the tie between copies,
 # small enough that the network's function barely moves.
 _COPY_NOISE = 0.01
@@ -277,6 +279,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
                 "features, which must be dense; X is sparse. Give an `encoder` (e.g. "
                 "encoder=(256,)): its first layer is the one that meets the sparse features."
             )
+        self._check_lazy_adam(X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, seed)
         self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
@@ -298,6 +301,16 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         self._finish_fit(X)
         for _ in range(self.grow_steps):
             self._grow(X, y, 1, self.grow_epochs)
+
+    def _check_lazy_adam(self, X) -> None:
+        """``optimizer='lazy_adam'``: SparseAdam (no weight decay) on sparse input only."""
+        self._lazy_sparse = self.optimizer == "lazy_adam" and sp.issparse(X)
+        if self._lazy_sparse and self.weight_decay > 0:
+            raise ValueError(
+                f"`optimizer`='lazy_adam' steps the first layers on sparse X with SparseAdam, "
+                f"which has no weight decay; got `weight_decay`={self.weight_decay}. Use "
+                "weight_decay=0, or optimizer='adam' / 'adamw'."
+            )
 
     @torch.no_grad()
     def _router_inputs(self, module, X):
@@ -456,7 +469,9 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
             callbacks += list(self.callbacks or [])
         optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
         extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
-        if self.optimizer in ("adam", "adamw"):
+        if getattr(self, "_lazy_sparse", False):
+            extra["sparse_adam"] = True
+        if self.optimizer in ("adam", "adamw", "lazy_adam"):
             # The same update in fused kernels: 5-8x faster steps on CPU, which dominate
             # an epoch on wide (e.g. 100k-column sparse) input (benchmarks/bench_moe.py).
             extra["optimizer__fused"] = True
@@ -540,6 +555,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
     def _grow(self, X, y: np.ndarray, n_new: int, max_epochs: int | None):
         """``grow`` on validated ``X`` and encoded / standardised ``y``."""
         net_cls, criterion = self._net_spec()
+        self._check_lazy_adam(X)
         module, device = self.net_.module_, self.net_.device
         load = list(np.asarray(self.expert_load_, dtype=float))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
