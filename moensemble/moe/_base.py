@@ -18,7 +18,8 @@ from skorch.helper import predefined_split
 
 from .._validation import check_precision, resolve_device
 from ._introspect import RoutingIntrospection
-from .blocks import MoENetwork, build_network, check_expert_widths
+from .blocks import build_network, check_expert_widths
+from .embeddings import D_EMBEDDING, NUM_EMBEDDINGS, check_num_embedding, embed_input
 from .net import (
     RoutingStats,
     RowDataset,
@@ -26,6 +27,7 @@ from .net import (
     collate_batch,
 )
 from .routing import ROUTERS, make_router
+from .sparse import check_lazy_adam
 from .variants import build_experts, describe_spec_error, split_expert, upcycle
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
@@ -109,6 +111,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         "verbose": ["verbose"],
         "encoder": [None, tuple, list, Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "num_embedding": [None, StrOptions(set(NUM_EMBEDDINGS))],
     }
 
     def __init__(
@@ -152,6 +155,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         verbose: int = 0,
         encoder: tuple[int, ...] | int | None = None,
         n_layers: int = 1,
+        num_embedding: str | None = None,
     ) -> None:
         self.n_experts = n_experts
         self.top_k = top_k
@@ -191,6 +195,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         self.verbose = verbose
         self.encoder = encoder
         self.n_layers = n_layers
+        self.num_embedding = num_embedding
 
     # -- fitting ------------------------------------------------------------------------
     def _check_params(self) -> tuple[tuple[int, ...], str]:
@@ -279,7 +284,8 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
                 "features, which must be dense; X is sparse. Give an `encoder` (e.g. "
                 "encoder=(256,)): its first layer is the one that meets the sparse features."
             )
-        self._check_lazy_adam(X)
+        self._lazy_sparse = check_lazy_adam(self.optimizer, self.weight_decay, X)
+        check_num_embedding(self.num_embedding, self.init, self.grow_steps, X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, seed)
         self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
@@ -294,6 +300,8 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
                 )
             else:
                 module = self._build_module(X.shape[1], out_features, hidden)
+            if self.num_embedding is not None:  # its statistics (scales, bins) from the rows
+                module.embedding.fit(train.X)
             if self.router_init == "kmeans":
                 kmeans_router_init(module.router, self._router_inputs(module, train.X), seed)
             self.net_ = self._make_net(net_cls, criterion, module, valid, device)
@@ -302,20 +310,10 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         for _ in range(self.grow_steps):
             self._grow(X, y, 1, self.grow_epochs)
 
-    def _check_lazy_adam(self, X) -> None:
-        """``optimizer='lazy_adam'``: SparseAdam (no weight decay) on sparse input only."""
-        self._lazy_sparse = self.optimizer == "lazy_adam" and sp.issparse(X)
-        if self._lazy_sparse and self.weight_decay > 0:
-            raise ValueError(
-                f"`optimizer`='lazy_adam' steps the first layers on sparse X with SparseAdam, "
-                f"which has no weight decay; got `weight_decay`={self.weight_decay}. Use "
-                "weight_decay=0, or optimizer='adam' / 'adamw'."
-            )
-
     @torch.no_grad()
     def _router_inputs(self, module, X):
         """The rows as the first router sees them (the first block's normed input)."""
-        if not isinstance(module, MoENetwork):
+        if not hasattr(module, "block_input"):  # a single MoE layer on the raw features
             return X
         was_training = module.training
         module.eval()
@@ -389,6 +387,15 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         top_k: int | None = None,
         router: str | None = None,
     ):
+        if self.num_embedding is not None:  # the network runs on the embedded features
+            return embed_input(
+                self._build_net(in_features * D_EMBEDDING, out_features, hidden, n_experts,
+                                top_k, router),
+                self.num_embedding, in_features,
+            )
+        return self._build_net(in_features, out_features, hidden, n_experts, top_k, router)
+
+    def _build_net(self, in_features, out_features, hidden, n_experts, top_k, router):
         n_experts = self.n_experts_ if n_experts is None else n_experts
         if self._uses_blocks():
             def make_moe(width: int):
@@ -538,10 +545,11 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         self
         """
         check_is_fitted(self)
-        if self._uses_blocks():
+        if self._uses_blocks() or self.num_embedding is not None:
             raise ValueError(
                 "`grow` splits the experts of a single MoE layer on the raw features; this "
-                f"model has MoE blocks (`encoder`={self.encoder!r}, `n_layers`={self.n_layers})."
+                f"model has MoE blocks (`encoder`={self.encoder!r}, `n_layers`={self.n_layers}) "
+                f"or a numeric embedding (`num_embedding`={self.num_embedding!r})."
             )
         if not isinstance(n_new, Integral) or isinstance(n_new, bool) or n_new < 1:
             raise ValueError(f"`n_new` must be an int >= 1; got {n_new!r}.")
@@ -555,7 +563,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
     def _grow(self, X, y: np.ndarray, n_new: int, max_epochs: int | None):
         """``grow`` on validated ``X`` and encoded / standardised ``y``."""
         net_cls, criterion = self._net_spec()
-        self._check_lazy_adam(X)
+        self._lazy_sparse = check_lazy_adam(self.optimizer, self.weight_decay, X)
         module, device = self.net_.module_, self.net_.device
         load = list(np.asarray(self.expert_load_, dtype=float))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -589,5 +597,5 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
+        tags.input_tags.sparse = self.num_embedding is None  # embeddings: dense only
         return tags

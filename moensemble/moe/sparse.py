@@ -271,6 +271,18 @@ def mark_sparse_grads(module: nn.Module) -> list[nn.Parameter]:
     return marked
 
 
+def check_lazy_adam(optimizer, weight_decay: float, X) -> bool:
+    """Whether ``optimizer='lazy_adam'`` takes the SparseAdam path on ``X`` (sparse only)."""
+    lazy = isinstance(optimizer, str) and optimizer == "lazy_adam" and sp.issparse(X)
+    if lazy and weight_decay > 0:
+        raise ValueError(
+            "`optimizer`='lazy_adam' steps the first layers on sparse X with SparseAdam, which "
+            f"has no weight decay; got `weight_decay`={weight_decay}. Use weight_decay=0, or "
+            "optimizer='adam' / 'adamw'."
+        )
+    return lazy
+
+
 class LazySparseAdam:
     """skorch net mixin: ``sparse_adam=True`` steps the first layers with ``SparseAdam``.
 
