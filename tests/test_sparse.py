@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from moensemble.moe import MoEClassifier, MoERegressor
 from moensemble.moe.sparse import (
@@ -17,6 +18,16 @@ from moensemble.moe.sparse import (
     sparse_stacked_linear,
 )
 from moensemble.persist import load, save
+
+FAST = dict(n_experts=3, top_k=2, expert_hidden=(16,), max_epochs=10, lr=1e-2, batch_size=32,
+            random_state=0)
+
+
+# the estimator checks fit sparse X too (check_estimator_sparse_*): the SparseAdam path
+@parametrize_with_checks([MoEClassifier(**FAST, optimizer="lazy_adam")],
+                         expected_failed_checks=lambda est: {})
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
 
 
 def _csr(n=20, d=50, density=0.1, seed=0):
