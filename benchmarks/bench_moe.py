@@ -11,17 +11,20 @@
    50,000 x 100,000, 40 non-zeros per row; densified whole it would be 20 GB): the sparse
    path (CSR batches, first layer a sparse x dense product) against the densified path
    (each batch densified, as before), each in its own process for its peak RSS; for the
-   default MoE and for the same mixture on a shared encoder. Target: >= 10x.
+   default MoE and for the same mixture on a shared encoder, each with the default
+   ``optimizer='adam'`` (dense first-layer gradients) and ``'lazy_adam'`` (sparse
+   first-layer gradients stepped by SparseAdam). Target: >= 10x.
 3. Single-row ``predict_proba`` median latency of a fitted default MoE. Target: <= 1 ms.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_moe.py`` (``--quick`` for a smoke run,
-``--rows N`` for a smaller CSR matrix).
+``--rows N`` for a smaller CSR matrix, ``--threads 1`` on a shared machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -152,11 +155,16 @@ def _one_epoch(path: str, n_rows: int, n_cols: int, config: str) -> dict:
                 nnz=int(X.nnz), loss=float(clf.history_[-1, "train_loss"]))
 
 
-# The default MoE, and the same mixture on a shared 64-wide encoder (2 blocks).
+# The default MoE, and the same mixture on a shared 64-wide encoder (2 blocks); each also
+# with optimizer='lazy_adam' (sparse first-layer gradients, SparseAdam). The densified path
+# of a lazy config is its plain config's (dense batches take no sparse gradients).
 EPOCH_CONFIGS = {
     "default": dict(),
+    "default, lazy_adam": dict(optimizer="lazy_adam"),
     "encoder=(64,), n_layers=2": dict(encoder=(64,), n_layers=2),
+    "encoder, lazy_adam": dict(encoder=(64,), n_layers=2, optimizer="lazy_adam"),
 }
+DENSIFIED_OF = {"default, lazy_adam": "default", "encoder, lazy_adam": "encoder=(64,), n_layers=2"}
 
 
 def bench_sparse_epoch(n_rows: int, n_cols: int) -> None:
@@ -166,18 +174,19 @@ def bench_sparse_epoch(n_rows: int, n_cols: int) -> None:
           f"{n_rows * n_cols * 4 / 2**30:.1f} GiB")
     print(f"{'config':28s} {'path':10s} {'epoch s':>8s} {'densified/sparse':>17s} "
           f"{'peak RSS MiB':>13s} {'params':>11s} {'train loss':>10s}")
+    res: dict[tuple[str, str], dict] = {}
     for config in EPOCH_CONFIGS:
-        res = {}
-        for path in ("sparse", "densified"):
+        paths = ("sparse",) if config in DENSIFIED_OF else ("sparse", "densified")
+        for path in paths:
             out = subprocess.run(
                 [sys.executable, __file__, "--one-epoch", path, str(n_rows), str(n_cols), config],
                 capture_output=True, text=True, check=True,
             )
-            res[path] = json.loads(out.stdout.strip().splitlines()[-1])
-        for path, r in res.items():
-            ratio = res["densified"]["fit_s"] / r["fit_s"]
-            print(f"{config:28s} {path:10s} {r['fit_s']:8.1f} {ratio:17.2f} "
-                  f"{r['rss_peak']:13.0f} {r['n_params']:11,d} {r['loss']:10.4f}")
+            res[config, path] = json.loads(out.stdout.strip().splitlines()[-1])
+    for (config, path), r in res.items():
+        dense = res[DENSIFIED_OF.get(config, config), "densified"]
+        print(f"{config:28s} {path:10s} {r['fit_s']:8.1f} {dense['fit_s'] / r['fit_s']:17.2f} "
+              f"{r['rss_peak']:13.0f} {r['n_params']:11,d} {r['loss']:10.4f}")
     print("target (issue): densified/sparse >= 10 on the sparse path's row")
 
 
@@ -201,8 +210,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, smoke test")
     parser.add_argument("--rows", type=int, default=50_000, help="rows of the CSR matrix")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads here and in the children (0: torch's default); "
+                             "1 on a shared machine, where OpenMP threads spin-wait")
     parser.add_argument("--one-epoch", nargs=4, help=argparse.SUPPRESS)  # a child process
     args = parser.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the children read it at import
+        torch.set_num_threads(args.threads)
     if args.one_epoch:
         path, n_rows, n_cols, config = args.one_epoch
         print(json.dumps(_one_epoch(path, int(n_rows), int(n_cols), config)))

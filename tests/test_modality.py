@@ -278,3 +278,13 @@ def test_make_modality_table_labels_follow_the_documented_rules():
         make_modality_table(10, text_share=1.0)
     with pytest.raises(ValueError, match="`noise`"):
         make_modality_table(10, noise=0.5)
+
+
+def test_expert_blocks_refuse_numeric_embeddings():
+    # the embedding widens every column, so a block's raw indices would point elsewhere
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    y = np.arange(40) % 2
+    model = MoEClassifier(n_experts=2, expert_blocks={"a": [0, 1], "b": [2, 3]},
+                          num_embedding="piecewise", max_epochs=1)
+    with pytest.raises(ValueError, match="num_embedding"):
+        model.fit(X, y)

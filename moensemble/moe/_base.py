@@ -18,7 +18,8 @@ from skorch.helper import predefined_split
 
 from .._validation import check_precision, resolve_device
 from ._introspect import RoutingIntrospection
-from .blocks import MoENetwork, build_network, check_expert_widths
+from .blocks import build_network, check_expert_widths
+from .embeddings import D_EMBEDDING, NUM_EMBEDDINGS, check_num_embedding, embed_input
 from .modality import build_block_experts, set_expert_blocks
 from .net import (
     RoutingStats,
@@ -27,9 +28,12 @@ from .net import (
     collate_batch,
 )
 from .routing import ROUTERS, make_router
+from .sparse import check_lazy_adam
 from .variants import build_experts, describe_spec_error, split_expert, upcycle
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              # Adam, and SparseAdam for the first layers on sparse input (moe/sparse.py)
+              "lazy_adam": torch.optim.Adam}
 # Relative noise on upcycled / split expert copies: enough to break the tie between copies,
 # small enough that the network's function barely moves.
 _COPY_NOISE = 0.01
@@ -110,6 +114,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         "n_layers": [Interval(Integral, 1, None, closed="left")],
         "expert_blocks": [dict, None],
         "experts_per_block": [None, Interval(Integral, 0, None, closed="left"), dict],
+        "num_embedding": [None, StrOptions(set(NUM_EMBEDDINGS))],
     }
 
     def __init__(
@@ -155,6 +160,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         n_layers: int = 1,
         expert_blocks: dict | None = None,
         experts_per_block: int | dict | None = None,
+        num_embedding: str | None = None,
     ) -> None:
         self.n_experts = n_experts
         self.top_k = top_k
@@ -196,6 +202,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         self.n_layers = n_layers
         self.expert_blocks = expert_blocks
         self.experts_per_block = experts_per_block
+        self.num_embedding = num_embedding
 
     # -- fitting ------------------------------------------------------------------------
     def _check_params(self) -> tuple[tuple[int, ...], str]:
@@ -284,6 +291,8 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
                 "features, which must be dense; X is sparse. Give an `encoder` (e.g. "
                 "encoder=(256,)): its first layer is the one that meets the sparse features."
             )
+        self._lazy_sparse = check_lazy_adam(self.optimizer, self.weight_decay, X)
+        check_num_embedding(self.num_embedding, self.init, self.grow_steps, X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, seed)
         self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
@@ -299,6 +308,8 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
                 )
             else:
                 module = self._build_module(X.shape[1], out_features, hidden)
+            if self.num_embedding is not None:  # its statistics (scales, bins) from the rows
+                module.embedding.fit(train.X)
             if self.router_init == "kmeans":
                 kmeans_router_init(module.router, self._router_inputs(module, train.X), seed)
             self.net_ = self._make_net(net_cls, criterion, module, valid, device)
@@ -310,7 +321,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
     @torch.no_grad()
     def _router_inputs(self, module, X):
         """The rows as the first router sees them (the first block's normed input)."""
-        if not isinstance(module, MoENetwork):
+        if not hasattr(module, "block_input"):  # a single MoE layer on the raw features
             return X
         was_training = module.training
         module.eval()
@@ -384,6 +395,15 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         top_k: int | None = None,
         router: str | None = None,
     ):
+        if self.num_embedding is not None:  # the network runs on the embedded features
+            return embed_input(
+                self._build_net(in_features * D_EMBEDDING, out_features, hidden, n_experts,
+                                top_k, router),
+                self.num_embedding, in_features,
+            )
+        return self._build_net(in_features, out_features, hidden, n_experts, top_k, router)
+
+    def _build_net(self, in_features, out_features, hidden, n_experts, top_k, router):
         n_experts = self.n_experts_ if n_experts is None else n_experts
         if self._uses_blocks():
             def make_moe(width: int):
@@ -470,7 +490,9 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
             callbacks += list(self.callbacks or [])
         optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
         extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
-        if self.optimizer in ("adam", "adamw"):
+        if getattr(self, "_lazy_sparse", False):
+            extra["sparse_adam"] = True
+        if self.optimizer in ("adam", "adamw", "lazy_adam"):
             # The same update in fused kernels: 5-8x faster steps on CPU, which dominate
             # an epoch on wide (e.g. 100k-column sparse) input (benchmarks/bench_moe.py).
             extra["optimizer__fused"] = True
@@ -537,10 +559,11 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         self
         """
         check_is_fitted(self)
-        if self._uses_blocks():
+        if self._uses_blocks() or self.num_embedding is not None:
             raise ValueError(
                 "`grow` splits the experts of a single MoE layer on the raw features; this "
-                f"model has MoE blocks (`encoder`={self.encoder!r}, `n_layers`={self.n_layers})."
+                f"model has MoE blocks (`encoder`={self.encoder!r}, `n_layers`={self.n_layers}) "
+                f"or a numeric embedding (`num_embedding`={self.num_embedding!r})."
             )
         if not isinstance(n_new, Integral) or isinstance(n_new, bool) or n_new < 1:
             raise ValueError(f"`n_new` must be an int >= 1; got {n_new!r}.")
@@ -554,6 +577,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
     def _grow(self, X, y: np.ndarray, n_new: int, max_epochs: int | None):
         """``grow`` on validated ``X`` and encoded / standardised ``y``."""
         net_cls, criterion = self._net_spec()
+        self._lazy_sparse = check_lazy_adam(self.optimizer, self.weight_decay, X)
         module, device = self.net_.module_, self.net_.device
         load = list(np.asarray(self.expert_load_, dtype=float))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -587,5 +611,5 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
+        tags.input_tags.sparse = self.num_embedding is None  # embeddings: dense only
         return tags

@@ -4,8 +4,8 @@ In the seed articles the MoE layers of a transformer sit on hidden states, not o
 input. :class:`MoENetwork` offers that shape to the estimators (``encoder``, ``n_layers``):
 
 * an optional *encoder*, an MLP trunk shared by every router and expert (its first layer
-  is a :class:`~.sparse.SparseLinear`, so CSR input costs ``nnz x width`` once, instead of
-  once per router and expert);
+  is a :class:`~.sparse.SparseInputLinear`, so CSR input costs ``nnz x width`` once,
+  instead of once per router and expert);
 * ``n_layers`` pre-norm residual blocks :class:`MoEBlock`, each ``h + MoE(LayerNorm(h))``
   with any router, experts, shared expert and element-wise gates of
   :class:`~.net.MoEModule` (width ``d -> d``). A capacity-limited router's overflow rows
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from .experts import ACTIVATIONS
 from .net import MoEModule
 from .routing import Router, Routing
-from .sparse import SparseLinear, is_sparse
+from .sparse import SparseInputLinear, is_sparse
 
 
 class MoEBlock(nn.Module):
@@ -53,7 +53,7 @@ class Encoder(nn.Module):
         super().__init__()
         sizes = [int(in_features), *(int(w) for w in widths)]
         self.layers = nn.ModuleList(
-            (SparseLinear if i == 0 else nn.Linear)(a, b)
+            (SparseInputLinear if i == 0 else nn.Linear)(a, b)
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
         )
         self.activation = activation

@@ -134,8 +134,11 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         text (MoE notes, MoE quality), hence the default 1.
     batch_size : int, default=128
         Rows per training step (and per prediction batch).
-    optimizer : {'adam', 'adamw', 'sgd'} or torch optimizer class, default='adam'
-        ``'sgd'`` uses momentum 0.9.
+    optimizer : {'adam', 'adamw', 'sgd', 'lazy_adam'} or torch optimizer class, default='adam'
+        ``'sgd'`` uses momentum 0.9. ``'lazy_adam'``: on sparse X the first layers take
+        sparse gradients and ``torch.optim.SparseAdam`` steps only the rows of the batch's
+        columns (an epoch on 100k-column text ~10x faster; no weight decay), the rest Adam;
+        on dense X it is ``'adam'``. See :mod:`moensemble.moe.sparse`.
     weight_decay : float >= 0, default=0.0
         The optimizer's weight decay.
     early_stopping : bool, default=False
@@ -187,6 +190,11 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         (expert ``i`` to block ``i % n_blocks``), an int that many per block, or
         ``{block: count}``; the counts may sum to less than ``n_experts``, and the experts
         left over read every column (``'generalist'`` in the report).
+    num_embedding : {None, 'periodic', 'piecewise'}, default=None
+        Embed each numeric feature into a 16-wide vector before the encoder, routers and
+        experts: ``'periodic'`` (learned sin/cos frequencies, then linear + ReLU) or
+        ``'piecewise'`` (piecewise-linear encoding on 16 quantile bins fitted in ``fit``,
+        then linear + ReLU). Dense input only. See :mod:`moensemble.moe.embeddings`.
 
     Attributes
     ----------

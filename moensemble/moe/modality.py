@@ -71,7 +71,8 @@ def set_expert_blocks(estimator, n_features: int) -> None:
         if estimator.experts_per_block is not None:
             raise ValueError("`experts_per_block` needs `expert_blocks`; got None.")
         return
-    plain = (("init", "random"), ("encoder", None), ("n_layers", 1))
+    plain = (("init", "random"), ("encoder", None), ("n_layers", 1),
+             ("num_embedding", None))
     for name, value in plain:
         if getattr(estimator, name) != value:
             raise ValueError(

@@ -37,7 +37,7 @@ from .routing import (
     run_experts,
     scatter_logsumexp,
 )
-from .sparse import as_sparse_linear, csr_batch
+from .sparse import LazySparseAdam, as_sparse_linear, csr_batch
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: How :class:`MoEModule` combines its experts: the estimators' ``mixture='logits'`` is
@@ -368,7 +368,9 @@ class _Float16LossScalingMixin:
         return {"loss": loss, "y_pred": y_pred}
 
 
-class MoENetClassifier(_Float16LossScalingMixin, _AuxLossMixin, NeuralNetClassifier):
+class MoENetClassifier(
+    LazySparseAdam, _Float16LossScalingMixin, _AuxLossMixin, NeuralNetClassifier
+):
     """skorch classifier net for :class:`MoEModule` (logits + CrossEntropyLoss)."""
 
     def __init__(self, *args, aux_loss_coef: float = 1e-2, z_loss_coef: float = 1e-3, **kw):
@@ -377,7 +379,9 @@ class MoENetClassifier(_Float16LossScalingMixin, _AuxLossMixin, NeuralNetClassif
         self.z_loss_coef = z_loss_coef
 
 
-class MoENetRegressor(_Float16LossScalingMixin, _AuxLossMixin, NeuralNetRegressor):
+class MoENetRegressor(
+    LazySparseAdam, _Float16LossScalingMixin, _AuxLossMixin, NeuralNetRegressor
+):
     """skorch regressor net for :class:`MoEModule` (MSELoss)."""
 
     def __init__(self, *args, aux_loss_coef: float = 1e-2, z_loss_coef: float = 1e-3, **kw):

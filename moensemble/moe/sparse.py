@@ -4,9 +4,15 @@ A CSR batch (a ``torch.sparse_csr`` tensor, made by :class:`~.net.RowDataset`) i
 densified. Every layer that sees the raw features (router, noise and element-wise gate
 maps, the experts' first layer, the shared expert, the fallback, the shared encoder)
 computes ``x @ W`` as ``F.embedding_bag(mode='sum', per_sample_weights=values)`` over the
-non-zeros: the cost grows with ``nnz x width``, not with the vocabulary. The weight
-gradients stay dense tensors (so every torch optimizer works), which is why the optimizer
-step still touches every first-layer weight.
+non-zeros: the cost grows with ``nnz x width``, not with the vocabulary.
+
+By default the weight gradients are dense tensors (every torch optimizer works), so the
+optimizer step still touches every first-layer weight. With ``optimizer='lazy_adam'`` the
+big first layers (experts, shared expert, fallback, output gates, the shared encoder; not
+the routers) get *sparse* gradients (:class:`_SparseGradLookup`: only the rows of the
+columns in the batch) and are stepped by ``torch.optim.SparseAdam`` (:class:`LazySparseAdam`
+adds it to the skorch net), the other parameters by Adam: a step costs ``nnz x width``
+in the first layer, not ``vocabulary x width``.
 
 * :func:`is_sparse`, :func:`csr_batch`, :func:`take_rows`, :func:`split_rows`,
   :func:`densify` — the batch operations dispatch needs.
@@ -14,6 +20,8 @@ step still touches every first-layer weight.
 * :func:`sparse_stacked_linear` — row ``r`` times the weights of its own expert
   ``expert_ids[r]`` from a stacked ``(n_experts, in, out)`` tensor.
 * :class:`SparseLinear` — an ``nn.Linear`` that also takes CSR input.
+* :func:`mark_sparse_grads` — the first-layer weights that then get sparse gradients.
+* :class:`LazySparseAdam` — the skorch net mixin that steps them with ``SparseAdam``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from skorch.utils import TeeGenerator
 from torch import Tensor, nn
 
 
@@ -88,13 +97,66 @@ def densify(x: Tensor) -> Tensor:
     return x.to_dense() if is_sparse(x) else x
 
 
+def _wants_sparse_grad(weight: Tensor) -> bool:
+    return bool(getattr(weight, "sparse_grad", False)) and weight.requires_grad \
+        and torch.is_grad_enabled()
+
+
+class _SparseGradLookup(torch.autograd.Function):
+    """``out[b] = sum_n val[n] * table[index[n]]`` over bag ``b``'s non-zeros, where
+    ``table`` is ``weight`` read as ``(rows, out)``; the gradient of ``weight`` is a sparse
+    COO tensor holding only the looked-up rows.
+
+    ``weight`` is ``(in, out)`` (:class:`SparseInputLinear`; gradient hybrid: sparse over
+    ``in``, dense over ``out``), ``(n_experts, in, out)`` (stacked experts; hybrid over
+    ``(expert, in)``) or, with ``transposed``, ``(out, in)`` (an ``nn.Linear``; gradient
+    fully sparse, ``out`` entries per row: slower to step).
+    """
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, index: Tensor, crow: Tensor, val: Tensor,
+                transposed: bool) -> Tensor:
+        table = weight.t() if transposed else weight.reshape(-1, weight.shape[-1])
+        ctx.save_for_backward(index, crow, val)
+        ctx.shape, ctx.transposed = weight.shape, transposed
+        return F.embedding_bag(index, table, crow, mode="sum", per_sample_weights=val,
+                               include_last_offset=True)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        index, crow, val = ctx.saved_tensors
+        shape = ctx.shape
+        bag = torch.repeat_interleave(
+            torch.arange(len(crow) - 1, device=crow.device), crow.diff()
+        )
+        rows, inverse = torch.unique(index, sorted=True, return_inverse=True)
+        contrib = grad_out.index_select(0, bag) * val.unsqueeze(1)  # (nnz, out)
+        grad_rows = contrib.new_zeros(len(rows), grad_out.shape[1]).index_add_(0, inverse, contrib)
+        if ctx.transposed:  # (out, in): every (o, column) pair, o-major
+            n_out = shape[0]
+            indices = torch.stack([
+                torch.arange(n_out, device=rows.device).repeat_interleave(len(rows)),
+                rows.repeat(n_out),
+            ])
+            values = grad_rows.t().reshape(-1)
+        elif len(shape) == 3:  # rows of the (n_experts * in, out) table: (expert, in) pairs
+            indices, values = torch.stack([rows // shape[1], rows % shape[1]]), grad_rows
+        else:
+            indices, values = rows.unsqueeze(0), grad_rows
+        grad = torch.sparse_coo_tensor(indices, values, shape, is_coalesced=True)
+        return grad, None, None, None, None
+
+
 def sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` for CSR ``x: (batch, in)``, ``weight: (out, in)``.
 
     One ``embedding_bag`` over the non-zeros: ``nnz x out`` multiply-adds; the gradient of
-    ``weight`` is dense.
+    ``weight`` is dense, or sparse when :func:`mark_sparse_grads` marked it.
     """
     crow, col, val = _parts(x)
+    if _wants_sparse_grad(weight):
+        out = _SparseGradLookup.apply(weight, col, crow, val.to(weight.dtype), True)
+        return out if bias is None else out + bias
     out = F.embedding_bag(
         col, weight.t(), crow, mode="sum", per_sample_weights=val.to(weight.dtype),
         include_last_offset=True,
@@ -114,6 +176,10 @@ def sparse_stacked_linear(
     crow, col, val = _parts(x)
     n_experts, n_in, n_out = weight.shape
     expert_of_nz = torch.repeat_interleave(expert_ids, crow.diff())
+    if _wants_sparse_grad(weight):
+        out = _SparseGradLookup.apply(weight, expert_of_nz * n_in + col, crow,
+                                      val.to(weight.dtype), False)
+        return out if bias is None else out + bias[expert_ids]
     out = F.embedding_bag(
         expert_of_nz * n_in + col, weight.reshape(n_experts * n_in, n_out), crow,
         mode="sum", per_sample_weights=val.to(weight.dtype), include_last_offset=True,
@@ -130,6 +196,40 @@ class SparseLinear(nn.Linear):
         return super().forward(x)
 
 
+class SparseInputLinear(nn.Module):
+    """``x @ weight + bias`` with ``weight: (in_features, out_features)``, dense or CSR ``x``.
+
+    The shared encoder's first layer: its weight is laid out as a table of the input
+    columns (as ``nn.EmbeddingBag``), so a CSR batch reads contiguous rows and, marked by
+    :func:`mark_sparse_grads`, gets a row-sparse gradient that ``SparseAdam`` steps row by
+    row. Initialised as ``nn.Linear`` (uniform in ``+-1/sqrt(in_features)``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.weight = nn.Parameter(torch.empty(self.in_features, self.out_features))
+        self.bias = nn.Parameter(torch.empty(self.out_features)) if bias else None
+        bound = 1.0 / max(self.in_features, 1) ** 0.5
+        with torch.no_grad():
+            self.weight.uniform_(-bound, bound)
+            if self.bias is not None:
+                self.bias.uniform_(-bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:  # (batch, in) dense or CSR -> (batch, out)
+        if not is_sparse(x):
+            out = x.to(self.weight.dtype) @ self.weight
+            return out if self.bias is None else out + self.bias
+        crow, col, val = _parts(x)
+        val = val.to(self.weight.dtype)
+        if _wants_sparse_grad(self.weight):
+            out = _SparseGradLookup.apply(self.weight, col, crow, val, False)
+        else:
+            out = F.embedding_bag(col, self.weight, crow, mode="sum", per_sample_weights=val,
+                                  include_last_offset=True)
+        return out if self.bias is None else out + self.bias
+
+
 def as_sparse_linear(layer: nn.Module | None) -> nn.Module | None:
     """``layer`` as a :class:`SparseLinear` holding the *same* parameters (else unchanged)."""
     if type(layer) is not nn.Linear:
@@ -141,3 +241,91 @@ def as_sparse_linear(layer: nn.Module | None) -> nn.Module | None:
     new.weight = layer.weight
     new.register_parameter("bias", layer.bias)
     return new
+
+
+def mark_sparse_grads(module: nn.Module) -> list[nn.Parameter]:
+    """Mark the first-layer weights that meet raw CSR batches for sparse gradients.
+
+    With a shared ``encoder`` (an :class:`~.blocks.MoENetwork`) that is the encoder's first
+    layer; on a single MoE layer, every :class:`SparseLinear` weight (experts' first layers,
+    shared expert, fallback, output gates) and the stacked experts' first weights. Router
+    weights stay dense (they are ``n_experts`` wide, and keep their own learning rate
+    group). Returns the marked parameters (to be stepped by ``SparseAdam``).
+    """
+    from .experts import StackedMLPExperts  # experts.py builds on this module
+
+    if hasattr(module, "blocks"):  # MoE blocks: only the encoder reads the raw features
+        encoder = getattr(module, "encoder", None)
+        marked = [] if encoder is None else [encoder.layers[0].weight]
+    else:
+        marked = []
+        for name, sub in module.named_modules():
+            if name == "router" or name.startswith("router."):
+                continue
+            if type(sub) is SparseLinear:
+                marked.append(sub.weight)
+            elif isinstance(sub, StackedMLPExperts):  # first (n_experts, in, hidden) weight
+                marked.append(sub.weights[0])
+    for p in marked:
+        p.sparse_grad = True
+    return marked
+
+
+def check_lazy_adam(optimizer, weight_decay: float, X) -> bool:
+    """Whether ``optimizer='lazy_adam'`` takes the SparseAdam path on ``X`` (sparse only)."""
+    lazy = isinstance(optimizer, str) and optimizer == "lazy_adam" and sp.issparse(X)
+    if lazy and weight_decay > 0:
+        raise ValueError(
+            "`optimizer`='lazy_adam' steps the first layers on sparse X with SparseAdam, which "
+            f"has no weight decay; got `weight_decay`={weight_decay}. Use weight_decay=0, or "
+            "optimizer='adam' / 'adamw'."
+        )
+    return lazy
+
+
+class LazySparseAdam:
+    """skorch net mixin: ``sparse_adam=True`` steps the first layers with ``SparseAdam``.
+
+    The parameters :func:`mark_sparse_grads` marks get sparse gradients and a second
+    optimizer, ``sparse_optimizer_`` (``torch.optim.SparseAdam``, the net's ``lr`` and the
+    main optimizer's betas/eps); the rest keep the net's ``optimizer``. Lazy Adam updates
+    only the rows of the batch's columns: their moments decay only when they are seen.
+    """
+
+    def __init__(self, *args, sparse_adam: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sparse_adam = sparse_adam
+
+    def initialize_optimizer(self, *args, **kwargs):
+        if not self.sparse_adam:
+            return super().initialize_optimizer(*args, **kwargs)
+        lazy = {id(p) for p in mark_sparse_grads(self.module_)}
+        named = [(n, p) for n, p in self.get_all_learnable_params() if id(p) not in lazy]
+        lazy_params = [p for p in self.module_.parameters() if id(p) in lazy]
+        opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", named)
+        self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
+        if lazy_params:
+            defaults = self.optimizer_.defaults
+            self.sparse_optimizer_ = torch.optim.SparseAdam(
+                lazy_params, lr=opt_kwargs.get("lr", self.lr),
+                betas=defaults.get("betas", (0.9, 0.999)), eps=defaults.get("eps", 1e-8),
+            )
+        return self
+
+    def train_step(self, batch, **fit_params):
+        # skorch's train_step hands each optimizer a closure that re-runs forward and
+        # backward: with two optimizers that is two passes a batch, the second after the
+        # first update. One pass, then both steps (the float16 mixin does the same).
+        if "sparse_optimizer" not in self._optimizers or getattr(self, "_grad_scaler", None):
+            return super().train_step(batch, **fit_params)
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        for name in self._optimizers:
+            getattr(self, name + "_").step()
+        return step

@@ -1,0 +1,184 @@
+"""Sparse first-layer gradients and optimizer='lazy_adam' (SparseAdam) on CSR input."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from moensemble.moe import MoEClassifier, MoERegressor
+from moensemble.moe.sparse import (
+    SparseInputLinear,
+    csr_batch,
+    sparse_linear,
+    sparse_stacked_linear,
+)
+from moensemble.persist import load, save
+
+FAST = dict(n_experts=3, top_k=2, expert_hidden=(16,), max_epochs=10, lr=1e-2, batch_size=32,
+            random_state=0)
+
+
+# the estimator checks fit sparse X too (check_estimator_sparse_*): the SparseAdam path
+@parametrize_with_checks([MoEClassifier(**FAST, optimizer="lazy_adam")],
+                         expected_failed_checks=lambda est: {})
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def _csr(n=20, d=50, density=0.1, seed=0):
+    X = sp.random(n, d, density=density, format="csr", random_state=seed, dtype=np.float32)
+    return X, csr_batch(X), torch.from_numpy(X.toarray())
+
+
+def _marked(*shape):
+    w = torch.randn(*shape, requires_grad=True)
+    w.sparse_grad = True
+    return w
+
+
+def test_marked_weights_get_sparse_gradients_equal_to_the_dense_ones():
+    X, x, xd = _csr()
+    g = torch.randn(20, 7)
+    torch.manual_seed(0)
+    # nn.Linear layout (out, in)
+    w = _marked(7, 50)
+    (sparse_linear(x, w) * g).sum().backward()
+    ref = w.detach().clone().requires_grad_()
+    ((xd @ ref.t()) * g).sum().backward()
+    assert w.grad.is_sparse
+    np.testing.assert_allclose(w.grad.to_dense(), ref.grad, atol=1e-5)
+    # table layout (in, out): the gradient holds one row per column present in the batch
+    layer = SparseInputLinear(50, 7)
+    layer.weight.sparse_grad = True
+    (layer(x) * g).sum().backward()
+    dense_layer = SparseInputLinear(50, 7)
+    dense_layer.load_state_dict(layer.state_dict())
+    (dense_layer(xd) * g).sum().backward()
+    assert layer.weight.grad.is_sparse
+    assert layer.weight.grad.coalesce().indices().shape[1] == (X.getnnz(0) > 0).sum()
+    np.testing.assert_allclose(layer.weight.grad.to_dense(), dense_layer.weight.grad, atol=1e-5)
+    np.testing.assert_allclose(layer.bias.grad, dense_layer.bias.grad, atol=1e-5)
+    # stacked experts (n_experts, in, out): row r through its own expert
+    s = _marked(3, 50, 5)
+    ids = torch.randint(0, 3, (20,))
+    g5 = torch.randn(20, 5)
+    (sparse_stacked_linear(x, ids, s) * g5).sum().backward()
+    ref = s.detach().clone().requires_grad_()
+    (torch.einsum("bi,bio->bo", xd, ref[ids]) * g5).sum().backward()
+    assert s.grad.is_sparse
+    np.testing.assert_allclose(s.grad.to_dense(), ref.grad, atol=1e-5)
+
+
+def test_unmarked_weights_keep_dense_gradients():
+    _, x, _ = _csr()
+    w = torch.randn(7, 50, requires_grad=True)
+    sparse_linear(x, w).sum().backward()
+    assert not w.grad.is_sparse
+
+
+def _text_task(n=240, d=300, seed=0, scale=1.0):
+    X = sp.random(n, d, density=0.03, format="csr", random_state=seed) * scale
+    y = np.asarray(X[:, : d // 3].sum(1)).ravel().argsort().argsort() * 3 // n
+    return sp.csr_matrix(X), y
+
+
+@pytest.mark.parametrize("params,lazy", [
+    (dict(), ["experts.weights.0"]),
+    (dict(encoder=(8,), n_layers=2), ["encoder.layers.0.weight"]),
+    (dict(router="switch", shared_expert=True, gating="elementwise"),
+     ["output_gate.linear.weight", "experts.weights.0", "shared_expert.layers.0.weight",
+      "fallback.weight"]),
+])
+def test_lazy_adam_steps_exactly_the_first_layers_with_sparse_adam(params, lazy):
+    X, y = _text_task()
+    clf = MoEClassifier(n_experts=3, top_k=1, expert_hidden=(8,), max_epochs=2,
+                        optimizer="lazy_adam", random_state=0, **params).fit(X, y)
+    opt = clf.net_.sparse_optimizer_
+    assert isinstance(opt, torch.optim.SparseAdam)
+    names = {id(p): n for n, p in clf.net_.module_.named_parameters()}
+    stepped = [names[id(p)] for group in opt.param_groups for p in group["params"]]
+    assert sorted(stepped) == sorted(lazy)
+    main = {id(p) for group in clf.net_.optimizer_.param_groups for p in group["params"]}
+    assert not main & {id(p) for group in opt.param_groups for p in group["params"]}
+    assert len(main) + len(stepped) == len(names)  # every parameter is stepped once
+    # routers keep dense gradients and the configured optimizer
+    assert all("router" not in n for n in stepped)
+
+
+def test_lazy_adam_on_dense_input_is_plain_adam():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 6)), rng.integers(0, 2, 200)
+    common = dict(n_experts=3, max_epochs=3, random_state=0)
+    lazy = MoEClassifier(optimizer="lazy_adam", **common).fit(X, y)
+    adam = MoEClassifier(optimizer="adam", **common).fit(X, y)
+    assert lazy.net_._optimizers == ["optimizer"]
+    np.testing.assert_array_equal(lazy.predict_proba(X), adam.predict_proba(X))
+
+
+def _densified_batches(monkeypatch):
+    import moensemble.moe._base as base
+    from moensemble.moe.net import RowDataset
+
+    monkeypatch.setattr(base, "RowDataset", partial(RowDataset, densify=True))
+
+
+@pytest.mark.parametrize("params", [dict(), dict(encoder=(8,), n_layers=2)])
+def test_lazy_adam_trains_as_dense_adam_when_every_step_sees_the_same_columns(
+    monkeypatch, params
+):
+    # One batch of all rows: every step touches the same first-layer rows (and experts,
+    # here one), so lazy Adam's skipped rows are those whose gradient is always zero, which
+    # Adam leaves in place too. What remains is SparseAdam's eps placement (eps added to
+    # sqrt(v) before the bias correction): negligible once gradients are well above 1e-7.
+    X, y = _text_task(scale=10.0)
+    common = dict(n_experts=1, top_k=1, expert_hidden=(8,), max_epochs=5, lr=1e-2,
+                  batch_size=X.shape[0], mixture="logits", random_state=0, **params)
+    lazy = MoEClassifier(optimizer="lazy_adam", **common).fit(X, y)
+    assert "sparse_optimizer" in lazy.net_._optimizers
+    with monkeypatch.context() as m:
+        _densified_batches(m)
+        dense = MoEClassifier(optimizer="adam", **common).fit(X, y)
+    assert dense.net_._optimizers == ["optimizer"]
+    np.testing.assert_allclose(lazy.history_[:, "train_loss"], dense.history_[:, "train_loss"],
+                               rtol=1e-4)
+    np.testing.assert_allclose(lazy.predict_proba(X), dense.predict_proba(X), atol=1e-3)
+    assert lazy.history_[-1, "train_loss"] < lazy.history_[0, "train_loss"]
+
+
+def test_lazy_adam_leaves_rows_of_unseen_columns_in_place():
+    # Adam keeps moving a weight after its column left the batch (momentum); lazy Adam
+    # updates only the rows of the columns in the batch.
+    torch.manual_seed(0)
+    layer = SparseInputLinear(4, 3)
+    layer.weight.sparse_grad = True
+    opt = torch.optim.SparseAdam([layer.weight], lr=0.1)
+    first = csr_batch(sp.csr_matrix(np.array([[1.0, 1.0, 0, 0]], dtype=np.float32)))
+    second = csr_batch(sp.csr_matrix(np.array([[0, 0, 1.0, 0]], dtype=np.float32)))
+    for batch in (first, second):
+        opt.zero_grad()
+        layer(batch).sum().backward()
+        before = layer.weight.detach().clone()
+        opt.step()
+    moved = (layer.weight.detach() != before).any(1)
+    assert moved.tolist() == [False, False, True, False]
+
+
+def test_lazy_adam_refuses_weight_decay_on_sparse_input():
+    X, y = _text_task()
+    with pytest.raises(ValueError, match="weight_decay"):
+        MoEClassifier(optimizer="lazy_adam", weight_decay=1e-3, max_epochs=1).fit(X, y)
+
+
+def test_lazy_adam_model_round_trips_and_grows(tmp_path):
+    X, y = _text_task()
+    est = MoERegressor(n_experts=3, expert_hidden=(8,), max_epochs=2, optimizer="lazy_adam",
+                       random_state=0).fit(X, y.astype(float))
+    back = load(save(est, tmp_path / "m.moe"))
+    np.testing.assert_allclose(back.predict(X), est.predict(X), atol=1e-6)
+    est.grow(X, y.astype(float), n_new=1, max_epochs=1)  # a fresh pair of optimizers
+    assert est.n_experts_ == 4 and "sparse_optimizer" in est.net_._optimizers
