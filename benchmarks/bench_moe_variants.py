@@ -258,7 +258,9 @@ def bench_text_balance(variants: list[dict], n_folds: int) -> None:
     """
     from sklearn.base import clone
 
-    from moensemble.cli import _bundled, build_models, build_parser
+    from moensemble.cli import build_parser
+    from moensemble.cli.common import _bundled
+    from moensemble.cli.compare import build_models
     from moensemble.leaderboard import make_folds, max_violation
 
     args = build_parser().parse_args(["compare"])
