@@ -136,7 +136,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         capacity_factor: float = 1.25,
         max_epochs: int = 50,
         lr: float = 1e-3,
-        router_lr_scale: float = 1.0,
+        router_lr_scale: float = 10.0,
         batch_size: int = 128,
         optimizer="adam",
         weight_decay: float = 0.0,

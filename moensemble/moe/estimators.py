@@ -126,12 +126,13 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         Training epochs (fewer with ``early_stopping``).
     lr : float > 0, default=1e-3
         Learning rate of the optimizer.
-    router_lr_scale : float > 0, default=1.0
+    router_lr_scale : float > 0, default=10.0
         Learning rate of the router's parameters as a multiple of ``lr`` (a skorch
         optimizer param group ``"*router.*"``, every block's router; the element-wise
-        gates and the experts use ``lr``). A faster router converges sooner on regime
-        data (10 gained 2.9 points on the hidden-regime grid) but a large scale hurts
-        text (MoE notes, MoE quality), hence the default 1.
+        gates and the experts use ``lr``). A faster router settles the split of the rows
+        while the experts specialise: 10 was ahead of 1 on the hidden-regime grid
+        (``benchmarks/bench_regimes.py``); on sparse text a large scale can cost accuracy,
+        so try 1 there (MoE quality page).
     batch_size : int, default=128
         Rows per training step (and per prediction batch).
     optimizer : {'adam', 'adamw', 'sgd'} or torch optimizer class, default='adam'
