@@ -352,10 +352,16 @@ def test_router_lr_scale_gives_the_router_its_own_param_group(clf_data, Est, rou
     in_groups = {id(p) for g in groups for p in g["params"]}
     assert in_groups == {id(p) for p in module.parameters() if p.requires_grad}
     assert any(g["lr"] == pytest.approx(1e-2) for g in groups)
-    # The default: the router at 10x the experts' rate; a scale of 1, one rate for everything.
+    # The default ('auto') on dense rows: the router at 10x the experts' rate; on sparse
+    # rows, and with a scale of 1, one rate for everything.
     default = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3).fit(X, y)
+    assert default.router_lr_scale_ == 10.0
     assert sorted(g["lr"] for g in default.net_.optimizer_.param_groups) == pytest.approx(
         [2e-3, 2e-2])
+    on_sparse = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3).fit(
+        sp.csr_matrix(X), y)
+    assert on_sparse.router_lr_scale_ == 1.0
+    assert {g["lr"] for g in on_sparse.net_.optimizer_.param_groups} == {2e-3}
     plain = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3,
                 router_lr_scale=1.0).fit(X, y)
     assert {g["lr"] for g in plain.net_.optimizer_.param_groups} == {2e-3}
