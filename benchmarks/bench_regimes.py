@@ -15,15 +15,20 @@ Contestants, all fitted in the same run:
 * ``mlp``: ``sklearn.neural_network.MLPClassifier`` with one hidden layer sized to the
   default MoE's ``n_active_params_`` (early stopping on 10% of the rows);
 * ``hgb``: ``HistGradientBoostingClassifier()``;
-* ``realmlp`` / ``tabm`` with ``--pytabkit`` (pytabkit's ``RealMLP_TD_Classifier`` and
-  ``TabM_D_Classifier``, default settings, CPU; run it from a venv that has pytabkit).
+* ``oracle``: one ``LogisticRegression`` per *true* regime, fitted on the same rows (it is
+  told each row's regime): what ``--n-train`` rows allow a model that found the regimes;
+* ``realmlp`` / ``tabm``: pytabkit's ``RealMLP_TD_Classifier`` and ``TabM_D_Classifier``
+  (default settings, CPU, one thread), run as a subprocess of ``--pytabkit`` (a python
+  with pytabkit installed, by default ``/work/ptkvenv/bin/python``: its own virtual
+  environment, as its pins differ from ours); skipped, with a message, when that python
+  is missing, or with ``--no-pytabkit``.
 
-Output: one row per cell (mean over seeds) with the Bayes rate, each model's held-out
-accuracy, the MoE's gap to Bayes and its ratios to the MLP and HGB, then the mean over the
-grid.
+Output: per ``--n-train``, one row per cell (mean over seeds) with the Bayes rate, the
+oracle, each model's held-out accuracy, the MoE's gaps to Bayes and to the oracle and its
+ratios to the peers, then the mean over the grid.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_regimes.py [--seeds 2] [--n-train 3000]
-[--grid small|full] [--variant "{'mixture': 'logits'}"] [--pytabkit]``
+Run: ``PYTHONPATH=. python benchmarks/bench_regimes.py [--seeds 2] [--n-train 3000 20000]
+[--grid small|full] [--variant "{'mixture': 'logits'}"] [--no-pytabkit]``
 """
 
 from __future__ import annotations
@@ -31,11 +36,18 @@ from __future__ import annotations
 import argparse
 import ast
 import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
+import numpy as np
 import pandas as pd
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 from moensemble.datasets import make_regime_classification
@@ -45,6 +57,24 @@ GRIDS = {
     "small": dict(K=[4, 8], d=[10, 30], noise=[0.1]),
     "full": dict(K=[4, 8], d=[10, 30], noise=[0.05, 0.2]),
 }
+PYTABKIT_PYTHON = "/work/ptkvenv/bin/python"
+PYTABKIT_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import torch
+torch.set_num_threads(1)
+from pytabkit import RealMLP_TD_Classifier, TabM_D_Classifier
+data = np.load(sys.argv[1])
+seed = int(sys.argv[2])
+result = {}
+for name, cls in [("realmlp", RealMLP_TD_Classifier), ("tabm", TabM_D_Classifier)]:
+    tic = time.perf_counter()
+    est = cls(random_state=seed, device="cpu", n_threads=1, verbosity=0)
+    est.fit(data["Xtr"], data["ytr"])
+    result[name] = float((est.predict(data["Xte"]) == data["yte"]).mean())
+    result[name + "_s"] = time.perf_counter() - tic
+print("RESULT" + json.dumps(result))
+"""
 N_TEST = 2000
 
 
@@ -54,26 +84,50 @@ def equal_mlp(n_params: int, d: int, n_classes: int, seed: int) -> MLPClassifier
     return MLPClassifier((width,), max_iter=500, early_stopping=True, random_state=seed)
 
 
-def pytabkit_models(seed: int) -> dict:
-    from pytabkit import RealMLP_TD_Classifier, TabM_D_Classifier
+def pytabkit_scores(python: str, Xtr, ytr, Xte, yte, seed: int) -> dict:
+    """RealMLP and TabM accuracies (and fit seconds) from pytabkit's own environment."""
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(f"{tmp}/data.npz", Xtr=Xtr, ytr=ytr, Xte=Xte, yte=yte)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1"}
+        env.pop("PYTHONPATH", None)
+        done = subprocess.run([python, "-c", PYTABKIT_SCRIPT, f"{tmp}/data.npz", str(seed)],
+                              capture_output=True, text=True, env=env, timeout=3600)
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")]
+    if not line:
+        print(f"pytabkit failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return {"realmlp": np.nan, "tabm": np.nan}
+    return json.loads(line[0][len("RESULT"):])
 
-    return {"realmlp": RealMLP_TD_Classifier(random_state=seed, device="cpu"),
-            "tabm": TabM_D_Classifier(random_state=seed, device="cpu")}
+
+def oracle_score(Xtr, ytr, rtr, Xte, yte, rte) -> float:
+    """One logistic regression per true regime (constant where a regime has one class)."""
+    pred = np.zeros_like(yte)
+    for r in np.unique(np.concatenate([rtr, rte])):
+        train, test = rtr == r, rte == r
+        if not test.any():
+            continue
+        labels = np.unique(ytr[train])
+        if len(labels) < 2:  # unseen or single-class regime: its majority (or class 0)
+            pred[test] = labels[0] if len(labels) else 0
+            continue
+        pred[test] = LogisticRegression(max_iter=1000).fit(Xtr[train], ytr[train]).predict(
+            Xte[test])
+    return float((pred == yte).mean())
 
 
-def run_cell(K: int, d: int, noise: float, seed: int, args) -> dict:
-    X, y, bayes = make_regime_classification(
-        args.n_train + N_TEST, n_features=d, n_regimes=K, noise=noise,
-        return_bayes_rate=True, random_state=seed)
-    Xtr, ytr, Xte, yte = X[:args.n_train], y[:args.n_train], X[args.n_train:], y[args.n_train:]
-    row = {"K": K, "d": d, "noise": noise, "seed": seed, "bayes": bayes}
+def run_cell(K: int, d: int, noise: float, n_train: int, seed: int, args) -> dict:
+    X, y, regimes, bayes = make_regime_classification(
+        n_train + N_TEST, n_features=d, n_regimes=K, noise=noise,
+        return_regimes=True, return_bayes_rate=True, random_state=seed)
+    Xtr, ytr, Xte, yte = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+    row = {"n": n_train, "K": K, "d": d, "noise": noise, "seed": seed, "bayes": bayes,
+           "oracle": oracle_score(Xtr, ytr, regimes[:n_train], Xte, yte, regimes[n_train:])}
     moe = MoEClassifier(random_state=seed, **args.moe)
     models = {"moe": moe}
     for i, variant in enumerate(args.variant):
         models[f"moe[{i}]"] = MoEClassifier(random_state=seed, **{**args.moe, **variant})
     models["hgb"] = HistGradientBoostingClassifier(random_state=seed)
-    if args.pytabkit:
-        models.update(pytabkit_models(seed))
     for name, est in models.items():
         start = time.perf_counter()
         est.fit(Xtr, ytr)
@@ -85,43 +139,59 @@ def run_cell(K: int, d: int, noise: float, seed: int, args) -> dict:
             row["mlp"] = mlp.fit(Xtr, ytr).score(Xte, yte)
             row["mlp_s"] = time.perf_counter() - start
             row["active_params"] = moe.n_active_params_
+    if args.pytabkit:
+        row.update(pytabkit_scores(args.pytabkit, Xtr, ytr, Xte, yte, seed))
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-train", type=int, nargs="+", default=[3000],
+                        help="training rows; several values give one table each")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="full")
     parser.add_argument("--moe", type=ast.literal_eval, default={},
                         help="MoEClassifier keyword overrides of the 'moe' contestant")
     parser.add_argument("--variant", type=ast.literal_eval, action="append", default=[],
                         help="another MoE (a dict of parameters over --moe); repeatable")
-    parser.add_argument("--pytabkit", action="store_true")
+    parser.add_argument("--pytabkit", default=PYTABKIT_PYTHON,
+                        help="a python with pytabkit (RealMLP, TabM)")
+    parser.add_argument("--no-pytabkit", dest="pytabkit", action="store_const", const=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.pytabkit and not os.path.exists(args.pytabkit):
+        print(f"no pytabkit python at {args.pytabkit}; skipping RealMLP and TabM",
+              file=sys.stderr)
+        args.pytabkit = None
     grid = GRIDS[args.grid]
     rows = []
-    for K, d, noise in itertools.product(grid["K"], grid["d"], grid["noise"]):
+    for n, K, d, noise in itertools.product(args.n_train, grid["K"], grid["d"], grid["noise"]):
         for seed in range(100, 100 + args.seeds):
-            rows.append(run_cell(K, d, noise, seed, args))
+            rows.append(run_cell(K, d, noise, n, seed, args))
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()},
                   flush=True)
     frame = pd.DataFrame(rows)
     accs = [c for c in frame.columns
-            if c not in ("K", "d", "noise", "seed", "active_params") and not c.endswith("_s")]
-    cells = frame.groupby(["K", "d", "noise"])[accs + ["moe_s", "mlp_s", "hgb_s"]].mean()
-    cells["gap_to_bayes"] = cells["bayes"] - cells["moe"]
-    cells["moe/mlp"] = cells["moe"] / cells["mlp"]
-    cells["moe/hgb"] = cells["moe"] / cells["hgb"]
-    pd.set_option("display.width", 200)
-    print(cells.round(3).to_string())
-    print("\nmean over the grid:")
-    print(cells.mean().round(4).to_string())
-    print(f"\nwithin 3 points of Bayes in {(cells['gap_to_bayes'] <= 0.03).sum()} of "
-          f"{len(cells)} cells; ahead of the MLP in {(cells['moe/mlp'] > 1).sum()}, of HGB in "
-          f"{(cells['moe/hgb'] > 1).sum()}")
+            if c not in ("n", "K", "d", "noise", "seed", "active_params")
+            and not c.endswith("_s")]
+    times = [c for c in frame.columns if c.endswith("_s")]
+    pd.set_option("display.width", 250)
+    for n, part in frame.groupby("n"):
+        cells = part.groupby(["K", "d", "noise"])[accs + times].mean()
+        cells["gap_to_bayes"] = cells["bayes"] - cells["moe"]
+        cells["gap_to_oracle"] = cells["oracle"] - cells["moe"]
+        for peer in ("mlp", "hgb", "realmlp", "tabm"):
+            if peer in cells:
+                cells[f"moe/{peer}"] = cells["moe"] / cells[peer]
+        print(f"\n== {n} training rows ==")
+        print(cells.round(3).to_string())
+        print("mean over the grid:")
+        print(cells.mean().round(4).to_string())
+        oracle_near = (cells["bayes"] - cells["oracle"] <= 0.03).sum()
+        print(f"within 3 points of Bayes in {(cells['gap_to_bayes'] <= 0.03).sum()} of "
+              f"{len(cells)} cells (the oracle in {oracle_near}); ahead of the MLP in "
+              f"{(cells['moe/mlp'] > 1).sum()}, of HGB in {(cells['moe/hgb'] > 1).sum()}")
 
 
 if __name__ == "__main__":

@@ -78,8 +78,10 @@ def test_load_balancing_loss_evens_out_expert_load():
 
 def test_bias_balancing_updates_bias_and_balances():
     X, y = make_classification(600, 10, n_informative=4, random_state=1)
+    # The router at the experts' rate: with lr=1e-2, the default 10x would let the router's
+    # logits outrun a bias nudged 0.01 a batch.
     common = dict(n_experts=6, top_k=1, z_loss_coef=0.0, expert_hidden=(8,), max_epochs=15,
-                  lr=1e-2, random_state=0)
+                  lr=1e-2, router_lr_scale=1.0, random_state=0)
     free = MoEClassifier(aux_loss_coef=0.0, **common).fit(X, y)
     biased = MoEClassifier(balance="bias", bias_update_rate=1e-2, **common).fit(X, y)
     assert biased.net_.module_.router.expert_bias.abs().sum() > 0
@@ -350,8 +352,18 @@ def test_router_lr_scale_gives_the_router_its_own_param_group(clf_data, Est, rou
     in_groups = {id(p) for g in groups for p in g["params"]}
     assert in_groups == {id(p) for p in module.parameters() if p.requires_grad}
     assert any(g["lr"] == pytest.approx(1e-2) for g in groups)
-    # The default: one learning rate for everything.
-    plain = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3).fit(X, y)
+    # The default ('auto') on dense rows: the router at 10x the experts' rate; on sparse
+    # rows, and with a scale of 1, one rate for everything.
+    default = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3).fit(X, y)
+    assert default.router_lr_scale_ == 10.0
+    assert sorted(g["lr"] for g in default.net_.optimizer_.param_groups) == pytest.approx(
+        [2e-3, 2e-2])
+    on_sparse = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3).fit(
+        sp.csr_matrix(X), y)
+    assert on_sparse.router_lr_scale_ == 1.0
+    assert {g["lr"] for g in on_sparse.net_.optimizer_.param_groups} == {2e-3}
+    plain = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3,
+                router_lr_scale=1.0).fit(X, y)
     assert {g["lr"] for g in plain.net_.optimizer_.param_groups} == {2e-3}
 
 
@@ -411,7 +423,7 @@ def test_blocks_on_sparse_input_go_through_the_sparse_encoder(monkeypatch):
     X = sp.random(200, 400, density=0.03, format="csr", random_state=1)
     y = np.asarray(X[:, :200].sum(1)).ravel().argsort().argsort() * 2 // 200
     params = dict(n_experts=3, encoder=(8,), n_layers=2, expert_hidden=(8,), max_epochs=4,
-                  lr=1e-2, batch_size=32, random_state=0)
+                  lr=1e-2, router_lr_scale=1.0, batch_size=32, random_state=0)
     sparse = MoEClassifier(**params).fit(X, y)
     with monkeypatch.context() as m:
         _densified_batches(m)
@@ -582,3 +594,43 @@ def test_moe_space_draws_encoder_and_n_layers():
     MoEClassifier(**{**drawn[0], "max_epochs": 1}).fit(X, y)  # valid estimator params
     with pytest.raises(ValueError, match="encoder"):
         moe_space(study.ask(), encoder=(None, 0))
+
+
+def test_moe_space_draws_mixture_router_lr_scale_and_linear_experts():
+    import optuna
+
+    from moensemble.search import moe_space
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [moe_space(study.ask(), encoder=(None, 16))
+             for _ in range(60)]
+    # The competitive mixture only without blocks (MoE blocks refuse it).
+    assert {p["mixture"] for p in drawn if p["encoder"] is None} == {"logits", "likelihood"}
+    assert {p["mixture"] for p in drawn if p["encoder"]} == {"logits"}
+    scales = [p["router_lr_scale"] for p in drawn]
+    assert 1.0 <= min(scales) < 3.0 < max(scales) <= 30.0
+    assert {p["expert_hidden"] for p in drawn} >= {()}  # depth 0: linear experts
+    assert all(len(set(p["expert_hidden"])) <= 1 for p in drawn)
+    X, y = make_classification(100, 6, random_state=0)
+    linear = next(p for p in drawn if p["expert_hidden"] == () and p["encoder"] is None)
+    MoEClassifier(**{**linear, "max_epochs": 1}).fit(X, y)  # valid estimator params
+    with pytest.raises(ValueError, match="mixture"):
+        moe_space(study.ask(), mixture=("logits", "cooperative"))
+    with pytest.raises(ValueError, match="router_lr_scale"):
+        moe_space(study.ask(), router_lr_scale=(0.0, 10.0))
+
+
+def test_moe_space_draws_numeric_embeddings_only_when_asked():
+    import optuna
+
+    from moensemble.search import moe_space
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    assert moe_space(trial)["num_embedding"] is None
+    assert not any("num_embedding" in name for name in trial.params)  # nothing drawn
+    drawn = {moe_space(study.ask(), num_embedding=(None, "periodic", "piecewise"))
+             ["num_embedding"] for _ in range(30)}
+    assert drawn == {None, "periodic", "piecewise"}
+    with pytest.raises(ValueError, match="num_embedding"):
+        moe_space(study.ask(), num_embedding=("fourier",))

@@ -20,7 +20,9 @@ from moensemble.moe.net import MoEModule, build_module
 from moensemble.moe.routing import make_router
 from moensemble.moe.variants import split_expert, upcycle
 
-QUICK = dict(lr=1e-2, batch_size=64, random_state=0)
+# A quick schedule: 10x the default lr, so the router keeps the experts' rate (10x of it,
+# the default scale, would move the router at 0.1 a step).
+QUICK = dict(lr=1e-2, router_lr_scale=1.0, batch_size=64, random_state=0)
 
 
 @pytest.fixture(scope="module")

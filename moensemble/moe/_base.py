@@ -98,7 +98,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         "capacity_factor": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "router_lr_scale": [Interval(Real, 0, None, closed="neither")],
+        "router_lr_scale": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -144,7 +144,7 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         capacity_factor: float = 1.25,
         max_epochs: int = 50,
         lr: float = 1e-3,
-        router_lr_scale: float = 1.0,
+        router_lr_scale: float | str = "auto",
         batch_size: int = 128,
         optimizer="adam",
         weight_decay: float = 0.0,
@@ -297,6 +297,10 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
         train, valid = self._split(X, y, seed)
         self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
         set_expert_blocks(self, X.shape[1])  # expert_blocks_, expert_block_of_
+        # 'auto': what measured best per input kind (docs/guide/moe-quality.md): a fast router
+        # on dense tables, the experts' rate on sparse text.
+        self.router_lr_scale_ = float(self.router_lr_scale) if self.router_lr_scale != "auto" \
+            else (1.0 if sp.issparse(X) else 10.0)
         self.dense_history_ = None
         devices = [device] if device.startswith("cuda") else []
         # Fork the RNG so fitting is reproducible without touching the user's torch seed.
@@ -496,12 +500,12 @@ class _BaseMoE(RoutingIntrospection, BaseEstimator):
             # The same update in fused kernels: 5-8x faster steps on CPU, which dominate
             # an epoch on wide (e.g. 100k-column sparse) input (benchmarks/bench_moe.py).
             extra["optimizer__fused"] = True
-        if self.router_lr_scale != 1.0:
+        if self.router_lr_scale_ != 1.0:
             # skorch param groups: the routers' parameters ("router.linear.*", the noisy
             # top-k "router.noise.*", "blocks.<i>.moe.router.*") get their own learning
             # rate, the rest ``lr``.
             extra["optimizer__param_groups"] = [
-                ("*router.*", {"lr": self.lr * float(self.router_lr_scale)})
+                ("*router.*", {"lr": self.lr * self.router_lr_scale_})
             ]
         return net_cls(
             module=module,

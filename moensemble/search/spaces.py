@@ -29,6 +29,8 @@ __all__ = ["moe_space", "weighted_space", "stacking_space", "gated_space"]
 
 _MOE_ROUTERS = ("softmax", "topk", "switch", "expert_choice")
 _TOP_K_ROUTERS = ("topk", "expert_choice")  # routers that read `top_k`
+_MIXTURES = ("logits", "likelihood")
+_NUM_EMBEDDINGS = (None, "periodic", "piecewise")
 _WEIGHTINGS = ("greedy", "optimize", "uniform")
 
 
@@ -96,7 +98,7 @@ def moe_space(
     top_k: int | tuple[int, int] = (1, 4),
     router: str | Sequence[str] = _MOE_ROUTERS,
     expert_width: int | tuple[int, int] = (16, 256),
-    expert_depth: int | tuple[int, int] = (1, 2),
+    expert_depth: int | tuple[int, int] = (0, 2),
     dropout: float | tuple[float, float] = (0.0, 0.5),
     lr: float | tuple[float, float] = (1e-4, 3e-2),
     batch_size: int | Sequence[int] = (32, 64, 128, 256),
@@ -106,6 +108,9 @@ def moe_space(
     prefix: str = "",
     encoder: int | None | Sequence[int | None] = (None, 64, 256),
     n_layers: int | tuple[int, int] = (1, 2),
+    mixture: str | Sequence[str] = _MIXTURES,
+    router_lr_scale: float | tuple[float, float] = (1.0, 30.0),
+    num_embedding: str | None | Sequence[str | None] = (None,),
 ) -> dict[str, Any]:
     """Search space of :class:`moensemble.MoEClassifier` / :class:`~moensemble.MoERegressor`.
 
@@ -115,8 +120,11 @@ def moe_space(
         The trial to draw values from.
     n_experts, top_k, expert_width, expert_depth, max_epochs : int or (int, int)
         Integer ranges; ``n_experts`` and ``expert_width`` are drawn on a log
-        scale. ``top_k`` is drawn in ``[low, min(high, n_experts)]`` and only for
-        the routers that read it, 'topk' and 'expert_choice' (rows per expert);
+        scale. ``expert_depth`` may start at 0: linear experts (``expert_hidden=()``,
+        the Bayes-optimal expert on the hidden-regime tasks of
+        ``benchmarks/bench_regimes.py``); ``expert_width`` is then not drawn.
+        ``top_k`` is drawn in ``[low, min(high, n_experts)]`` and only for the
+        routers that read it, 'topk' and 'expert_choice' (rows per expert);
         'softmax' is dense and 'switch' is top-1.
     router : str or sequence of str
         Routers to choose from among 'softmax', 'topk', 'switch', 'expert_choice'.
@@ -133,6 +141,16 @@ def moe_space(
     n_layers : int or (int, int), default=(1, 2)
         MoE blocks on top of the encoder; drawn only when the encoder is not None
         (blocks without an encoder cannot take sparse input), else 1.
+    mixture : str or sequence of str, default=('logits', 'likelihood')
+        How the experts are combined (cooperative logits or the competitive mixture
+        likelihood); drawn only without an encoder (MoE blocks always mix
+        cooperatively), else ``'logits'``.
+    router_lr_scale : float or (float, float), default=(1.0, 30.0)
+        The routers' learning rate as a multiple of ``lr``, drawn on a log scale.
+    num_embedding : None, str or sequence of (None or str), default=(None,)
+        Choices of numeric feature embedding among None, 'periodic', 'piecewise'
+        (dense input only: the estimators refuse them on sparse X). The default
+        draws nothing.
 
     Returns
     -------
@@ -140,7 +158,8 @@ def moe_space(
         Keyword arguments of the MoE estimators: ``n_experts``, ``top_k``,
         ``router``, ``expert_hidden`` (a tuple of widths), ``dropout``, ``lr``,
         ``batch_size``, ``aux_loss_coef``, ``capacity_factor``, ``max_epochs``,
-        ``encoder`` (None or a 1-tuple of widths), ``n_layers``.
+        ``encoder`` (None or a 1-tuple of widths), ``n_layers``, ``mixture``,
+        ``router_lr_scale``, ``num_embedding``.
 
     Raises
     ------
@@ -158,7 +177,7 @@ def moe_space(
             "the low end of `n_experts`."
         )
     width_r = _as_range(expert_width, "expert_width", integer=True, low_bound=1)
-    depth_r = _as_range(expert_depth, "expert_depth", integer=True, low_bound=1)
+    depth_r = _as_range(expert_depth, "expert_depth", integer=True, low_bound=0)
     dropout_r = _as_range(dropout, "dropout", integer=False, low_bound=0.0)
     if dropout_r[1] >= 1.0:
         raise ValueError(f"`dropout` must be below 1; got {dropout!r}.")
@@ -177,6 +196,15 @@ def moe_space(
     if bad:
         raise ValueError(f"`encoder` choices must be None or positive ints (widths); got {bad}.")
     layers_r = _as_range(n_layers, "n_layers", integer=True, low_bound=1)
+    mixtures = _as_choices(mixture, "mixture", allowed=_MIXTURES)
+    router_lr_r = _as_range(router_lr_scale, "router_lr_scale", integer=False)
+    if router_lr_r[0] <= 0:
+        raise ValueError(f"`router_lr_scale` must be positive; got {router_lr_scale!r}.")
+
+    embeddings = _as_choices(num_embedding, "num_embedding")
+    bad = [e for e in embeddings if e not in _NUM_EMBEDDINGS]
+    if bad:
+        raise ValueError(f"`num_embedding` choices must be among {_NUM_EMBEDDINGS}; got {bad}.")
 
     p = prefix
     params: dict[str, Any] = {}
@@ -189,8 +217,8 @@ def moe_space(
         params["top_k"] = 1
     if params["router"] in ("switch", "expert_choice"):
         params["capacity_factor"] = _float(trial, f"{p}capacity_factor", capacity_r)
-    width = _int(trial, f"{p}expert_width", width_r, log=True)
     depth = _int(trial, f"{p}expert_depth", depth_r)
+    width = _int(trial, f"{p}expert_width", width_r, log=True) if depth else 0
     params["expert_hidden"] = (width,) * depth
     params["dropout"] = _float(trial, f"{p}dropout", dropout_r)
     params["lr"] = _float(trial, f"{p}lr", lr_r, log=True)
@@ -201,6 +229,10 @@ def moe_space(
     width = _categorical(trial, f"{p}encoder", encoders)
     params["encoder"] = None if width is None else (width,)
     params["n_layers"] = 1 if width is None else _int(trial, f"{p}n_layers", layers_r)
+    params["mixture"] = "logits" if width is not None else _categorical(
+        trial, f"{p}mixture", mixtures)
+    params["router_lr_scale"] = _float(trial, f"{p}router_lr_scale", router_lr_r, log=True)
+    params["num_embedding"] = _categorical(trial, f"{p}num_embedding", embeddings)
     return params
 
 
