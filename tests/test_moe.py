@@ -361,6 +361,9 @@ def test_router_lr_scale_gives_the_router_its_own_param_group(clf_data, Est, rou
     on_sparse = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3).fit(
         sp.csr_matrix(X), y)
     assert on_sparse.router_lr_scale_ == 1.0
+    mostly_zero = np.where(np.abs(X) > np.quantile(np.abs(X), 0.7), X, 0.0)  # 30 % non-zero
+    assert Est(n_experts=3, expert_hidden=(4,), max_epochs=1).fit(
+        mostly_zero, y).router_lr_scale_ == 1.0
     assert {g["lr"] for g in on_sparse.net_.optimizer_.param_groups} == {2e-3}
     plain = Est(n_experts=3, expert_hidden=(4,), max_epochs=1, lr=2e-3,
                 router_lr_scale=1.0).fit(X, y)

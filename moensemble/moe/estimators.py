@@ -131,8 +131,9 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         optimizer param group ``"*router.*"``, every block's router; the element-wise
         gates and the experts use ``lr``). A faster router settles the split of the rows
         while the experts specialise. ``'auto'``: 10 on dense input (ahead of 1 on the
-        hidden-regime grid, ``benchmarks/bench_regimes.py``), 1 on sparse input (10 cost
-        compare's text MoE 7.7 points of accuracy); the value used is
+        hidden-regime grid, ``benchmarks/bench_regimes.py``), 1 on sparse input or when
+        at least half the entries of X are zero (10 cost compare's text MoE 7.7 points of
+        accuracy, and 2.7 on ``make_modality_table``'s TF-IDF block); the value used is
         ``router_lr_scale_``. See the MoE quality page.
     batch_size : int, default=128
         Rows per training step (and per prediction batch).
