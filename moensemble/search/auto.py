@@ -50,8 +50,10 @@ from moensemble.search.selection import (
     Member,
     TrialEnsemble,
     ensemble_selection,
+    fit_temperature,
     prediction_loss,
     score_predictions,
+    temper,
 )
 from moensemble.search.trials import (
     COSTS,
@@ -67,6 +69,8 @@ __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchConte
 #: Share of the budget kept for the final selection (and, with ``refit_full``, the refits).
 RESERVE = 0.02
 RESERVE_REFIT = 0.2
+#: Ensemble selection runs over this many best trials (its cost grows with the pool).
+MAX_SELECTION_POOL = 50
 #: Share of the budget the portfolio leaves to the search's first (level-2) trials.
 PORTFOLIO_KEEP = 0.05
 
@@ -99,6 +103,10 @@ class _BaseAuto(BaseEstimator):
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "max_trials": [Interval(Integral, 1, None, closed="left"), None],
         "ensemble_size": [Interval(Integral, 1, None, closed="left")],
+        "ensemble_metric": [StrOptions(set(get_scorer_names()) | {"log_loss", "squared_error"}),
+                            callable, None],
+        "ensemble_bags": [Interval(Integral, 1, None, closed="left")],
+        "temperature_scaling": ["boolean"],
         "refit_full": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
@@ -126,6 +134,9 @@ class _BaseAuto(BaseEstimator):
         scoring: Any = None,
         max_trials: int | None = None,
         ensemble_size: int = 25,
+        ensemble_metric: Any = None,
+        ensemble_bags: int = 20,
+        temperature_scaling: bool = True,
         refit_full: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
@@ -148,6 +159,9 @@ class _BaseAuto(BaseEstimator):
         self.scoring = scoring
         self.max_trials = max_trials
         self.ensemble_size = ensemble_size
+        self.ensemble_metric = ensemble_metric
+        self.ensemble_bags = ensemble_bags
+        self.temperature_scaling = temperature_scaling
         self.refit_full = refit_full
         self.memory = memory
         self.n_jobs = n_jobs
@@ -180,6 +194,7 @@ class _BaseAuto(BaseEstimator):
         budget = float(self.time_budget)
         deadline = start + budget
         families = self._check_families()
+        self._selection_metric()  # its errors before any trial runs
         X, y = self._validate_input(X, y)
         seed = seed_from(self.random_state)
         folds = self._folds(X, y, seed)
@@ -378,12 +393,22 @@ class _BaseAuto(BaseEstimator):
             )
         if not done:
             return [*notes, self._last_resort(runner)]
-        oof = [r.bag.oof for r in done]
-        weights = ensemble_selection(oof, runner.target, self._task, self.ensemble_size)
+        done = sorted(done, key=lambda r: -r.score)[:MAX_SELECTION_POOL]
+        classes = getattr(self, "classes_", None)
+        temperatures = {r.name: fit_temperature(r.bag.oof, runner.target)
+                        if classes is not None and self.temperature_scaling else 1.0
+                        for r in done}
+        oof = [temper(r.bag.oof, temperatures[r.name]) for r in done]
+        weights = ensemble_selection(
+            oof, runner.target, self._task, self.ensemble_size, metric=self._selection_metric(),
+            n_bags=self.ensemble_bags, random_state=runner.context.random_state,
+            classes=classes)
         chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
         blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
         by_name = {r.name: r for r in records}
         members = members_of(chosen, by_name)
+        for name in chosen:
+            members[name].temperature = temperatures[name]
         if self.refit_full:
             runner.refit_members(members, X)
         self.best_estimator_ = TrialEnsemble(members, chosen, getattr(self, "classes_", None),
@@ -408,6 +433,17 @@ class _BaseAuto(BaseEstimator):
             board = self.leaderboard_
             self.pareto_front_ = board[board["name"].isin(front)].reset_index(drop=True)
         return notes
+
+    def _selection_metric(self):
+        """``ensemble_metric``, else the search's ``scoring`` (None: accuracy / R²)."""
+        if self.ensemble_metric is not None:
+            if self.ensemble_metric == "log_loss" and self._task == "regression":
+                raise ValueError("ensemble_metric='log_loss' is for classification; a "
+                                 "regressor takes 'squared_error' or a regression scorer.")
+            return self.ensemble_metric
+        if self.scoring is None:
+            return "accuracy" if self._task == "classification" else "r2"
+        return self.scoring
 
     def _last_resort(self, runner: Runner) -> str:
         """No trial finished its folds: use the folds done (and say so), or raise."""
@@ -515,11 +551,22 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         Folds of the gated family's own out-of-fold fits.
     scoring : str, callable or None, default=None
         Scorer of the trials and the leaderboard; None is accuracy (R² for regression).
-        Ensemble selection minimises log loss (squared error).
     max_trials : int or None, default=None
         Stop after this many trials (portfolio included) even with time left.
     ensemble_size : int, default=25
         Picks of greedy ensemble selection with replacement (AutoGluon uses 25).
+    ensemble_metric : str, callable or None, default=None
+        What the greedy picks optimise on the out-of-fold predictions: None is
+        ``scoring`` (as AutoGluon selects on its eval metric), a scorer name or callable,
+        or ``'log_loss'`` / ``'squared_error'``.
+    ensemble_bags : int, default=20
+        Bagged ensemble selection (Caruana et al. 2006): the picks run this many times,
+        each on a random half of the rows, and the weights are averaged (steadier on
+        small data); 1 is one selection on all rows.
+    temperature_scaling : bool, default=True
+        Classification: temper each trial's probabilities by one temperature fitted on
+        its out-of-fold log loss before the selection and in the final average, so that
+        over-confident members (naive Bayes on counts) blend on the others' scale.
     refit_full : bool, default=False
         Refit the selected trials on all rows (one model each instead of a bag of
         ``cv``: a faster predict) while the budget lasts; 20 % of it is kept for that.
@@ -606,7 +653,7 @@ class AutoRegressor(RegressorMixin, _BaseAuto):
     """AutoML regressor: one ensemble over every model its search trained.
 
     Same parameters and attributes as :class:`AutoClassifier` (less ``classes_``);
-    the default scoring is R², and ensemble selection minimises squared error.
+    the default scoring (and selection metric) is R².
 
     Examples
     --------

@@ -10,7 +10,7 @@ and level-2 trials (stacking, weighted) read their input trials' predictions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -31,11 +32,16 @@ __all__ = [
     "Member",
     "TrialEnsemble",
     "ensemble_selection",
+    "fit_temperature",
     "prediction_loss",
     "score_predictions",
+    "selection_loss",
+    "temper",
 ]
 
 _EPS = 1e-7
+#: Weight of log loss (squared error) that breaks a discrete score's ties in the selection.
+_TIE = 1e-6
 
 
 def prediction_loss(pred: np.ndarray, target: np.ndarray, task: str) -> float:
@@ -47,8 +53,47 @@ def prediction_loss(pred: np.ndarray, target: np.ndarray, task: str) -> float:
     return float(np.mean((pred - target) ** 2))
 
 
+def selection_loss(metric: Any, task: str, classes: np.ndarray | None = None) \
+        -> Callable[[np.ndarray, np.ndarray], float]:
+    """``loss(pred, target)`` to minimise for ensemble selection under ``metric``.
+
+    Parameters
+    ----------
+    metric : str, callable or None
+        ``'log_loss'`` (classification) or ``'squared_error'``; None is ``'log_loss'`` /
+        ``'squared_error'``; a scikit-learn scorer name (``'accuracy'``, ``'r2'``,
+        ``'balanced_accuracy'``, ...) or scorer callable is maximised. In classification
+        a tiny share of log loss breaks the ties of discrete scores (accuracy), so that
+        the picks still move on a plateau.
+    task : {'classification', 'regression'}
+    classes : ndarray or None
+        Class labels (a scorer gets labels, ``target`` holds their codes).
+    """
+    if metric is None or metric in ("log_loss", "squared_error"):
+        return lambda pred, target: prediction_loss(pred, target, task)
+    if metric == "accuracy" and task == "classification":  # fast path: the default scorer
+        return lambda pred, target: (-float(np.mean(np.argmax(pred, axis=1) == target))
+                                     + _TIE * prediction_loss(pred, target, task))
+    if metric in ("r2", "neg_mean_squared_error") and task == "regression":
+        return lambda pred, target: prediction_loss(pred, target, task)  # same order
+    from sklearn.metrics import check_scoring
+
+    scorer = check_scoring(None, scoring=metric) if isinstance(metric, str) else metric
+
+    def loss(pred, target):
+        labels = classes[target] if classes is not None else \
+            (target[:, 0] if target.ndim == 2 and target.shape[1] == 1 else target)
+        score = score_predictions(scorer, pred, labels, classes)
+        tie = _TIE * prediction_loss(pred, target, task) if classes is not None else 0.0
+        return -score + tie
+
+    return loss
+
+
 def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, task: str,
-                       n_iter: int = 25) -> np.ndarray:
+                       n_iter: int = 25, *, metric: Any = None, n_bags: int = 1,
+                       bag_fraction: float = 0.5, random_state: Any = None,
+                       classes: np.ndarray | None = None) -> np.ndarray:
     """Weights of greedy ensemble selection with replacement over aligned predictions.
 
     Parameters
@@ -59,10 +104,22 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     target : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         Class codes (0 .. n_classes - 1) or regression targets.
     task : {'classification', 'regression'}
-        Log loss or squared error is minimised.
     n_iter : int, default=25
-        Picks; the best prefix is kept, so the ensemble is never worse (on these rows)
-        than the best single trial.
+        Picks; the best prefix is kept, so with one bag the ensemble is never worse (on
+        these rows, under ``metric``) than the best single trial.
+    metric : str, callable or None, default=None
+        What the picks optimise (see :func:`selection_loss`); None: log loss or squared
+        error.
+    n_bags : int, default=1
+        Bagged ensemble selection (Caruana et al. 2006): run the selection ``n_bags``
+        times, each on a random ``bag_fraction`` of the rows, and average the weights.
+        Fewer picks chase the noise of small data.
+    bag_fraction : float, default=0.5
+        Share of the rows each bag selects on.
+    random_state : int, RandomState or None
+        Seeds the bags' rows.
+    classes : ndarray or None
+        Class labels, for a scorer ``metric``.
 
     Returns
     -------
@@ -81,7 +138,53 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     if not len(predictions):
         raise ValueError("Ensemble selection needs at least one trial's predictions.")
     preds = np.stack([np.asarray(p, dtype=np.float64) for p in predictions])
-    return greedy_weights(preds, lambda p: prediction_loss(p, target, task), n_iter)
+    loss = selection_loss(metric, task, classes)
+    target = np.asarray(target)
+    if n_bags <= 1:
+        return greedy_weights(preds, lambda p: loss(p, target), n_iter)
+    rng = check_random_state(random_state)
+    n_rows = preds.shape[1]
+    size = max(1, int(round(bag_fraction * n_rows)))
+    weights = np.zeros(len(preds))
+    for _ in range(n_bags):
+        rows = np.sort(rng.choice(n_rows, size, replace=False))
+        sub = target[rows]
+        weights += greedy_weights(preds[:, rows], lambda p, sub=sub: loss(p, sub), n_iter)
+    return weights / n_bags
+
+
+# --------------------------------------------------------------------------- temperature
+def fit_temperature(proba: np.ndarray, target: np.ndarray) -> float:
+    """Temperature ``T`` that minimises the log loss of ``temper(proba, T)`` on these rows.
+
+    One parameter per trial, fitted on its out-of-fold probabilities: it sharpens a
+    timid model (``T < 1``) and softens an over-confident one such as naive Bayes on
+    counts (``T > 1``), so that the ensemble averages probabilities on one scale.
+    """
+    from scipy.optimize import minimize_scalar
+
+    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
+
+    def loss(log_t: float) -> float:
+        return prediction_loss(_softmax(logp / np.exp(log_t)), target, "classification")
+
+    found = minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded",
+                            options={"xatol": 1e-3})
+    return float(np.exp(found.x)) if loss(found.x) < loss(0.0) else 1.0
+
+
+def temper(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """``proba ** (1 / T)``, renormalised per row (``T == 1``: ``proba`` as is)."""
+    if temperature == 1.0:
+        return proba
+    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
+    return _softmax(logp / temperature)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    out = np.exp(z)
+    return out / out.sum(axis=1, keepdims=True)
 
 
 # --------------------------------------------------------------------------- scoring OOF
@@ -200,12 +303,16 @@ class Member(BaseEstimator):
         Level-2 trials: names of the trials whose predictions are its features.
     passthrough : bool
         Level-2 trials: the original features follow the input predictions.
+    temperature : float
+        Classification: its probabilities are tempered by this (:func:`temper`) before
+        the weighted average; level-2 trials read them untempered, as they were fitted.
     """
 
     name: str
     models: list = field(repr=False)
     inputs: tuple[str, ...] = ()
     passthrough: bool = False
+    temperature: float = 1.0
 
 
 def stack_features(parts: list[np.ndarray], X: Any, passthrough: bool):
@@ -262,7 +369,10 @@ class TrialEnsemble(BaseEstimator):
         memo: dict = {}
         total = None
         for name, weight in self.weights.items():
-            part = weight * self.trial_predictions(X, name, memo)
+            pred = self.trial_predictions(X, name, memo)
+            if self.classes is not None:
+                pred = temper(pred, self.members[name].temperature)
+            part = weight * pred
             total = part if total is None else total + part
         return total
 
