@@ -44,7 +44,7 @@ from moensemble.search.families import (
     SearchContext,
     default_members,
 )
-from moensemble.search.portfolio import default_portfolio
+from moensemble.search.portfolio import default_portfolio, native_entries
 from moensemble.search.runner import Runner, leaderboard, members_of
 from moensemble.search.selection import (
     Member,
@@ -222,6 +222,7 @@ class _BaseAuto(BaseEstimator):
             for note in notes:  # outside the filters above: these are for the user
                 warnings.warn(note, UserWarning, stacklevel=3)
         finally:
+            self._X_native = None  # the data is no part of the fitted model
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
         self.fit_time_ = _bagging.clock() - start
@@ -242,7 +243,7 @@ class _BaseAuto(BaseEstimator):
             n_columns=n_columns, scorer=check_scoring(self, scoring=self.scoring),
             context=context, deadline=deadline - reserve, budget=budget,
             error_score=self.error_score, max_trials=self.max_trials, study=self.study_,
-            families=families, objectives=objectives,
+            families=families, objectives=objectives, X_native=self._X_native,
         )
 
     def _search(self, runner: Runner, context: SearchContext, families) -> None:
@@ -253,7 +254,8 @@ class _BaseAuto(BaseEstimator):
         try:
             level2 = any(f.level == 2 for f in families.values())
             runner.run_portfolio(self._portfolio(context),
-                                 keep=PORTFOLIO_KEEP * runner.budget if level2 else 0.0)
+                                 keep=PORTFOLIO_KEEP * runner.budget if level2 else 0.0,
+                                 native=native_entries(self._task))
             for family in families.values():  # one first trial per family that has one
                 values = family.first(context) if callable(family.first) else family.first
                 if values:
@@ -273,7 +275,8 @@ class _BaseAuto(BaseEstimator):
                     self.base_estimators]
         return default_portfolio(self._task, sparse=context.sparse,
                                  non_negative=context.non_negative,
-                                 random_state=context.random_state, n_jobs=self.n_jobs)
+                                 random_state=context.random_state, n_jobs=self.n_jobs,
+                                 native=self._X_native is not None)
 
     def _check_families(self) -> dict[str, Family]:
         if isinstance(self.families, str) or not isinstance(self.families, Sequence):
@@ -317,13 +320,18 @@ class _BaseAuto(BaseEstimator):
 
     def _validate_input(self, X, y):
         frame = X if _needs_encoding(X) else None
-        self.table_encoder_ = None
+        self.table_encoder_ = self.native_encoder_ = None
+        self._X_native = None
         if frame is not None:  # a raw table: every column encoded by its kind
             from moensemble.features import TableEncoder
 
             y = _target_without_gaps(y)
             self.table_encoder_ = TableEncoder(random_state=self.random_state).fit(frame, y)
             X = self.table_encoder_.transform(frame)
+            if self.base_estimators is None:  # boosting reads categories and gaps as they are
+                self.native_encoder_ = TableEncoder(mode="native",
+                                                    random_state=self.random_state)
+                self._X_native = self.native_encoder_.fit(frame, y).transform(frame)
         X, y = validate_data(
             self, X, y, accept_sparse=["csr", "csc"], multi_output=self._task == "regression",
             y_numeric=self._task == "regression",
@@ -342,11 +350,19 @@ class _BaseAuto(BaseEstimator):
         return X, y
 
     def _transform(self, X):
-        """``X`` as the trials saw it: through the table encoder when fit took a raw table."""
+        """``X`` for the final model: a raw table as it is (the model encodes it per view)."""
         check_is_fitted(self, "best_estimator_")
         if getattr(self, "table_encoder_", None) is not None:
-            return self.table_encoder_.transform(X)  # its errors name the column at fault
+            return X  # the encoders' errors name the column at fault
         return validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+
+    def _encoders(self) -> dict | None:
+        if getattr(self, "table_encoder_", None) is None:
+            return None
+        views = {"encoded": self.table_encoder_}
+        if self.native_encoder_ is not None:
+            views["native"] = self.native_encoder_
+        return views
 
     def _folds(self, X, y, seed):
         if isinstance(self.cv, Integral):
@@ -410,9 +426,10 @@ class _BaseAuto(BaseEstimator):
         for name in chosen:
             members[name].temperature = temperatures[name]
         if self.refit_full:
-            runner.refit_members(members, X)
+            runner.refit_members(members)
         self.best_estimator_ = TrialEnsemble(members, chosen, getattr(self, "classes_", None),
-                                             single_output=np.ndim(y) == 1)
+                                             single_output=np.ndim(y) == 1,
+                                             encoders=self._encoders())
         best = max(done, key=lambda r: r.score)
         self.best_trial_ = best.name
         self.best_family_ = best.family
@@ -459,7 +476,8 @@ class _BaseAuto(BaseEstimator):
         best = max(partial, key=lambda r: len(r.partial.models))
         members = {best.name: Member(best.name, list(best.partial.models))}
         self.best_estimator_ = TrialEnsemble(members, {best.name: 1.0},
-                                             getattr(self, "classes_", None))
+                                             getattr(self, "classes_", None),
+                                             encoders=self._encoders())
         self.best_trial_, self.best_family_ = best.name, best.family
         self.best_params_ = dict(best.params)
         self.best_score_ = self.ensemble_score_ = np.nan  # its folds are not all predicted

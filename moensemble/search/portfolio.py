@@ -24,7 +24,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline, make_pipeline
 
-__all__ = ["Config", "boosting_available", "default_portfolio", "model_factory"]
+__all__ = ["NATIVE_CATEGORICAL", "Config", "boosting_available", "default_portfolio",
+           "model_factory", "native_entries"]
 
 
 def boosting_available(library: str) -> bool:
@@ -116,7 +117,7 @@ def _knn(task, *, sparse, random_state, n_jobs, n_neighbors=10):
 
 
 def _hist_gb(task, *, sparse, random_state, n_jobs, learning_rate=0.1, max_leaf_nodes=31,
-             l2_regularization=0.0, max_iter=300):
+             l2_regularization=0.0, max_iter=300, native=False):
     from sklearn import ensemble
 
     cls = ensemble.HistGradientBoostingClassifier if task == "classification" else \
@@ -124,7 +125,8 @@ def _hist_gb(task, *, sparse, random_state, n_jobs, learning_rate=0.1, max_leaf_
     # Early stopping on an inner 10 % split bounds the iterations by what helps.
     return cls(learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes, max_iter=max_iter,
                l2_regularization=l2_regularization, early_stopping=True,
-               n_iter_no_change=15, random_state=random_state)
+               n_iter_no_change=15, random_state=random_state,
+               categorical_features="from_dtype" if native else None)
 
 
 def _forest(kind):
@@ -143,7 +145,8 @@ def _forest(kind):
 
 
 def _lightgbm(task, *, sparse, random_state, n_jobs, n_estimators=300, learning_rate=0.05,
-              num_leaves=31, min_child_samples=10, colsample_bytree=0.8, reg_lambda=0.0):
+              num_leaves=31, min_child_samples=10, colsample_bytree=0.8, reg_lambda=0.0,
+              native=False):  # LightGBM reads pandas category columns as categorical
     import lightgbm
 
     cls = lightgbm.LGBMClassifier if task == "classification" else lightgbm.LGBMRegressor
@@ -154,13 +157,14 @@ def _lightgbm(task, *, sparse, random_state, n_jobs, n_estimators=300, learning_
 
 
 def _xgboost(task, *, sparse, random_state, n_jobs, n_estimators=300, learning_rate=0.1,
-             max_depth=6, subsample=0.8, colsample_bytree=0.8, reg_lambda=1.0):
+             max_depth=6, subsample=0.8, colsample_bytree=0.8, reg_lambda=1.0, native=False):
     import xgboost
 
     cls = xgboost.XGBClassifier if task == "classification" else xgboost.XGBRegressor
     return cls(n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
                subsample=subsample, colsample_bytree=colsample_bytree, reg_lambda=reg_lambda,
-               tree_method="hist", random_state=random_state, n_jobs=n_jobs or 1, verbosity=0)
+               tree_method="hist", random_state=random_state, n_jobs=n_jobs or 1, verbosity=0,
+               enable_categorical=native)
 
 
 def _catboost(task, *, sparse, random_state, n_jobs, iterations=300, learning_rate=0.1,
@@ -213,6 +217,10 @@ SPARSE_SUPPORT = {"linear": "native", "naive_bayes": "native", "knn": "native",
                   "hist_gb": None, "random_forest": "svd", "extra_trees": "svd",
                   "lightgbm": "native", "xgboost": None, "catboost": None, "mlp": None,
                   "moe": "native"}
+
+
+#: Model kinds that take a DataFrame of category and float columns with gaps as they are.
+NATIVE_CATEGORICAL = frozenset({"hist_gb", "lightgbm", "xgboost"})
 
 
 def model_factory(model: str) -> Callable[..., BaseEstimator]:
@@ -287,7 +295,8 @@ _REGRESSION = [
 
 
 def default_portfolio(task: str, *, sparse: bool, non_negative: bool, random_state=None,
-                      n_jobs: int | None = None) -> list[tuple[str, BaseEstimator]]:
+                      n_jobs: int | None = None,
+                      native: bool = False) -> list[tuple[str, BaseEstimator]]:
     """The ordered ``(name, estimator)`` list an AutoML search fits first.
 
     Parameters
@@ -301,16 +310,32 @@ def default_portfolio(task: str, *, sparse: bool, non_negative: bool, random_sta
         Seed of every entry.
     n_jobs : int or None
         Threads of the entries that take them (forests, k-NN, boosting libraries).
+    native : bool, default=False
+        A raw table's native view exists (:func:`native_entries`): the gradient-boosting
+        entries read its category columns and gaps as they are, so they run even when the
+        encoded input is sparse (a text column), in the dense order.
     """
     if task == "classification":
-        configs = _SPARSE_CLASSIFICATION if sparse else _CLASSIFICATION
+        configs = _SPARSE_CLASSIFICATION if sparse and not native else _CLASSIFICATION
     else:
         configs = _REGRESSION
     out = []
     for config in configs:
-        if not model_available(config.model, sparse=sparse, non_negative=non_negative):
+        takes_native = native and config.model in NATIVE_CATEGORICAL
+        if not takes_native and not model_available(config.model, sparse=sparse,
+                                                    non_negative=non_negative):
             continue
+        if takes_native and not model_available(config.model, sparse=False):
+            continue  # its library is not installed
         make = model_factory(config.model)
-        out.append((config.name, make(task, sparse=sparse, random_state=random_state,
-                                      n_jobs=n_jobs, **config.params)))
+        extra = {"native": True} if takes_native else {}
+        out.append((config.name, make(task, sparse=sparse and not takes_native,
+                                      random_state=random_state, n_jobs=n_jobs,
+                                      **config.params, **extra)))
     return out
+
+
+def native_entries(task: str) -> frozenset[str]:
+    """Names of the default entries that take a raw table's native view."""
+    configs = _CLASSIFICATION if task == "classification" else _REGRESSION
+    return frozenset(c.name for c in configs if c.model in NATIVE_CATEGORICAL)

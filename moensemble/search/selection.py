@@ -306,6 +306,8 @@ class Member(BaseEstimator):
     temperature : float
         Classification: its probabilities are tempered by this (:func:`temper`) before
         the weighted average; level-2 trials read them untempered, as they were fitted.
+    view : {'encoded', 'native'}
+        Which encoding of a raw table it reads (see :class:`TrialEnsemble` ``encoders``).
     """
 
     name: str
@@ -313,6 +315,7 @@ class Member(BaseEstimator):
     inputs: tuple[str, ...] = ()
     passthrough: bool = False
     temperature: float = 1.0
+    view: str = "encoded"
 
 
 def stack_features(parts: list[np.ndarray], X: Any, passthrough: bool):
@@ -340,14 +343,28 @@ class TrialEnsemble(BaseEstimator):
         Class labels (classification), the order of the probability columns.
     single_output : bool
         Regression: return 1-d predictions.
+    encoders : dict of str to TableEncoder or None
+        A raw table's encodings by view name (``'encoded'``: one-hot and scaled,
+        ``'native'``: category columns and gaps as they are, for gradient boosting); each
+        member reads its ``view``. None: ``X`` is given encoded.
     """
 
     def __init__(self, members: dict[str, Member], weights: dict[str, float],
-                 classes: np.ndarray | None, single_output: bool = True) -> None:
+                 classes: np.ndarray | None, single_output: bool = True,
+                 encoders: dict | None = None) -> None:
         self.members = members
         self.weights = weights
         self.classes = classes
         self.single_output = single_output
+        self.encoders = encoders
+
+    def _view(self, X, view: str, memo: dict):
+        if self.encoders is None:
+            return X
+        key = ("view", view)
+        if key not in memo:  # each encoding once per call, whatever the number of members
+            memo[key] = self.encoders[view].transform(X)
+        return memo[key]
 
     def trial_predictions(self, X, name: str, _memo: dict | None = None) -> np.ndarray:
         """Aligned predictions of one trial (its bag's average) on ``X``."""
@@ -355,10 +372,10 @@ class TrialEnsemble(BaseEstimator):
         if name in memo:
             return memo[name]
         member = self.members[name]
-        features = X
+        features = self._view(X, member.view, memo)
         if member.inputs:
             parts = [self.trial_predictions(X, n, memo) for n in member.inputs]
-            features = stack_features(parts, X, member.passthrough)
+            features = stack_features(parts, features, member.passthrough)
         method = "predict_proba" if self.classes is not None else "predict"
         preds = [predict_aligned(m, features, _method(m, method), self.classes)
                  for m in member.models]
