@@ -5,7 +5,8 @@ One ``fit``, within ``time_budget`` seconds:
 1. fixed outer folds for the whole search;
 2. the portfolio (:func:`~moensemble.search.portfolio.default_portfolio`, or
    ``base_estimators``): sound default models, cheapest first, each fitted once per outer
-   fold, its fold models kept as a bag and its out-of-fold predictions kept in float32;
+   fold, its fold models kept as a bag and its out-of-fold predictions kept as float32
+   files memory-mapped from a temporary folder (removed at the end of ``fit``);
 3. Optuna's sampler over the families' spaces with the time left (one study: its first
    parameter is the ``family``); level-2 families (``weighted``, ``stacking``) are fitted on
    the out-of-fold predictions that exist, so no member is ever fitted twice on a fold;
@@ -200,6 +201,7 @@ class _BaseAuto(BaseEstimator):
         folds = self._folds(X, y, seed)
         objectives = ["score", self.cost] if self.multi_objective else ["score"]
         memory, tmpdir = self._memory()
+        oof_dir = tempfile.mkdtemp(prefix="moensemble-oof-")  # the trials' OOF, memory-mapped
         try:
             context = self._context(X, y, memory, seed)
             families = {n: f for n, f in families.items()
@@ -215,7 +217,8 @@ class _BaseAuto(BaseEstimator):
                     directions=directions_for(objectives), random_state=seed,
                 )
                 families = self._resumable_families(families)
-                runner = self._runner(X, y, folds, context, families, objectives, deadline)
+                runner = self._runner(X, y, folds, context, families, objectives, deadline,
+                                      _bagging.OOFStore(oof_dir))
                 self._search(runner, context, families)
                 runner.deadline = deadline  # the reserve is for what follows
                 notes = self._finish(runner, X, y, objectives)
@@ -223,12 +226,14 @@ class _BaseAuto(BaseEstimator):
                 warnings.warn(note, UserWarning, stacklevel=3)
         finally:
             self._X_native = None  # the data is no part of the fitted model
+            shutil.rmtree(oof_dir, ignore_errors=True)
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
         self.fit_time_ = _bagging.clock() - start
         return self
 
-    def _runner(self, X, y, folds, context, families, objectives, deadline) -> Runner:
+    def _runner(self, X, y, folds, context, families, objectives, deadline,
+                store) -> Runner:
         budget = float(self.time_budget)
         reserve = (RESERVE_REFIT if self.refit_full else RESERVE) * budget
         if self._task == "classification":
@@ -243,7 +248,7 @@ class _BaseAuto(BaseEstimator):
             n_columns=n_columns, scorer=check_scoring(self, scoring=self.scoring),
             context=context, deadline=deadline - reserve, budget=budget,
             error_score=self.error_score, max_trials=self.max_trials, study=self.study_,
-            families=families, objectives=objectives, X_native=self._X_native,
+            families=families, objectives=objectives, X_native=self._X_native, store=store,
         )
 
     def _search(self, runner: Runner, context: SearchContext, families) -> None:

@@ -28,7 +28,8 @@ from moensemble.search.trials import count_params, is_space_change, space_change
 
 __all__ = ["Runner", "TrialRecord", "leaderboard", "members_of"]
 
-#: Out-of-fold predictions kept in RAM (float32) before the worst trials' are dropped.
+#: Out-of-fold predictions kept (float32, on disk or in RAM) before the worst trials' are
+#: dropped.
 MAX_OOF_BYTES = 1 << 30
 #: A large-data trial with no history is timed on a subsample only with this share left.
 MIN_SHARE_TO_TIME = 0.1
@@ -72,7 +73,7 @@ class Runner:
     def __init__(self, *, X, y, target, folds, classes, n_columns, scorer, context: SearchContext,
                  deadline: float, budget: float, error_score, max_trials, study=None,
                  families: dict[str, Family] | None = None, objectives=("score",),
-                 X_native=None) -> None:
+                 X_native=None, store=None) -> None:
         self.X, self.y, self.target, self.folds = X, y, target, folds
         self.views = {"encoded": X} if X_native is None else {"encoded": X, "native": X_native}
         self.classes, self.n_columns, self.scorer = classes, n_columns, scorer
@@ -80,6 +81,7 @@ class Runner:
         self.error_score, self.max_trials = error_score, max_trials
         self.study, self.families, self.objectives = study, families or {}, list(objectives)
         self.records: list[TrialRecord] = []
+        self.store = store  # where the OOF predictions live (None: RAM)
         self.fold_seconds: dict[str, list[float]] = {}  # per family / entry: seconds a fold
         self.last_error: Exception | None = None
         self.n_run = 0
@@ -149,7 +151,8 @@ class Runner:
                 bag = bag_on_folds(estimator, features, self.y, self.folds,
                                    classes=self.classes, scorer=self.scorer,
                                    deadline=self.deadline, fold_estimate=fold_estimate,
-                                   n_columns=self.n_columns, on_fold=on_fold)
+                                   n_columns=self.n_columns, on_fold=on_fold,
+                                   store=self.store)
         except optuna.TrialPruned as exc:
             record.state, record.note = "PRUNED", f"pruned: {exc}"
         except TrialOutOfTime as exc:
