@@ -54,6 +54,7 @@ from threadpoolctl import threadpool_limits
 
 from moensemble.search import AutoClassifier, AutoRegressor
 from moensemble.search import auto as auto_module
+from moensemble.search.final import MAX_SELECTION_POOL
 from moensemble.search.portfolio import default_portfolio
 from moensemble.search.runner import members_of
 from moensemble.search.selection import (
@@ -237,7 +238,7 @@ def ours(task, X_train, y_train, X_test, y_test, budget, seed, refit_full):
     single = TrialEnsemble(members_of({best.name: 1.0}, records), {best.name: 1.0},
                            classes, single_output=np.ndim(y_train) == 1)
     rows.append(("ours: best single trial", best.name, *evaluate(single)[:2], np.nan))
-    names = sorted(records, key=lambda n: -records[n].score)[:auto_module.MAX_SELECTION_POOL]
+    names = sorted(records, key=lambda n: -records[n].score)[:MAX_SELECTION_POOL]
 
     def reselect(n_iter, metric, n_bags, temperature):  # the final selection, other settings
         temps = {n: fit_temperature(records[n].bag.oof, runner.target)

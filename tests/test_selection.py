@@ -123,15 +123,15 @@ def test_the_final_model_uses_the_members_temperatures(data):
 def test_selection_metric_defaults_to_scoring(data, monkeypatch):
     X, y = data
     seen = []
-    import moensemble.search.auto as auto_module
+    import moensemble.search.final as final_module
 
-    real = auto_module.ensemble_selection
+    real = final_module.ensemble_selection
 
     def spy(*args, **kwargs):
         seen.append(kwargs["metric"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(auto_module, "ensemble_selection", spy)
+    monkeypatch.setattr(final_module, "ensemble_selection", spy)
     common = dict(time_budget=60, base_estimators=MEMBERS[:2], families=(), cv=3,
                   progress_bar=False, random_state=0)
     AutoClassifier(**common).fit(X, y)
