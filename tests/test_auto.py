@@ -300,7 +300,7 @@ def test_portfolio_order_and_sparse_input():
     assert not {"hist_gb", "xgboost", "catboost", "mlp"} & set(sparse)
     # Text: naive Bayes and every linear model come before the first tree model.
     order = list(sparse)
-    text_members = ["naive_bayes", "linear_C10", "sgd", "linear_svm", "linear"]
+    text_members = ["naive_bayes", "sgd", "linear_svm", "linear_C10", "linear"]
     assert order[:len(text_members)] == text_members
     assert "TruncatedSVD" in repr(sparse["extra_trees"])  # forests get an SVD of the CSR
     assert "naive_bayes" not in dict(default_portfolio("classification", sparse=True,

@@ -107,9 +107,11 @@ class Runner:
         on a subsample (large data); else the median fold of the trials so far."""
         if self.fold_seconds.get(key):
             return float(np.median(self.fold_seconds[key]))
-        if level == 2:  # a combiner over a few prediction columns: cheap
-            return 0.0
         train, test = self.folds[0]
+        if level == 2 and len(train) < _bagging.ESTIMATE_FROM_ROWS:
+            return 0.0  # a combiner over prediction columns of few rows: cheap
+        # Many rows: timed like any model (a stacker over 7 trials x 45 classes of text
+        # took 28 s a fold on a loaded machine, and a fit in progress cannot be stopped).
         if len(train) >= _bagging.ESTIMATE_FROM_ROWS and \
                 self.remaining() < MIN_SHARE_TO_TIME * self.budget:
             return np.inf  # timing it on a subsample could itself outlast what is left
