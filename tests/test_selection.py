@@ -149,3 +149,34 @@ def test_bad_selection_parameters_are_named(data):
     with pytest.raises(ValueError, match="ensemble_metric='log_loss' is for classification"):
         AutoRegressor(ensemble_metric="log_loss", base_estimators=[], families=("weighted",),
                       progress_bar=False).fit(X, y.astype(float))
+
+
+def test_batched_picks_equal_the_one_at_a_time_loop(monkeypatch):
+    import moensemble.search.selection as selection
+
+    rng = np.random.default_rng(2)
+    target = rng.integers(0, 3, 300)
+    preds = [_calibrated_but_weaker(rng, target) for _ in range(4)]
+    preds.append(_accurate_but_overconfident(rng, target))
+    reg_target = rng.normal(size=(300, 1))
+    reg = [reg_target + rng.normal(0, s, reg_target.shape) for s in (0.4, 0.5, 0.7)]
+    cases = [(preds, target, "classification", m) for m in ("accuracy", "log_loss")]
+    cases.append((reg, reg_target, "regression", "r2"))
+    batched = [ensemble_selection(p, t, task, 25, metric=m, n_bags=5, random_state=0)
+               for p, t, task, m in cases]
+    monkeypatch.setattr(selection, "_batch_loss", lambda metric, task: None)
+    for (p, t, task, m), fast in zip(cases, batched, strict=True):
+        slow = ensemble_selection(p, t, task, 25, metric=m, n_bags=5, random_state=0)
+        np.testing.assert_allclose(fast, slow)
+
+
+def test_bags_stop_at_the_time_limit():
+    rng = np.random.default_rng(3)
+    target = rng.normal(size=(200, 1))
+    preds = [target + rng.normal(0, s, target.shape) for s in (0.4, 0.5, 0.7)]
+    one_bag = ensemble_selection(preds, target, "regression", 25, n_bags=1000,
+                                 random_state=0, time_limit=0.0)  # one bag, then stop
+    assert one_bag.sum() == pytest.approx(1.0)
+    rows = np.sort(np.random.RandomState(0).choice(200, 100, replace=False))
+    half = ensemble_selection([p[rows] for p in preds], target[rows], "regression", 25)
+    np.testing.assert_allclose(one_bag, half)  # exactly the first bag's selection

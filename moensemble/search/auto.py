@@ -462,7 +462,7 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
     temperature_scaling : bool, default=True
         Classification: temper each trial's probabilities by one temperature fitted on
         its out-of-fold log loss before the selection and in the final average, so that
-        over-confident members (naive Bayes on counts) blend on the others' scale.
+        badly calibrated members (naive Bayes, k-NN) blend on the others' scale.
     refit_full : bool, default=False
         Refit the selected trials on all rows (one model each instead of a bag of
         ``cv``: a faster predict) while the budget lasts; 20 % of it is kept for that.

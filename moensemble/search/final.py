@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from moensemble.search import bagging as _bagging
 from moensemble.search.runner import Runner, leaderboard, members_of
 from moensemble.search.selection import (
     Member,
@@ -57,7 +58,7 @@ class FinalModel:
         weights = ensemble_selection(
             oof, runner.target, self._task, self.ensemble_size, metric=self._selection_metric(),
             n_bags=self.ensemble_bags, random_state=runner.context.random_state,
-            classes=classes)
+            classes=classes, time_limit=self._selection_seconds(runner))
         chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
         blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
         by_name = {r.name: r for r in records}
@@ -89,6 +90,11 @@ class FinalModel:
             board = self.leaderboard_
             self.pareto_front_ = board[board["name"].isin(front)].reset_index(drop=True)
         return notes
+
+    def _selection_seconds(self, runner: Runner) -> float:
+        """What is left of the budget for the bags (half of it with ``refit_full``)."""
+        left = max(runner.deadline - _bagging.clock(), 0.0)
+        return left / 2 if self.refit_full else left
 
     def _selection_metric(self):
         """``ensemble_metric``, else the search's ``scoring`` (None: accuracy / R²)."""

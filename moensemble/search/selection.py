@@ -10,6 +10,7 @@ and level-2 trials (stacking, weighted) read their input trials' predictions.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
@@ -93,7 +94,8 @@ def selection_loss(metric: Any, task: str, classes: np.ndarray | None = None) \
 def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, task: str,
                        n_iter: int = 25, *, metric: Any = None, n_bags: int = 1,
                        bag_fraction: float = 0.5, random_state: Any = None,
-                       classes: np.ndarray | None = None) -> np.ndarray:
+                       classes: np.ndarray | None = None,
+                       time_limit: float | None = None) -> np.ndarray:
     """Weights of greedy ensemble selection with replacement over aligned predictions.
 
     Parameters
@@ -120,6 +122,9 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
         Seeds the bags' rows.
     classes : ndarray or None
         Class labels, for a scorer ``metric``.
+    time_limit : float or None
+        Seconds for the bags: no new bag starts past it (at least one runs), and the
+        weights average the bags done.
 
     Returns
     -------
@@ -137,20 +142,78 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     """
     if not len(predictions):
         raise ValueError("Ensemble selection needs at least one trial's predictions.")
-    preds = np.stack([np.asarray(p, dtype=np.float64) for p in predictions])
-    loss = selection_loss(metric, task, classes)
+    start = time.monotonic()
+    batch = _batch_loss(metric, task)
+    # float32 halves the memory traffic of the batched path, its cost; the loop keeps float64
+    dtype = np.float32 if batch is not None else np.float64
+    preds = np.stack([np.asarray(p, dtype=dtype) for p in predictions])
     target = np.asarray(target)
+    if batch is not None:  # every candidate of a pick scored in one array operation
+        def select(p, t):
+            return _greedy_batch(p, lambda cands: batch(cands, t), n_iter)
+    else:
+        loss = selection_loss(metric, task, classes)
+
+        def select(p, t):
+            return greedy_weights(p, lambda q: loss(q, t), n_iter)
     if n_bags <= 1:
-        return greedy_weights(preds, lambda p: loss(p, target), n_iter)
+        return select(preds, target)
     rng = check_random_state(random_state)
     n_rows = preds.shape[1]
     size = max(1, int(round(bag_fraction * n_rows)))
     weights = np.zeros(len(preds))
-    for _ in range(n_bags):
+    done = 0
+    while done < n_bags:
         rows = np.sort(rng.choice(n_rows, size, replace=False))
-        sub = target[rows]
-        weights += greedy_weights(preds[:, rows], lambda p, sub=sub: loss(p, sub), n_iter)
-    return weights / n_bags
+        weights += select(preds[:, rows], target[rows])
+        done += 1
+        if time_limit is not None and time.monotonic() - start > time_limit:
+            break
+    return weights / done
+
+
+def _batch_loss(metric: Any, task: str):
+    """``loss(candidates, target) -> (n_candidates,)`` for the built-in metrics, else None.
+
+    ``candidates`` has shape (n_candidates, n_samples, n_columns); the values equal
+    :func:`selection_loss`'s, one candidate at a time.
+    """
+    if task == "classification":
+        def log_loss(cands, target):
+            rows = cands[:, np.arange(len(target)), target].astype(np.float64)
+            return -np.log(np.clip(rows, _EPS, 1.0)).mean(axis=1)
+
+        if metric is None or metric == "log_loss":
+            return log_loss
+        if metric == "accuracy":
+            return lambda cands, target: (-(cands.argmax(axis=2) == target).mean(axis=1,
+                                                                                 dtype=np.float64)
+                                          + _TIE * log_loss(cands, target))
+        return None
+    if metric in (None, "squared_error", "r2", "neg_mean_squared_error"):
+        return lambda cands, target: ((cands - target.reshape(1, cands.shape[1], -1)) ** 2
+                                      ).mean(axis=(1, 2), dtype=np.float64)
+    return None
+
+
+def _greedy_batch(preds: np.ndarray, batch_loss, n_iter: int) -> np.ndarray:
+    """:func:`~moensemble.ensemble.weighted.greedy_weights`, scoring all candidates at once
+    (in chunks of about 32 MB)."""
+    n_bases = len(preds)
+    chunk = max(1, int(4e6 // max(preds[0].size, 1)))
+    counts = np.zeros(n_bases)
+    total = np.zeros_like(preds[0])
+    best_loss, best_counts = np.inf, counts
+    for step in range(1, n_iter + 1):
+        losses = np.concatenate([batch_loss((total + preds[i:i + chunk]) / step)
+                                 for i in range(0, n_bases, chunk)])
+        pick = int(np.argmin(losses))  # ties go to the earlier base
+        counts = counts.copy()
+        counts[pick] += 1
+        total += preds[pick]
+        if losses[pick] < best_loss:
+            best_loss, best_counts = losses[pick], counts
+    return best_counts / best_counts.sum()
 
 
 # --------------------------------------------------------------------------- temperature
@@ -158,8 +221,9 @@ def fit_temperature(proba: np.ndarray, target: np.ndarray) -> float:
     """Temperature ``T`` that minimises the log loss of ``temper(proba, T)`` on these rows.
 
     One parameter per trial, fitted on its out-of-fold probabilities: it sharpens a
-    timid model (``T < 1``) and softens an over-confident one such as naive Bayes on
-    counts (``T > 1``), so that the ensemble averages probabilities on one scale.
+    timid model (``T < 1``, complement naive Bayes on TF-IDF) and softens an
+    over-confident one (``T > 1``, k-NN's exact zeros), so that the ensemble averages
+    probabilities on one scale.
     """
     from scipy.optimize import minimize_scalar
 
