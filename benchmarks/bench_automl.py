@@ -136,7 +136,8 @@ def baselines(task, X_train, y_train, X_test, y_test, sparse, seed):
 
         from moensemble import TableEncoder
 
-        members = [(n, make_pipeline(TableEncoder(random_state=seed), e)) for n, e in members]
+        members = [(n, make_pipeline(TableEncoder(sparse_output=False, random_state=seed), e))
+                   for n, e in members]
     splitter = (StratifiedKFold if task == "classification" else KFold)(5, shuffle=True,
                                                                         random_state=seed)
     rows = []
