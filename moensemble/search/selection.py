@@ -2,8 +2,11 @@
 
 Caruana et al. (2004), "Ensemble selection from libraries of models": start from the empty
 ensemble and add, with replacement, the trial whose out-of-fold predictions most lower the
-loss of the running average; the weights are the pick counts. The AutoML runs it over every
-finished trial of its search, whatever the family. :class:`TrialEnsemble` is the result:
+loss of the running average (log loss, squared error, or minus a scorer: :func:`selection_loss`);
+the weights are the pick counts. Caruana et al. (2006): bagged selection, on random halves
+of the rows, averaged, chases less noise. Trials' probabilities can first be tempered
+(:func:`fit_temperature`). The AutoML runs it over every finished trial of its search,
+whatever the family. :class:`TrialEnsemble` is the result:
 each selected trial predicts with its bag of fold models (or one model refit on all rows),
 and level-2 trials (stacking, weighted) read their input trials' predictions.
 """
