@@ -236,8 +236,9 @@ def ours(task, X_train, y_train, X_test, y_test, budget, seed, refit_full):
     runner = capture.runner
     records = {r.name: r for r in runner.records if r.state == "COMPLETE" and r.bag}
     best = max(records.values(), key=lambda r: r.score)
+    encoders = auto.best_estimator_.encoders  # a raw table: the fit's encodings
     single = TrialEnsemble(members_of({best.name: 1.0}, records), {best.name: 1.0},
-                           classes, single_output=np.ndim(y_train) == 1)
+                           classes, single_output=np.ndim(y_train) == 1, encoders=encoders)
     rows.append(("ours: best single trial", best.name, *evaluate(single)[:2], np.nan))
     names = sorted(records, key=lambda n: -records[n].score)[:MAX_SELECTION_POOL]
 
@@ -251,8 +252,8 @@ def ours(task, X_train, y_train, X_test, y_test, budget, seed, refit_full):
         members = members_of(chosen, records)
         for n in chosen:
             members[n].temperature = temps[n]
-        return TrialEnsemble(members, chosen, classes, single_output=np.ndim(y_train) == 1), \
-            len(chosen)
+        return TrialEnsemble(members, chosen, classes, single_output=np.ndim(y_train) == 1,
+                             encoders=encoders), len(chosen)
 
     default = auto._selection_metric()
     old = "log_loss" if task == "classification" else "squared_error"
