@@ -39,21 +39,34 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_digits,
+    load_iris,
+    load_wine,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import accuracy_score, log_loss, r2_score
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from threadpoolctl import threadpool_limits
 
-from moensemble.ensemble.weighted import greedy_weights
 from moensemble.search import AutoClassifier, AutoRegressor
 from moensemble.search import auto as auto_module
+from moensemble.search.final import MAX_SELECTION_POOL
 from moensemble.search.portfolio import default_portfolio
 from moensemble.search.runner import members_of
-from moensemble.search.selection import TrialEnsemble, ensemble_selection
+from moensemble.search.selection import (
+    TrialEnsemble,
+    ensemble_selection,
+    fit_temperature,
+    temper,
+)
 
 SETS = ("breast_cancer", "digits", "wine", "diabetes", "wordnet_tfidf")
+#: Checks the selection settings were not tuned on (``--sets iris,regime,mixed_table``).
+HELD_OUT = ("iris", "regime", "mixed_table", "mixed_table_regression")
 SINGLE = {"linear", "knn", "hist_gb", "lightgbm", "extra_trees", "random_forest"}
 SINGLE_SPARSE = {"linear", "naive_bayes", "knn"}  # boosting on 20k TF-IDF columns: minutes
 
@@ -85,6 +98,18 @@ def load(name: str):
 
         texts, y = load_wordnet_glosses(n_samples=6000, return_X_y=True)
         return np.asarray(texts, dtype=object), np.asarray(y), "classification", True
+    if name in HELD_OUT:
+        from moensemble.datasets import make_mixed_table, make_regime_classification
+
+        if name == "iris":
+            X, y = load_iris(return_X_y=True)
+        elif name == "regime":
+            X, y = make_regime_classification(2000, random_state=0)
+        else:
+            task = "regression" if name.endswith("regression") else "classification"
+            X, y = make_mixed_table(1500, task=task, random_state=0)
+            return X, np.asarray(y), task, False
+        return X, y, "classification", False
     loader = {"breast_cancer": load_breast_cancer, "digits": load_digits, "wine": load_wine,
               "diabetes": load_diabetes}[name]
     X, y = loader(return_X_y=True)
@@ -106,6 +131,13 @@ def baselines(task, X_train, y_train, X_test, y_test, sparse, seed):
     members = [(n, e) for n, e in default_portfolio(task, sparse=sparse, non_negative=True,
                                                     random_state=seed, n_jobs=1)
                if n in (SINGLE_SPARSE if sparse else SINGLE)]
+    if isinstance(X_train, pd.DataFrame):  # a raw table: each member behind the encoder
+        from sklearn.pipeline import make_pipeline
+
+        from moensemble import TableEncoder
+
+        members = [(n, make_pipeline(TableEncoder(sparse_output=False, random_state=seed), e))
+                   for n, e in members]
     splitter = (StratifiedKFold if task == "classification" else KFold)(5, shuffle=True,
                                                                         random_state=seed)
     rows = []
@@ -199,28 +231,44 @@ def ours(task, X_train, y_train, X_test, y_test, budget, seed, refit_full):
 
     score, loss, predict_s = evaluate(auto.best_estimator_)
     print(f"{len(done)} finished trials: {tried}")
-    rows.append(("ours: ensemble (25)", f"{len(auto.ensemble_weights_)} of {len(done)} trials",
+    rows.append(("ours: ensemble", f"{len(auto.ensemble_weights_)} of {len(done)} trials",
                  score, loss, fit_s))
     runner = capture.runner
     records = {r.name: r for r in runner.records if r.state == "COMPLETE" and r.bag}
     best = max(records.values(), key=lambda r: r.score)
+    encoders = auto.best_estimator_.encoders  # a raw table: the fit's encodings
     single = TrialEnsemble(members_of({best.name: 1.0}, records), {best.name: 1.0},
-                           classes, single_output=np.ndim(y_train) == 1)
+                           classes, single_output=np.ndim(y_train) == 1, encoders=encoders)
     rows.append(("ours: best single trial", best.name, *evaluate(single)[:2], np.nan))
-    names = list(records)
-    weights = ensemble_selection([records[n].bag.oof for n in names], runner.target, task, 100)
-    chosen = {n: float(w) for n, w in zip(names, weights, strict=True) if w > 0}
-    big = TrialEnsemble(members_of(chosen, records), chosen, classes,
-                        single_output=np.ndim(y_train) == 1)
-    rows.append(("ours: ensemble (100)", f"{len(chosen)} trials", *evaluate(big)[:2], np.nan))
-    if task == "classification":  # picks that maximise OOF accuracy, as AutoGluon's metric
-        preds = np.stack([records[n].bag.oof.astype(np.float64) for n in names])
-        weights = greedy_weights(
-            preds, lambda p: -np.mean(np.argmax(p, axis=1) == runner.target), 25)
+    names = sorted(records, key=lambda n: -records[n].score)[:MAX_SELECTION_POOL]
+
+    def reselect(n_iter, metric, n_bags, temperature):  # the final selection, other settings
+        temps = {n: fit_temperature(records[n].bag.oof, runner.target)
+                 if temperature and classes is not None else 1.0 for n in names}
+        weights = ensemble_selection(
+            [temper(records[n].bag.oof, temps[n]) for n in names], runner.target, task,
+            n_iter, metric=metric, n_bags=n_bags, random_state=seed, classes=classes)
         chosen = {n: float(w) for n, w in zip(names, weights, strict=True) if w > 0}
-        by_acc = TrialEnsemble(members_of(chosen, records), chosen, classes)
-        rows.append(("ours: ensemble (accuracy picks)", f"{len(chosen)} trials",
-                     *evaluate(by_acc)[:2], np.nan))
+        members = members_of(chosen, records)
+        for n in chosen:
+            members[n].temperature = temps[n]
+        return TrialEnsemble(members, chosen, classes, single_output=np.ndim(y_train) == 1,
+                             encoders=encoders), len(chosen)
+
+    default = auto._selection_metric()
+    old = "log_loss" if task == "classification" else "squared_error"
+    variants = {  # the selection before this commit, and single changes to the default
+        f"{old} picks, 1 bag (old)": (25, old, 1, False),
+        f"{old} picks, 20 bags, T": (25, old, 20, True),
+        f"{default} picks, 1 bag, T": (25, default, 1, True),
+        f"{default} picks, 20 bags, no T": (25, default, 20, False),
+        "100 picks": (100, default, 20, True),
+    }
+    for label, settings in variants.items():
+        if task == "regression" and (settings[3] or label.startswith(default)):
+            continue  # no temperatures in regression; r2 picks = squared error picks
+        ens, n_chosen = reselect(*settings)
+        rows.append((f"ours: {label}", f"{n_chosen} trials", *evaluate(ens)[:2], np.nan))
     latency = {"bagged": predict_s / len(y_test)}
     if refit_full:
         tic = time.perf_counter()
@@ -252,8 +300,11 @@ def run(name, budget, args, seed=0):
         rows += ours_rows
     if args.autogluon:
         def frame(X, y):
-            out = pd.DataFrame({"text": X}) if text else pd.DataFrame(
-                X, columns=[f"x{i}" for i in range(X.shape[1])])
+            if isinstance(X, pd.DataFrame):
+                out = X.reset_index(drop=True).copy()
+            else:
+                out = pd.DataFrame({"text": X}) if text else pd.DataFrame(
+                    X, columns=[f"x{i}" for i in range(X.shape[1])])
             out["target"] = y if task == "regression" else np.asarray(y).astype(str)
             return out
 
@@ -270,7 +321,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="60",
                         help="comma-separated seconds per data set (the issue's: 30,60,300)")
-    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, of {SETS}")
+    parser.add_argument("--sets", default=",".join(SETS),
+                        help=f"comma-separated, of {SETS + HELD_OUT}")
     parser.add_argument("--autogluon", default="/work/agvenv/bin/python",
                         help="python of AutoGluon's virtual environment")
     parser.add_argument("--no-autogluon", dest="autogluon", action="store_const", const=None)

@@ -5,7 +5,8 @@ One ``fit``, within ``time_budget`` seconds:
 1. fixed outer folds for the whole search;
 2. the portfolio (:func:`~moensemble.search.portfolio.default_portfolio`, or
    ``base_estimators``): sound default models, cheapest first, each fitted once per outer
-   fold, its fold models kept as a bag and its out-of-fold predictions kept in float32;
+   fold, its fold models kept as a bag and its out-of-fold predictions kept as float32
+   files memory-mapped from a temporary folder (removed at the end of ``fit``);
 3. Optuna's sampler over the families' spaces with the time left (one study: its first
    parameter is the ``family``); level-2 families (``weighted``, ``stacking``) are fitted on
    the out-of-fold predictions that exist, so no member is ever fitted twice on a fold;
@@ -44,15 +45,9 @@ from moensemble.search.families import (
     SearchContext,
     default_members,
 )
-from moensemble.search.portfolio import default_portfolio
-from moensemble.search.runner import Runner, leaderboard, members_of
-from moensemble.search.selection import (
-    Member,
-    TrialEnsemble,
-    ensemble_selection,
-    prediction_loss,
-    score_predictions,
-)
+from moensemble.search.final import FinalModel
+from moensemble.search.portfolio import default_portfolio, native_entries
+from moensemble.search.runner import Runner
 from moensemble.search.trials import (
     COSTS,
     directions_for,
@@ -89,7 +84,7 @@ def _target_without_gaps(y):
     return y
 
 
-class _BaseAuto(BaseEstimator):
+class _BaseAuto(FinalModel, BaseEstimator):
     _parameter_constraints: dict = {
         "time_budget": [Interval(Real, 0, None, closed="neither")],
         "families": [list, tuple],
@@ -99,6 +94,10 @@ class _BaseAuto(BaseEstimator):
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "max_trials": [Interval(Integral, 1, None, closed="left"), None],
         "ensemble_size": [Interval(Integral, 1, None, closed="left")],
+        "ensemble_metric": [StrOptions(set(get_scorer_names()) | {"log_loss", "squared_error"}),
+                            callable, None],
+        "ensemble_bags": [Interval(Integral, 1, None, closed="left")],
+        "temperature_scaling": ["boolean"],
         "refit_full": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
@@ -126,6 +125,9 @@ class _BaseAuto(BaseEstimator):
         scoring: Any = None,
         max_trials: int | None = None,
         ensemble_size: int = 25,
+        ensemble_metric: Any = None,
+        ensemble_bags: int = 20,
+        temperature_scaling: bool = True,
         refit_full: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
@@ -148,6 +150,9 @@ class _BaseAuto(BaseEstimator):
         self.scoring = scoring
         self.max_trials = max_trials
         self.ensemble_size = ensemble_size
+        self.ensemble_metric = ensemble_metric
+        self.ensemble_bags = ensemble_bags
+        self.temperature_scaling = temperature_scaling
         self.refit_full = refit_full
         self.memory = memory
         self.n_jobs = n_jobs
@@ -180,11 +185,13 @@ class _BaseAuto(BaseEstimator):
         budget = float(self.time_budget)
         deadline = start + budget
         families = self._check_families()
+        self._selection_metric()  # its errors before any trial runs
         X, y = self._validate_input(X, y)
         seed = seed_from(self.random_state)
         folds = self._folds(X, y, seed)
         objectives = ["score", self.cost] if self.multi_objective else ["score"]
         memory, tmpdir = self._memory()
+        oof_dir = tempfile.mkdtemp(prefix="moensemble-oof-")  # the trials' OOF, memory-mapped
         try:
             context = self._context(X, y, memory, seed)
             families = {n: f for n, f in families.items()
@@ -200,19 +207,23 @@ class _BaseAuto(BaseEstimator):
                     directions=directions_for(objectives), random_state=seed,
                 )
                 families = self._resumable_families(families)
-                runner = self._runner(X, y, folds, context, families, objectives, deadline)
+                runner = self._runner(X, y, folds, context, families, objectives, deadline,
+                                      _bagging.OOFStore(oof_dir))
                 self._search(runner, context, families)
                 runner.deadline = deadline  # the reserve is for what follows
                 notes = self._finish(runner, X, y, objectives)
             for note in notes:  # outside the filters above: these are for the user
                 warnings.warn(note, UserWarning, stacklevel=3)
         finally:
+            self._X_native = None  # the data is no part of the fitted model
+            shutil.rmtree(oof_dir, ignore_errors=True)
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
         self.fit_time_ = _bagging.clock() - start
         return self
 
-    def _runner(self, X, y, folds, context, families, objectives, deadline) -> Runner:
+    def _runner(self, X, y, folds, context, families, objectives, deadline,
+                store) -> Runner:
         budget = float(self.time_budget)
         reserve = (RESERVE_REFIT if self.refit_full else RESERVE) * budget
         if self._task == "classification":
@@ -227,7 +238,7 @@ class _BaseAuto(BaseEstimator):
             n_columns=n_columns, scorer=check_scoring(self, scoring=self.scoring),
             context=context, deadline=deadline - reserve, budget=budget,
             error_score=self.error_score, max_trials=self.max_trials, study=self.study_,
-            families=families, objectives=objectives,
+            families=families, objectives=objectives, X_native=self._X_native, store=store,
         )
 
     def _search(self, runner: Runner, context: SearchContext, families) -> None:
@@ -238,7 +249,8 @@ class _BaseAuto(BaseEstimator):
         try:
             level2 = any(f.level == 2 for f in families.values())
             runner.run_portfolio(self._portfolio(context),
-                                 keep=PORTFOLIO_KEEP * runner.budget if level2 else 0.0)
+                                 keep=PORTFOLIO_KEEP * runner.budget if level2 else 0.0,
+                                 native=native_entries(self._task))
             for family in families.values():  # one first trial per family that has one
                 values = family.first(context) if callable(family.first) else family.first
                 if values:
@@ -258,7 +270,8 @@ class _BaseAuto(BaseEstimator):
                     self.base_estimators]
         return default_portfolio(self._task, sparse=context.sparse,
                                  non_negative=context.non_negative,
-                                 random_state=context.random_state, n_jobs=self.n_jobs)
+                                 random_state=context.random_state, n_jobs=self.n_jobs,
+                                 native=self._X_native is not None)
 
     def _check_families(self) -> dict[str, Family]:
         if isinstance(self.families, str) or not isinstance(self.families, Sequence):
@@ -302,13 +315,18 @@ class _BaseAuto(BaseEstimator):
 
     def _validate_input(self, X, y):
         frame = X if _needs_encoding(X) else None
-        self.table_encoder_ = None
+        self.table_encoder_ = self.native_encoder_ = None
+        self._X_native = None
         if frame is not None:  # a raw table: every column encoded by its kind
             from moensemble.features import TableEncoder
 
             y = _target_without_gaps(y)
             self.table_encoder_ = TableEncoder(random_state=self.random_state).fit(frame, y)
             X = self.table_encoder_.transform(frame)
+            if self.base_estimators is None:  # boosting reads categories and gaps as they are
+                self.native_encoder_ = TableEncoder(mode="native",
+                                                    random_state=self.random_state)
+                self._X_native = self.native_encoder_.fit(frame, y).transform(frame)
         X, y = validate_data(
             self, X, y, accept_sparse=["csr", "csc"], multi_output=self._task == "regression",
             y_numeric=self._task == "regression",
@@ -327,11 +345,19 @@ class _BaseAuto(BaseEstimator):
         return X, y
 
     def _transform(self, X):
-        """``X`` as the trials saw it: through the table encoder when fit took a raw table."""
+        """``X`` for the final model: a raw table as it is (the model encodes it per view)."""
         check_is_fitted(self, "best_estimator_")
         if getattr(self, "table_encoder_", None) is not None:
-            return self.table_encoder_.transform(X)  # its errors name the column at fault
+            return X  # the encoders' errors name the column at fault
         return validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+
+    def _encoders(self) -> dict | None:
+        if getattr(self, "table_encoder_", None) is None:
+            return None
+        views = {"encoded": self.table_encoder_}
+        if self.native_encoder_ is not None:
+            views["native"] = self.native_encoder_
+        return views
 
     def _folds(self, X, y, seed):
         if isinstance(self.cv, Integral):
@@ -361,100 +387,6 @@ class _BaseAuto(BaseEstimator):
             n_jobs=self.n_jobs, random_state=seed, sparse=sparse,
             n_samples=X.shape[0], n_features=X.shape[1], non_negative=non_negative,
         )
-
-    # ------------------------------------------------------------------ the final model
-    def _finish(self, runner: Runner, X, y, objectives) -> list[str]:
-        """Select the ensemble; return the warnings for the user."""
-        records = runner.records
-        done = [r for r in records if r.state == "COMPLETE" and r.bag is not None]
-        failed = [r for r in records if r.state == "FAIL"]
-        notes = []
-        if failed:
-            notes.append(
-                "Trials left out of the ensemble: "
-                + "; ".join(f"{r.name} ({r.note})" for r in failed[:5])
-                + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "")
-                + ". See `leaderboard_`."
-            )
-        if not done:
-            return [*notes, self._last_resort(runner)]
-        oof = [r.bag.oof for r in done]
-        weights = ensemble_selection(oof, runner.target, self._task, self.ensemble_size)
-        chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
-        blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
-        by_name = {r.name: r for r in records}
-        members = members_of(chosen, by_name)
-        if self.refit_full:
-            runner.refit_members(members, X)
-        self.best_estimator_ = TrialEnsemble(members, chosen, getattr(self, "classes_", None),
-                                             single_output=np.ndim(y) == 1)
-        best = max(done, key=lambda r: r.score)
-        self.best_trial_ = best.name
-        self.best_family_ = best.family
-        self.best_params_ = dict(best.params)
-        self.best_score_ = float(best.score)
-        self.ensemble_score_ = score_predictions(runner.scorer, blended, y,
-                                                 getattr(self, "classes_", None))
-        self.ensemble_weights_ = pd.Series(chosen, name="weight").sort_values(ascending=False)
-        row = {"name": "ensemble", "family": "ensemble", "phase": "final",
-               "level": max(r.level for r in done if r.name in chosen) + 1,
-               "state": "COMPLETE", "score": self.ensemble_score_,
-               "loss": prediction_loss(blended, runner.target, self._task), "weight": 1.0,
-               "inputs": list(chosen),
-               "note": ", ".join(f"{n} {w:.2f}" for n, w in self.ensemble_weights_.items())}
-        self.leaderboard_ = leaderboard(records, chosen, row, objectives)
-        if len(objectives) > 1:
-            front = {t.user_attrs.get("name") for t in self.study_.best_trials}
-            board = self.leaderboard_
-            self.pareto_front_ = board[board["name"].isin(front)].reset_index(drop=True)
-        return notes
-
-    def _last_resort(self, runner: Runner) -> str:
-        """No trial finished its folds: use the folds done (and say so), or raise."""
-        partial = [r for r in runner.records if r.partial is not None and r.partial.models]
-        if not partial:
-            if runner.last_error is not None:
-                raise runner.last_error  # every trial failed: most likely the data
-            raise RuntimeError(
-                f"No trial finished within time_budget={self.time_budget}s, and none "
-                "finished a fold; raise `time_budget` (see the notes: "
-                + "; ".join(f"{r.name}: {r.note}" for r in runner.records[:3]) + ")."
-            )
-        best = max(partial, key=lambda r: len(r.partial.models))
-        members = {best.name: Member(best.name, list(best.partial.models))}
-        self.best_estimator_ = TrialEnsemble(members, {best.name: 1.0},
-                                             getattr(self, "classes_", None))
-        self.best_trial_, self.best_family_ = best.name, best.family
-        self.best_params_ = dict(best.params)
-        self.best_score_ = self.ensemble_score_ = np.nan  # its folds are not all predicted
-        self.ensemble_weights_ = pd.Series({best.name: 1.0}, name="weight")
-        row = {"name": "ensemble", "family": "ensemble", "phase": "final", "level": 2,
-               "state": "COMPLETE", "score": self.best_score_, "weight": 1.0,
-               "inputs": [best.name], "note": "partial bag: no trial finished"}
-        self.leaderboard_ = leaderboard(runner.records, {best.name: 1.0}, row, ["score"])
-        return (f"time_budget={self.time_budget}s was too small for any trial to finish its "
-                f"{len(runner.folds)} folds; the model is the {len(best.partial.models)} fold "
-                f"model(s) of {best.name!r} (no out-of-fold score). Raise `time_budget`.")
-
-    # ------------------------------------------------------------------ reading the result
-    def fit_summary(self) -> str:
-        """A few lines: budget and time used, trials per family, the ensemble's weights."""
-        check_is_fitted(self, "best_estimator_")
-        board = self.leaderboard_
-        trials = board[board["family"].ne("ensemble")]
-        counts = trials.groupby("state").size().to_dict()
-        done = trials[trials["state"].eq("COMPLETE")]
-        per_family = ", ".join(f"{f} {n}" for f, n in done["family"].value_counts().items())
-        lines = [
-            f"{type(self).__name__}: {self.fit_time_:.1f} s of a {self.time_budget:g} s "
-            f"budget; {len(trials)} trials ({', '.join(f'{k} {v}' for k, v in counts.items())})",
-            f"finished per family: {per_family or '-'}",
-            f"best single trial: {self.best_trial_} ({self.best_family_}) score "
-            f"{self.best_score_:.4f}",
-            f"final ensemble: out-of-fold score {self.ensemble_score_:.4f}, weights "
-            + ", ".join(f"{n} {w:.2f}" for n, w in self.ensemble_weights_.items()),
-        ]
-        return "\n".join(lines)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict with the final ensemble (``best_estimator_``).
@@ -515,11 +447,22 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         Folds of the gated family's own out-of-fold fits.
     scoring : str, callable or None, default=None
         Scorer of the trials and the leaderboard; None is accuracy (R² for regression).
-        Ensemble selection minimises log loss (squared error).
     max_trials : int or None, default=None
         Stop after this many trials (portfolio included) even with time left.
     ensemble_size : int, default=25
         Picks of greedy ensemble selection with replacement (AutoGluon uses 25).
+    ensemble_metric : str, callable or None, default=None
+        What the greedy picks optimise on the out-of-fold predictions: None is
+        ``scoring`` (as AutoGluon selects on its eval metric), a scorer name or callable,
+        or ``'log_loss'`` / ``'squared_error'``.
+    ensemble_bags : int, default=20
+        Bagged ensemble selection (Caruana et al. 2006): the picks run this many times,
+        each on a random half of the rows, and the weights are averaged (steadier on
+        small data); 1 is one selection on all rows.
+    temperature_scaling : bool, default=True
+        Classification: temper each trial's probabilities by one temperature fitted on
+        its out-of-fold log loss before the selection and in the final average, so that
+        badly calibrated members (naive Bayes, k-NN) blend on the others' scale.
     refit_full : bool, default=False
         Refit the selected trials on all rows (one model each instead of a bag of
         ``cv``: a faster predict) while the budget lasts; 20 % of it is kept for that.
@@ -606,7 +549,7 @@ class AutoRegressor(RegressorMixin, _BaseAuto):
     """AutoML regressor: one ensemble over every model its search trained.
 
     Same parameters and attributes as :class:`AutoClassifier` (less ``classes_``);
-    the default scoring is R², and ensemble selection minimises squared error.
+    the default scoring (and selection metric) is R².
 
     Examples
     --------

@@ -11,6 +11,7 @@ the budget logic with a fake clock instead of the machine's speed.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,8 @@ from moensemble.ensemble._oof import predict_aligned
 from moensemble.folds import StopAtDeadline, TrialOutOfTime, callback_owner, evaluate_folds
 from moensemble.search.selection import score_predictions
 
-__all__ = ["Bag", "NonFinitePredictions", "bag_on_folds", "clock", "estimate_fold_seconds",
-           "stoppable"]
+__all__ = ["Bag", "NonFinitePredictions", "OOFStore", "bag_on_folds", "clock",
+           "estimate_fold_seconds", "stoppable"]
 
 #: Below this many training rows a fold is cheap: no subsample timing before it.
 ESTIMATE_FROM_ROWS = 2000
@@ -38,6 +39,33 @@ SCALING = 0.8
 def clock() -> float:
     """Seconds on the search's clock (``time.monotonic``; tests replace it)."""
     return time.monotonic()
+
+
+class OOFStore:
+    """Where trials' out-of-fold predictions live: float32 files memory-mapped in a folder.
+
+    The pages a selection reads come and go with the operating system's page cache, so
+    the RAM a search holds does not grow with its number of trials. ``folder=None`` keeps
+    them in RAM.
+
+    Parameters
+    ----------
+    folder : str or None
+        An existing folder, cleaned by its owner (the AutoML removes its temporary one
+        at the end of ``fit``).
+    """
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder = folder
+        self.n_arrays = 0
+
+    def empty(self, shape: tuple[int, int]) -> np.ndarray:
+        """A zeroed float32 array of ``shape``: an ``np.memmap`` when there is a folder."""
+        if self.folder is None:
+            return np.zeros(shape, dtype=np.float32)
+        path = os.path.join(self.folder, f"oof_{self.n_arrays}.npy")
+        self.n_arrays += 1
+        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
 
 
 class NonFinitePredictions(ValueError):
@@ -59,7 +87,8 @@ class Bag:
     Attributes
     ----------
     oof : ndarray of shape (n_samples, n_columns), float32
-        Each row predicted by the fold model that did not see it.
+        Each row predicted by the fold model that did not see it (an ``np.memmap``
+        when the search keeps them on disk, see :class:`OOFStore`).
     models : list of estimator
         The fitted model of each fold.
     fold_scores, fit_times, predict_times : list of float
@@ -141,6 +170,7 @@ def bag_on_folds(
     fold_estimate: float = 0.0,
     n_columns: int,
     on_fold: Callable[[int, Bag], None] | None = None,
+    store: OOFStore | None = None,
 ) -> Bag:
     """Fit a clone of ``estimator`` on each outer fold; keep the models and the OOF.
 
@@ -168,6 +198,8 @@ def bag_on_folds(
         Width of the predictions (classes, or outputs).
     on_fold : callable or None
         ``on_fold(k, bag)`` after each fold (a pruner's report; it may raise).
+    store : OOFStore or None
+        Where the out-of-fold predictions are written (None: in RAM).
 
     Raises
     ------
@@ -178,7 +210,7 @@ def bag_on_folds(
     """
     interruptible = stoppable(estimator)
     start = clock()
-    bag = Bag(np.zeros((len(y), n_columns), dtype=np.float32), [])
+    bag = Bag((store or OOFStore(None)).empty((len(y), n_columns)), [])
     fold_start: dict[int, float] = {}
 
     def out_of_time(k: int) -> TrialOutOfTime:
@@ -217,6 +249,8 @@ def bag_on_folds(
         bad = [k for k, (_, test) in enumerate(folds) if not np.all(np.isfinite(oof[test]))]
         raise NonFinitePredictions(f"fold(s) {bad} predicted NaN or infinity")
     bag.oof[:] = oof
+    if isinstance(bag.oof, np.memmap):
+        bag.oof.flush()  # on disk now: its pages may leave RAM
     bag.fold_scores = [score_predictions(scorer, oof[test], _safe_indexing(y, test), classes)
                        for _, test in folds]
     return bag

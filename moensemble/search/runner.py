@@ -28,7 +28,8 @@ from moensemble.search.trials import count_params, is_space_change, space_change
 
 __all__ = ["Runner", "TrialRecord", "leaderboard", "members_of"]
 
-#: Out-of-fold predictions kept in RAM (float32) before the worst trials' are dropped.
+#: Out-of-fold predictions kept (float32, on disk or in RAM) before the worst trials' are
+#: dropped.
 MAX_OOF_BYTES = 1 << 30
 #: A large-data trial with no history is timed on a subsample only with this share left.
 MIN_SHARE_TO_TIME = 0.1
@@ -51,6 +52,7 @@ class TrialRecord:
     partial: Bag | None = field(default=None, repr=False)  # folds done when out of time
     inputs: tuple[str, ...] = ()
     passthrough: bool = False
+    view: str = "encoded"  # a raw table's encoding it reads: 'encoded' | 'native'
     note: str = ""
     trial_time: float = np.nan
     loss: float = np.nan
@@ -70,13 +72,16 @@ class Runner:
 
     def __init__(self, *, X, y, target, folds, classes, n_columns, scorer, context: SearchContext,
                  deadline: float, budget: float, error_score, max_trials, study=None,
-                 families: dict[str, Family] | None = None, objectives=("score",)) -> None:
+                 families: dict[str, Family] | None = None, objectives=("score",),
+                 X_native=None, store=None) -> None:
         self.X, self.y, self.target, self.folds = X, y, target, folds
+        self.views = {"encoded": X} if X_native is None else {"encoded": X, "native": X_native}
         self.classes, self.n_columns, self.scorer = classes, n_columns, scorer
         self.context, self.deadline, self.budget = context, deadline, budget
         self.error_score, self.max_trials = error_score, max_trials
         self.study, self.families, self.objectives = study, families or {}, list(objectives)
         self.records: list[TrialRecord] = []
+        self.store = store  # where the OOF predictions live (None: RAM)
         self.fold_seconds: dict[str, list[float]] = {}  # per family / entry: seconds a fold
         self.last_error: Exception | None = None
         self.n_run = 0
@@ -102,9 +107,11 @@ class Runner:
         on a subsample (large data); else the median fold of the trials so far."""
         if self.fold_seconds.get(key):
             return float(np.median(self.fold_seconds[key]))
-        if level == 2:  # a combiner over a few prediction columns: cheap
-            return 0.0
         train, test = self.folds[0]
+        if level == 2 and len(train) < _bagging.ESTIMATE_FROM_ROWS:
+            return 0.0  # a combiner over prediction columns of few rows: cheap
+        # Many rows: timed like any model (a stacker over 7 trials x 45 classes of text
+        # took 28 s a fold on a loaded machine, and a fit in progress cannot be stopped).
         if len(train) >= _bagging.ESTIMATE_FROM_ROWS and \
                 self.remaining() < MIN_SHARE_TO_TIME * self.budget:
             return np.inf  # timing it on a subsample could itself outlast what is left
@@ -146,7 +153,8 @@ class Runner:
                 bag = bag_on_folds(estimator, features, self.y, self.folds,
                                    classes=self.classes, scorer=self.scorer,
                                    deadline=self.deadline, fold_estimate=fold_estimate,
-                                   n_columns=self.n_columns, on_fold=on_fold)
+                                   n_columns=self.n_columns, on_fold=on_fold,
+                                   store=self.store)
         except optuna.TrialPruned as exc:
             record.state, record.note = "PRUNED", f"pruned: {exc}"
         except TrialOutOfTime as exc:
@@ -187,21 +195,24 @@ class Runner:
         record.state, record.note, record.trial_time = "PRUNED", note, 0.0
 
     # ------------------------------------------------------------------ portfolio
-    def run_portfolio(self, entries: list[tuple[str, BaseEstimator]], keep: float = 0.0) -> None:
+    def run_portfolio(self, entries: list[tuple[str, BaseEstimator]], keep: float = 0.0,
+                      native: frozenset[str] = frozenset()) -> None:
         """Fit each ``(name, estimator)`` on the outer folds, in order, while time is left.
 
-        ``keep`` seconds of the budget stay for the search (its first, level-2 trials).
+        ``keep`` seconds of the budget stay for the search (its first, level-2 trials);
+        the entries named in ``native`` read the raw table's native view, when there is one.
         """
         deadline = self.deadline
         self.deadline -= keep
         try:
-            self._run_portfolio(entries)
+            self._run_portfolio(entries, native if "native" in self.views else frozenset())
         finally:
             self.deadline = deadline
 
-    def _run_portfolio(self, entries: list[tuple[str, BaseEstimator]]) -> None:
+    def _run_portfolio(self, entries: list[tuple[str, BaseEstimator]], native) -> None:
         for name, estimator in entries:
-            record = TrialRecord(len(self.records), name, name, "portfolio")
+            record = TrialRecord(len(self.records), name, name, "portfolio",
+                                 view="native" if name in native else "encoded")
             self.records.append(record)
             if not self._can_run_more():
                 self._skip(record, "not run: max_trials reached")
@@ -209,15 +220,16 @@ class Runner:
             if self.remaining() <= 0:
                 self._skip(record, "not run: no time left")
                 continue
-            why, estimate = self._plan(name, estimator, self.X)
+            features = self.views[record.view]
+            why, estimate = self._plan(name, estimator, features)
             if why is not None:
                 record.estimator = estimator
                 self._skip(record, why)
                 continue
-            self._execute(record, clone(estimator), self.X, fold_estimate=estimate)
+            self._execute(record, clone(estimator), features, fold_estimate=estimate)
 
     # ------------------------------------------------------------------ refit_full
-    def refit_members(self, members: dict[str, Member], X) -> None:
+    def refit_members(self, members: dict[str, Member]) -> None:
         """Refit members on all rows, level 1 first, while the budget lasts; else keep bags.
 
         A level-2 member is refit on its inputs' out-of-fold predictions, as it was fitted.
@@ -233,10 +245,10 @@ class Runner:
             model = clone(r.estimator)
             if _bagging.stoppable(model):
                 with_callbacks(model, [_bagging.StopAtClock(self.deadline)])
-            features = X
+            features = self.views[r.view]
             if r.inputs:
                 parts = [by_name[n].bag.oof.astype(np.float64) for n in r.inputs]
-                features = stack_features(parts, X, r.passthrough)
+                features = stack_features(parts, features, r.passthrough)
             with self.limits():
                 model.fit(features, self.y)
             if _bagging.stoppable(model):
@@ -371,7 +383,8 @@ def members_of(chosen: dict[str, float], by_name: dict[str, TrialRecord]) -> dic
         if name in members:
             continue
         r = by_name[name]
-        members[name] = Member(name, list(r.bag.models), r.inputs, r.passthrough)
+        members[name] = Member(name, list(r.bag.models), r.inputs, r.passthrough,
+                               view=r.view)
         todo.extend(r.inputs)
     return members
 

@@ -2,15 +2,19 @@
 
 Caruana et al. (2004), "Ensemble selection from libraries of models": start from the empty
 ensemble and add, with replacement, the trial whose out-of-fold predictions most lower the
-loss of the running average; the weights are the pick counts. The AutoML runs it over every
-finished trial of its search, whatever the family. :class:`TrialEnsemble` is the result:
+loss of the running average (log loss, squared error, or minus a scorer: :func:`selection_loss`);
+the weights are the pick counts. Caruana et al. (2006): bagged selection, on random halves
+of the rows, averaged, chases less noise. Trials' probabilities can first be tempered
+(:func:`fit_temperature`). The AutoML runs it over every finished trial of its search,
+whatever the family. :class:`TrialEnsemble` is the result:
 each selected trial predicts with its bag of fold models (or one model refit on all rows),
 and level-2 trials (stacking, weighted) read their input trials' predictions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any
@@ -18,6 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -31,11 +36,16 @@ __all__ = [
     "Member",
     "TrialEnsemble",
     "ensemble_selection",
+    "fit_temperature",
     "prediction_loss",
     "score_predictions",
+    "selection_loss",
+    "temper",
 ]
 
 _EPS = 1e-7
+#: Weight of log loss (squared error) that breaks a discrete score's ties in the selection.
+_TIE = 1e-6
 
 
 def prediction_loss(pred: np.ndarray, target: np.ndarray, task: str) -> float:
@@ -47,8 +57,48 @@ def prediction_loss(pred: np.ndarray, target: np.ndarray, task: str) -> float:
     return float(np.mean((pred - target) ** 2))
 
 
+def selection_loss(metric: Any, task: str, classes: np.ndarray | None = None) \
+        -> Callable[[np.ndarray, np.ndarray], float]:
+    """``loss(pred, target)`` to minimise for ensemble selection under ``metric``.
+
+    Parameters
+    ----------
+    metric : str, callable or None
+        ``'log_loss'`` (classification) or ``'squared_error'``; None is ``'log_loss'`` /
+        ``'squared_error'``; a scikit-learn scorer name (``'accuracy'``, ``'r2'``,
+        ``'balanced_accuracy'``, ...) or scorer callable is maximised. In classification
+        a tiny share of log loss breaks the ties of discrete scores (accuracy), so that
+        the picks still move on a plateau.
+    task : {'classification', 'regression'}
+    classes : ndarray or None
+        Class labels (a scorer gets labels, ``target`` holds their codes).
+    """
+    if metric is None or metric in ("log_loss", "squared_error"):
+        return lambda pred, target: prediction_loss(pred, target, task)
+    if metric == "accuracy" and task == "classification":  # fast path: the default scorer
+        return lambda pred, target: (-float(np.mean(np.argmax(pred, axis=1) == target))
+                                     + _TIE * prediction_loss(pred, target, task))
+    if metric in ("r2", "neg_mean_squared_error") and task == "regression":
+        return lambda pred, target: prediction_loss(pred, target, task)  # same order
+    from sklearn.metrics import check_scoring
+
+    scorer = check_scoring(None, scoring=metric) if isinstance(metric, str) else metric
+
+    def loss(pred, target):
+        labels = classes[target] if classes is not None else \
+            (target[:, 0] if target.ndim == 2 and target.shape[1] == 1 else target)
+        score = score_predictions(scorer, pred, labels, classes)
+        tie = _TIE * prediction_loss(pred, target, task) if classes is not None else 0.0
+        return -score + tie
+
+    return loss
+
+
 def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, task: str,
-                       n_iter: int = 25) -> np.ndarray:
+                       n_iter: int = 25, *, metric: Any = None, n_bags: int = 1,
+                       bag_fraction: float = 0.5, random_state: Any = None,
+                       classes: np.ndarray | None = None,
+                       time_limit: float | None = None) -> np.ndarray:
     """Weights of greedy ensemble selection with replacement over aligned predictions.
 
     Parameters
@@ -59,10 +109,25 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     target : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         Class codes (0 .. n_classes - 1) or regression targets.
     task : {'classification', 'regression'}
-        Log loss or squared error is minimised.
     n_iter : int, default=25
-        Picks; the best prefix is kept, so the ensemble is never worse (on these rows)
-        than the best single trial.
+        Picks; the best prefix is kept, so with one bag the ensemble is never worse (on
+        these rows, under ``metric``) than the best single trial.
+    metric : str, callable or None, default=None
+        What the picks optimise (see :func:`selection_loss`); None: log loss or squared
+        error.
+    n_bags : int, default=1
+        Bagged ensemble selection (Caruana et al. 2006): run the selection ``n_bags``
+        times, each on a random ``bag_fraction`` of the rows, and average the weights.
+        Fewer picks chase the noise of small data.
+    bag_fraction : float, default=0.5
+        Share of the rows each bag selects on.
+    random_state : int, RandomState or None
+        Seeds the bags' rows.
+    classes : ndarray or None
+        Class labels, for a scorer ``metric``.
+    time_limit : float or None
+        Seconds for the bags: no new bag starts past it (at least one runs), and the
+        weights average the bags done.
 
     Returns
     -------
@@ -80,8 +145,113 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     """
     if not len(predictions):
         raise ValueError("Ensemble selection needs at least one trial's predictions.")
-    preds = np.stack([np.asarray(p, dtype=np.float64) for p in predictions])
-    return greedy_weights(preds, lambda p: prediction_loss(p, target, task), n_iter)
+    start = time.monotonic()
+    batch = _batch_loss(metric, task)
+    # float32 halves the memory traffic of the batched path, its cost; the loop keeps float64
+    dtype = np.float32 if batch is not None else np.float64
+    preds = np.stack([np.asarray(p, dtype=dtype) for p in predictions])
+    target = np.asarray(target)
+    if batch is not None:  # every candidate of a pick scored in one array operation
+        def select(p, t):
+            return _greedy_batch(p, lambda cands: batch(cands, t), n_iter)
+    else:
+        loss = selection_loss(metric, task, classes)
+
+        def select(p, t):
+            return greedy_weights(p, lambda q: loss(q, t), n_iter)
+    if n_bags <= 1:
+        return select(preds, target)
+    rng = check_random_state(random_state)
+    n_rows = preds.shape[1]
+    size = max(1, int(round(bag_fraction * n_rows)))
+    weights = np.zeros(len(preds))
+    done = 0
+    while done < n_bags:
+        rows = np.sort(rng.choice(n_rows, size, replace=False))
+        weights += select(preds[:, rows], target[rows])
+        done += 1
+        if time_limit is not None and time.monotonic() - start > time_limit:
+            break
+    return weights / done
+
+
+def _batch_loss(metric: Any, task: str):
+    """``loss(candidates, target) -> (n_candidates,)`` for the built-in metrics, else None.
+
+    ``candidates`` has shape (n_candidates, n_samples, n_columns); the values equal
+    :func:`selection_loss`'s, one candidate at a time.
+    """
+    if task == "classification":
+        def log_loss(cands, target):
+            rows = cands[:, np.arange(len(target)), target].astype(np.float64)
+            return -np.log(np.clip(rows, _EPS, 1.0)).mean(axis=1)
+
+        if metric is None or metric == "log_loss":
+            return log_loss
+        if metric == "accuracy":
+            return lambda cands, target: (-(cands.argmax(axis=2) == target).mean(axis=1,
+                                                                                 dtype=np.float64)
+                                          + _TIE * log_loss(cands, target))
+        return None
+    if metric in (None, "squared_error", "r2", "neg_mean_squared_error"):
+        return lambda cands, target: ((cands - target.reshape(1, cands.shape[1], -1)) ** 2
+                                      ).mean(axis=(1, 2), dtype=np.float64)
+    return None
+
+
+def _greedy_batch(preds: np.ndarray, batch_loss, n_iter: int) -> np.ndarray:
+    """:func:`~moensemble.ensemble.weighted.greedy_weights`, scoring all candidates at once
+    (in chunks of about 32 MB)."""
+    n_bases = len(preds)
+    chunk = max(1, int(4e6 // max(preds[0].size, 1)))
+    counts = np.zeros(n_bases)
+    total = np.zeros_like(preds[0])
+    best_loss, best_counts = np.inf, counts
+    for step in range(1, n_iter + 1):
+        losses = np.concatenate([batch_loss((total + preds[i:i + chunk]) / step)
+                                 for i in range(0, n_bases, chunk)])
+        pick = int(np.argmin(losses))  # ties go to the earlier base
+        counts = counts.copy()
+        counts[pick] += 1
+        total += preds[pick]
+        if losses[pick] < best_loss:
+            best_loss, best_counts = losses[pick], counts
+    return best_counts / best_counts.sum()
+
+
+# --------------------------------------------------------------------------- temperature
+def fit_temperature(proba: np.ndarray, target: np.ndarray) -> float:
+    """Temperature ``T`` that minimises the log loss of ``temper(proba, T)`` on these rows.
+
+    One parameter per trial, fitted on its out-of-fold probabilities: it sharpens a
+    timid model (``T < 1``, complement naive Bayes on TF-IDF) and softens an
+    over-confident one (``T > 1``, k-NN's exact zeros), so that the ensemble averages
+    probabilities on one scale.
+    """
+    from scipy.optimize import minimize_scalar
+
+    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
+
+    def loss(log_t: float) -> float:
+        return prediction_loss(_softmax(logp / np.exp(log_t)), target, "classification")
+
+    found = minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded",
+                            options={"xatol": 1e-3})
+    return float(np.exp(found.x)) if loss(found.x) < loss(0.0) else 1.0
+
+
+def temper(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """``proba ** (1 / T)``, renormalised per row (``T == 1``: ``proba`` as is)."""
+    if temperature == 1.0:
+        return proba
+    logp = np.log(np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1.0))
+    return _softmax(logp / temperature)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    out = np.exp(z)
+    return out / out.sum(axis=1, keepdims=True)
 
 
 # --------------------------------------------------------------------------- scoring OOF
@@ -200,12 +370,19 @@ class Member(BaseEstimator):
         Level-2 trials: names of the trials whose predictions are its features.
     passthrough : bool
         Level-2 trials: the original features follow the input predictions.
+    temperature : float
+        Classification: its probabilities are tempered by this (:func:`temper`) before
+        the weighted average; level-2 trials read them untempered, as they were fitted.
+    view : {'encoded', 'native'}
+        Which encoding of a raw table it reads (see :class:`TrialEnsemble` ``encoders``).
     """
 
     name: str
     models: list = field(repr=False)
     inputs: tuple[str, ...] = ()
     passthrough: bool = False
+    temperature: float = 1.0
+    view: str = "encoded"
 
 
 def stack_features(parts: list[np.ndarray], X: Any, passthrough: bool):
@@ -233,14 +410,28 @@ class TrialEnsemble(BaseEstimator):
         Class labels (classification), the order of the probability columns.
     single_output : bool
         Regression: return 1-d predictions.
+    encoders : dict of str to TableEncoder or None
+        A raw table's encodings by view name (``'encoded'``: one-hot and scaled,
+        ``'native'``: category columns and gaps as they are, for gradient boosting); each
+        member reads its ``view``. None: ``X`` is given encoded.
     """
 
     def __init__(self, members: dict[str, Member], weights: dict[str, float],
-                 classes: np.ndarray | None, single_output: bool = True) -> None:
+                 classes: np.ndarray | None, single_output: bool = True,
+                 encoders: dict | None = None) -> None:
         self.members = members
         self.weights = weights
         self.classes = classes
         self.single_output = single_output
+        self.encoders = encoders
+
+    def _view(self, X, view: str, memo: dict):
+        if self.encoders is None:
+            return X
+        key = ("view", view)
+        if key not in memo:  # each encoding once per call, whatever the number of members
+            memo[key] = self.encoders[view].transform(X)
+        return memo[key]
 
     def trial_predictions(self, X, name: str, _memo: dict | None = None) -> np.ndarray:
         """Aligned predictions of one trial (its bag's average) on ``X``."""
@@ -248,10 +439,10 @@ class TrialEnsemble(BaseEstimator):
         if name in memo:
             return memo[name]
         member = self.members[name]
-        features = X
+        features = self._view(X, member.view, memo)
         if member.inputs:
             parts = [self.trial_predictions(X, n, memo) for n in member.inputs]
-            features = stack_features(parts, X, member.passthrough)
+            features = stack_features(parts, features, member.passthrough)
         method = "predict_proba" if self.classes is not None else "predict"
         preds = [predict_aligned(m, features, _method(m, method), self.classes)
                  for m in member.models]
@@ -262,7 +453,10 @@ class TrialEnsemble(BaseEstimator):
         memo: dict = {}
         total = None
         for name, weight in self.weights.items():
-            part = weight * self.trial_predictions(X, name, memo)
+            pred = self.trial_predictions(X, name, memo)
+            if self.classes is not None:
+                pred = temper(pred, self.members[name].temperature)
+            part = weight * pred
             total = part if total is None else total + part
         return total
 

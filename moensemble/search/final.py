@@ -1,0 +1,157 @@
+"""The AutoML's final model: one ensemble selected over every finished trial's OOF.
+
+:class:`FinalModel` is the part of :class:`~moensemble.search.AutoClassifier` /
+:class:`~moensemble.search.AutoRegressor` that runs after the search: per-trial
+temperatures (classification), greedy ensemble selection under ``ensemble_metric``
+(bagged over halves of the rows), the :class:`~moensemble.search.selection.TrialEnsemble`
+of the chosen trials' bags, the leaderboard, and the last resort when no trial finished.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import check_is_fitted
+
+from moensemble.search import bagging as _bagging
+from moensemble.search.runner import Runner, leaderboard, members_of
+from moensemble.search.selection import (
+    Member,
+    TrialEnsemble,
+    ensemble_selection,
+    fit_temperature,
+    prediction_loss,
+    score_predictions,
+    temper,
+)
+
+__all__ = ["MAX_SELECTION_POOL", "FinalModel"]
+
+#: Ensemble selection runs over this many best trials (its cost grows with the pool).
+MAX_SELECTION_POOL = 50
+
+
+class FinalModel:
+    """Mixin of the AutoML estimators: what ``fit`` does once the search has ended."""
+
+    def _finish(self, runner: Runner, X, y, objectives) -> list[str]:
+        """Select the ensemble; return the warnings for the user."""
+        records = runner.records
+        done = [r for r in records if r.state == "COMPLETE" and r.bag is not None]
+        failed = [r for r in records if r.state == "FAIL"]
+        notes = []
+        if failed:
+            notes.append(
+                "Trials left out of the ensemble: "
+                + "; ".join(f"{r.name} ({r.note})" for r in failed[:5])
+                + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "")
+                + ". See `leaderboard_`."
+            )
+        if not done:
+            return [*notes, self._last_resort(runner)]
+        done = sorted(done, key=lambda r: -r.score)[:MAX_SELECTION_POOL]
+        classes = getattr(self, "classes_", None)
+        temperatures = {r.name: fit_temperature(r.bag.oof, runner.target)
+                        if classes is not None and self.temperature_scaling else 1.0
+                        for r in done}
+        oof = [temper(r.bag.oof, temperatures[r.name]) for r in done]
+        weights = ensemble_selection(
+            oof, runner.target, self._task, self.ensemble_size, metric=self._selection_metric(),
+            n_bags=self.ensemble_bags, random_state=runner.context.random_state,
+            classes=classes, time_limit=self._selection_seconds(runner))
+        chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
+        blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
+        by_name = {r.name: r for r in records}
+        members = members_of(chosen, by_name)
+        for name in chosen:
+            members[name].temperature = temperatures[name]
+        if self.refit_full:
+            runner.refit_members(members)
+        self.best_estimator_ = TrialEnsemble(members, chosen, getattr(self, "classes_", None),
+                                             single_output=np.ndim(y) == 1,
+                                             encoders=self._encoders())
+        best = max(done, key=lambda r: r.score)
+        self.best_trial_ = best.name
+        self.best_family_ = best.family
+        self.best_params_ = dict(best.params)
+        self.best_score_ = float(best.score)
+        self.ensemble_score_ = score_predictions(runner.scorer, blended, y,
+                                                 getattr(self, "classes_", None))
+        self.ensemble_weights_ = pd.Series(chosen, name="weight").sort_values(ascending=False)
+        row = {"name": "ensemble", "family": "ensemble", "phase": "final",
+               "level": max(r.level for r in done if r.name in chosen) + 1,
+               "state": "COMPLETE", "score": self.ensemble_score_,
+               "loss": prediction_loss(blended, runner.target, self._task), "weight": 1.0,
+               "inputs": list(chosen),
+               "note": ", ".join(f"{n} {w:.2f}" for n, w in self.ensemble_weights_.items())}
+        self.leaderboard_ = leaderboard(records, chosen, row, objectives)
+        if len(objectives) > 1:
+            front = {t.user_attrs.get("name") for t in self.study_.best_trials}
+            board = self.leaderboard_
+            self.pareto_front_ = board[board["name"].isin(front)].reset_index(drop=True)
+        return notes
+
+    def _selection_seconds(self, runner: Runner) -> float:
+        """What is left of the budget for the bags (half of it with ``refit_full``)."""
+        left = max(runner.deadline - _bagging.clock(), 0.0)
+        return left / 2 if self.refit_full else left
+
+    def _selection_metric(self):
+        """``ensemble_metric``, else the search's ``scoring`` (None: accuracy / R²)."""
+        if self.ensemble_metric is not None:
+            if self.ensemble_metric == "log_loss" and self._task == "regression":
+                raise ValueError("ensemble_metric='log_loss' is for classification; a "
+                                 "regressor takes 'squared_error' or a regression scorer.")
+            return self.ensemble_metric
+        if self.scoring is None:
+            return "accuracy" if self._task == "classification" else "r2"
+        return self.scoring
+
+    def _last_resort(self, runner: Runner) -> str:
+        """No trial finished its folds: use the folds done (and say so), or raise."""
+        partial = [r for r in runner.records if r.partial is not None and r.partial.models]
+        if not partial:
+            if runner.last_error is not None:
+                raise runner.last_error  # every trial failed: most likely the data
+            raise RuntimeError(
+                f"No trial finished within time_budget={self.time_budget}s, and none "
+                "finished a fold; raise `time_budget` (see the notes: "
+                + "; ".join(f"{r.name}: {r.note}" for r in runner.records[:3]) + ")."
+            )
+        best = max(partial, key=lambda r: len(r.partial.models))
+        members = {best.name: Member(best.name, list(best.partial.models))}
+        self.best_estimator_ = TrialEnsemble(members, {best.name: 1.0},
+                                             getattr(self, "classes_", None),
+                                             encoders=self._encoders())
+        self.best_trial_, self.best_family_ = best.name, best.family
+        self.best_params_ = dict(best.params)
+        self.best_score_ = self.ensemble_score_ = np.nan  # its folds are not all predicted
+        self.ensemble_weights_ = pd.Series({best.name: 1.0}, name="weight")
+        row = {"name": "ensemble", "family": "ensemble", "phase": "final", "level": 2,
+               "state": "COMPLETE", "score": self.best_score_, "weight": 1.0,
+               "inputs": [best.name], "note": "partial bag: no trial finished"}
+        self.leaderboard_ = leaderboard(runner.records, {best.name: 1.0}, row, ["score"])
+        return (f"time_budget={self.time_budget}s was too small for any trial to finish its "
+                f"{len(runner.folds)} folds; the model is the {len(best.partial.models)} fold "
+                f"model(s) of {best.name!r} (no out-of-fold score). Raise `time_budget`.")
+
+    # ------------------------------------------------------------------ reading the result
+    def fit_summary(self) -> str:
+        """A few lines: budget and time used, trials per family, the ensemble's weights."""
+        check_is_fitted(self, "best_estimator_")
+        board = self.leaderboard_
+        trials = board[board["family"].ne("ensemble")]
+        counts = trials.groupby("state").size().to_dict()
+        done = trials[trials["state"].eq("COMPLETE")]
+        per_family = ", ".join(f"{f} {n}" for f, n in done["family"].value_counts().items())
+        lines = [
+            f"{type(self).__name__}: {self.fit_time_:.1f} s of a {self.time_budget:g} s "
+            f"budget; {len(trials)} trials ({', '.join(f'{k} {v}' for k, v in counts.items())})",
+            f"finished per family: {per_family or '-'}",
+            f"best single trial: {self.best_trial_} ({self.best_family_}) score "
+            f"{self.best_score_:.4f}",
+            f"final ensemble: out-of-fold score {self.ensemble_score_:.4f}, weights "
+            + ", ".join(f"{n} {w:.2f}" for n, w in self.ensemble_weights_.items()),
+        ]
+        return "\n".join(lines)
+

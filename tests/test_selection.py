@@ -1,0 +1,182 @@
+"""Ensemble selection: the metric it optimises, bagged selection, per-trial temperatures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils._param_validation import InvalidParameterError
+
+from moensemble.search import AutoClassifier, AutoRegressor
+from moensemble.search.selection import (
+    ensemble_selection,
+    fit_temperature,
+    prediction_loss,
+    selection_loss,
+    temper,
+)
+
+
+def _accurate_but_overconfident(rng, target, n_classes=3):
+    """Right on 80 % of rows with probability 1 - 1e-9; wrong ones are wrong with certainty."""
+    pred = np.full((len(target), n_classes), 1e-9)
+    right = rng.random(len(target)) < 0.8
+    labels = np.where(right, target, (target + 1) % n_classes)
+    pred[np.arange(len(target)), labels] = 1.0
+    return pred / pred.sum(axis=1, keepdims=True)
+
+
+def _calibrated_but_weaker(rng, target, n_classes=3):
+    """Right on about 65 % of rows, with soft probabilities."""
+    logits = rng.normal(0, 1, (len(target), n_classes))
+    logits[np.arange(len(target)), target] += 1.3
+    pred = np.exp(logits)
+    return pred / pred.sum(axis=1, keepdims=True)
+
+
+def test_the_metric_decides_which_trial_is_picked():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 3, 600)
+    sharp, soft = _accurate_but_overconfident(rng, target), _calibrated_but_weaker(rng, target)
+    acc = [np.mean(p.argmax(1) == target) for p in (sharp, soft)]
+    losses = [prediction_loss(p, target, "classification") for p in (sharp, soft)]
+    assert acc[0] > acc[1] and losses[0] > losses[1]  # the two metrics disagree
+    by_loss = ensemble_selection([sharp, soft], target, "classification", 1, metric="log_loss")
+    by_acc = ensemble_selection([sharp, soft], target, "classification", 1, metric="accuracy")
+    np.testing.assert_array_equal(by_loss, [0.0, 1.0])
+    np.testing.assert_array_equal(by_acc, [1.0, 0.0])
+    # A scorer given by name goes through scikit-learn's scorer on the labels.
+    classes = np.array(["a", "b", "c"])
+    by_scorer = ensemble_selection([sharp, soft], target, "classification", 1,
+                                   metric="balanced_accuracy", classes=classes)
+    np.testing.assert_array_equal(by_scorer, [1.0, 0.0])
+
+
+def test_accuracy_ties_are_broken_by_log_loss():
+    target = np.array([0, 1, 0, 1])
+    confident = np.eye(2)[target] * 0.9 + 0.05
+    timid = np.eye(2)[target] * 0.2 + 0.4  # same argmax, worse log loss
+    loss = selection_loss("accuracy", "classification")
+    assert loss(confident, target) < loss(timid, target)
+    assert ensemble_selection([timid, confident], target, "classification", 1,
+                              metric="accuracy")[1] == 1.0
+
+
+def test_bagged_selection_averages_selections_on_half_the_rows():
+    rng = np.random.default_rng(1)
+    target = rng.normal(size=(300, 1))
+    preds = [target + rng.normal(0, s, target.shape) for s in (0.5, 0.55, 0.6)]
+    preds.append(np.full_like(target, 10.0))  # far off everywhere
+    one = ensemble_selection(preds, target, "regression", 25)
+    bagged = ensemble_selection(preds, target, "regression", 25, n_bags=10, random_state=0)
+    assert bagged.sum() == pytest.approx(1.0)
+    assert bagged[3] == 0  # the bad trial is left out in every bag
+    assert not np.allclose(one, bagged)  # the bags saw other rows
+    again = ensemble_selection(preds, target, "regression", 25, n_bags=10, random_state=0)
+    np.testing.assert_array_equal(bagged, again)  # seeded
+
+
+def test_temperature_softens_an_overconfident_model_and_sharpens_a_timid_one():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 3, 800)
+    sharp = _accurate_but_overconfident(rng, target)
+    t_sharp = fit_temperature(sharp, target)
+    assert t_sharp > 1.5
+    assert prediction_loss(temper(sharp, t_sharp), target, "classification") < \
+        prediction_loss(sharp, target, "classification") / 5
+    np.testing.assert_array_equal(temper(sharp, t_sharp).argmax(1), sharp.argmax(1))
+    timid = temper(_calibrated_but_weaker(rng, target), 4.0)  # flattened on purpose
+    assert fit_temperature(timid, target) < 0.5
+    np.testing.assert_allclose(temper(timid, 1.0), timid)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_classification(n_samples=300, n_features=8, n_informative=5, random_state=0)
+
+
+MEMBERS = [("logistic", LogisticRegression(max_iter=500)),
+           ("tree", DecisionTreeClassifier(max_depth=4, random_state=0)),
+           ("nb", GaussianNB())]
+
+
+def test_the_final_model_uses_the_members_temperatures(data):
+    X, y = data
+    auto = AutoClassifier(time_budget=60, base_estimators=MEMBERS, families=(), cv=3,
+                          progress_bar=False, random_state=0).fit(X, y)
+    ens = auto.best_estimator_
+    temps = {n: ens.members[n].temperature for n in auto.ensemble_weights_.index}
+    assert any(t != 1.0 for t in temps.values())
+    manual = sum(w * temper(ens.trial_predictions(X, n), temps[n])
+                 for n, w in auto.ensemble_weights_.items())
+    np.testing.assert_allclose(auto.predict_proba(X), manual)
+    assert auto.ensemble_weights_.sum() == pytest.approx(1.0)
+    plain = AutoClassifier(time_budget=60, base_estimators=MEMBERS, families=(), cv=3,
+                           temperature_scaling=False, progress_bar=False,
+                           random_state=0).fit(X, y)
+    assert all(m.temperature == 1.0 for m in plain.best_estimator_.members.values())
+
+
+def test_selection_metric_defaults_to_scoring(data, monkeypatch):
+    X, y = data
+    seen = []
+    import moensemble.search.final as final_module
+
+    real = final_module.ensemble_selection
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["metric"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(final_module, "ensemble_selection", spy)
+    common = dict(time_budget=60, base_estimators=MEMBERS[:2], families=(), cv=3,
+                  progress_bar=False, random_state=0)
+    AutoClassifier(**common).fit(X, y)
+    AutoClassifier(scoring="balanced_accuracy", **common).fit(X, y)
+    AutoClassifier(scoring="balanced_accuracy", ensemble_metric="log_loss", **common).fit(X, y)
+    assert seen == ["accuracy", "balanced_accuracy", "log_loss"]
+
+
+def test_bad_selection_parameters_are_named(data):
+    X, y = data
+    with pytest.raises(InvalidParameterError, match="ensemble_metric"):
+        AutoClassifier(ensemble_metric="no_such_metric").fit(X, y)
+    with pytest.raises(InvalidParameterError, match="ensemble_bags"):
+        AutoClassifier(ensemble_bags=0).fit(X, y)
+    with pytest.raises(ValueError, match="ensemble_metric='log_loss' is for classification"):
+        AutoRegressor(ensemble_metric="log_loss", base_estimators=[], families=("weighted",),
+                      progress_bar=False).fit(X, y.astype(float))
+
+
+def test_batched_picks_equal_the_one_at_a_time_loop(monkeypatch):
+    import moensemble.search.selection as selection
+
+    rng = np.random.default_rng(2)
+    target = rng.integers(0, 3, 300)
+    preds = [_calibrated_but_weaker(rng, target) for _ in range(4)]
+    preds.append(_accurate_but_overconfident(rng, target))
+    reg_target = rng.normal(size=(300, 1))
+    reg = [reg_target + rng.normal(0, s, reg_target.shape) for s in (0.4, 0.5, 0.7)]
+    cases = [(preds, target, "classification", m) for m in ("accuracy", "log_loss")]
+    cases.append((reg, reg_target, "regression", "r2"))
+    batched = [ensemble_selection(p, t, task, 25, metric=m, n_bags=5, random_state=0)
+               for p, t, task, m in cases]
+    monkeypatch.setattr(selection, "_batch_loss", lambda metric, task: None)
+    for (p, t, task, m), fast in zip(cases, batched, strict=True):
+        slow = ensemble_selection(p, t, task, 25, metric=m, n_bags=5, random_state=0)
+        np.testing.assert_allclose(fast, slow)
+
+
+def test_bags_stop_at_the_time_limit():
+    rng = np.random.default_rng(3)
+    target = rng.normal(size=(200, 1))
+    preds = [target + rng.normal(0, s, target.shape) for s in (0.4, 0.5, 0.7)]
+    one_bag = ensemble_selection(preds, target, "regression", 25, n_bags=1000,
+                                 random_state=0, time_limit=0.0)  # one bag, then stop
+    assert one_bag.sum() == pytest.approx(1.0)
+    rows = np.sort(np.random.RandomState(0).choice(200, 100, replace=False))
+    half = ensemble_selection([p[rows] for p in preds], target[rows], "regression", 25)
+    np.testing.assert_allclose(one_bag, half)  # exactly the first bag's selection
