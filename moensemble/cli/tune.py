@@ -31,6 +31,7 @@ from moensemble.cli.common import (
     positive_int,
     positive_seconds,
     printer,
+    seed,
 )
 
 __all__ = ["register", "run", "main"]
@@ -101,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       help="a scikit-learn scorer name (sklearn.metrics.get_scorer_names()), "
                       "e.g. f1_macro, neg_mean_absolute_error (default: accuracy for "
                       "classification, r2 for regression)")
-    data.add_argument("--random-state", type=int, default=0, metavar="SEED",
+    data.add_argument("--random-state", type=seed, default=0, metavar="SEED",
                       help="seeds the folds, the subset, the members and the sampler (each "
                       "worker adds its process id to the sampler's seed)")
     data.add_argument("--quiet", action="store_true",
