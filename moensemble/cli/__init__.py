@@ -43,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except UserError as exc:
-        print(f"moensemble: error: {exc}", file=sys.stderr)
+        # One line, even when a library's message has several (SQLAlchemy's does).
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"moensemble: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("moensemble: interrupted", file=sys.stderr)

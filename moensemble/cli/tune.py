@@ -123,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     from moensemble.search.auto import FAMILIES
     from moensemble.search.worker import make_objective, run_worker
 
+    if not args.study_name.strip():
+        raise UserError("--study-name must not be empty: workers find each other's study by "
+                        "its name.")
     if args.family not in FAMILIES:
         raise UserError(f"unknown --family {args.family!r}; known: {', '.join(FAMILIES)}.")
     if args.scoring is not None:
