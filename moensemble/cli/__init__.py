@@ -1,7 +1,8 @@
 """The ``moensemble`` command line.
 
 ``moensemble compare`` with no arguments compares single models, a weighted, a stacked and a
-gated ensemble and a mixture of experts on a stratified subset of the bundled WordNet glosses,
+gated ensemble, a mixture of experts and a stacked ensemble with the mixture as a member on a
+stratified subset of the bundled WordNet glosses,
 prints the leaderboard and writes it (CSV, JSON) with its plots (PNG) to
 ``moensemble-output/`` (:mod:`moensemble.cli.compare`).
 ``moensemble compare --data FILE --target COL --text-column COL`` does the same on a CSV or

@@ -61,8 +61,9 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare",
         help="leaderboard of single models, ensembles and a mixture of experts",
-        description="Cross-validate single models, a weighted, a stacked and a gated ensemble "
-        "and a mixture of experts on the same folds; print the leaderboard and write it (CSV, "
+        description="Cross-validate single models, a weighted, a stacked and a gated ensemble, "
+        "a mixture of experts and a stacked ensemble with it as a member on the same folds; "
+        "print the leaderboard and write it (CSV, "
         "JSON) "
         "with PNG plots. Without --data, runs on a subset of the bundled WordNet glosses.",
         formatter_class=HelpFormatter,
