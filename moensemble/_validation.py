@@ -2,15 +2,38 @@
 
 Parameter *values* are checked declaratively with scikit-learn's
 ``_parameter_constraints`` in each estimator; this module holds the checks that
-need more than a type/range: lists of named estimators, devices, precisions.
+need more than a type/range: lists of named estimators, devices, precisions; and
+:class:`IntInterval`, the integer constraint that refuses booleans.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from numbers import Integral
 
+import numpy as np
 from sklearn.base import is_classifier, is_regressor
+from sklearn.utils._param_validation import Interval
+
+
+class IntInterval(Interval):
+    """``Interval(Integral, left, right, closed=...)`` that refuses ``True``/``False``.
+
+    Python's bool is an int, so scikit-learn's integer intervals take ``n_iter=True`` as 1;
+    a count given as a bool is a mistake, and this constraint says so by the parameter's name
+    (``InvalidParameterError``, a ValueError and a TypeError).
+    """
+
+    def __init__(self, left: int | None, right: int | None = None, *,
+                 closed: str = "left") -> None:
+        super().__init__(Integral, left, right, closed=closed)
+
+    def is_satisfied_by(self, val) -> bool:
+        return not isinstance(val, bool | np.bool_) and super().is_satisfied_by(val)
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}, not a bool"
 
 
 def check_estimators(estimators, *, param: str = "estimators", kind: str | None = None):

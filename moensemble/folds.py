@@ -25,7 +25,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.parallel import Parallel, delayed
 
 __all__ = ["FoldResult", "evaluate_folds", "TrialOutOfTime", "SkorchCallback", "StopAtDeadline",
-           "callback_owner", "accepts_callbacks", "with_callbacks", "aligned_proba",
+           "callback_owner", "accepts_callbacks", "with_callbacks", "predict_aligned",
            "final_step", "moe_stats", "max_violation"]
 
 Fold = tuple[np.ndarray, np.ndarray]
@@ -212,7 +212,7 @@ def _one_fold(estimator, X, y, scoring, method, classes, error_score, train, tes
         if method is not None:
             tic = time.perf_counter()
             if method == "predict_proba":
-                outcome["prediction"] = aligned_proba(model, X_test, classes)
+                outcome["prediction"] = predict_aligned(model, X_test, method, classes)
             else:
                 outcome["prediction"] = np.asarray(model.predict(X_test))
             outcome["predict_time"] = time.perf_counter() - tic
@@ -263,21 +263,44 @@ def _num_rows(X: Any) -> int:
     return X.shape[0] if hasattr(X, "shape") else len(X)
 
 
-def aligned_proba(estimator: Any, X: Any, classes: np.ndarray) -> np.ndarray:
-    """``predict_proba`` with one column per class of ``classes`` (a fold may miss some).
+def predict_aligned(estimator: Any, X: Any, method: str,
+                    classes: np.ndarray | None) -> np.ndarray:
+    """Predict with ``method``; a float array of shape (n_samples, n_columns) whose columns
+    follow ``classes`` for classifiers.
 
-    Rows are renormalised: float32 models sum to 1 only to ~1e-7, which ``log_loss`` warns
-    about.
+    Probability columns go to the position of each label of ``classes`` (a fold that missed a
+    class gives it probability 0) and rows are renormalised (float32 models sum to 1 only to
+    ~1e-7, which ``log_loss`` warns about); ``predict`` is one-hot encoded; so fold models and
+    a model refitted on all rows line up column by column. Regressors, or ``classes=None``,
+    give the predictions as a 2-D array.
     """
-    proba = np.asarray(estimator.predict_proba(X), dtype=float)
-    totals = proba.sum(axis=1, keepdims=True)
-    proba = np.divide(proba, totals, out=proba, where=totals > 0)
-    seen = getattr(estimator, "classes_", None)
-    if seen is None or len(seen) == len(classes):
-        return proba
-    full = np.zeros((proba.shape[0], len(classes)))
-    full[:, np.searchsorted(classes, seen)] = proba
-    return full
+    out = getattr(estimator, method)(X)
+    if classes is None or not is_classifier(estimator):
+        out = np.asarray(out, dtype=np.float64)
+        return out.reshape(-1, 1) if out.ndim == 1 else out
+    seen = getattr(estimator, "classes_", classes)
+    if method == "predict":
+        codes = np.searchsorted(classes, np.asarray(out))
+        onehot = np.zeros((len(codes), len(classes)))
+        onehot[np.arange(len(codes)), codes] = 1.0
+        return onehot
+    out = np.asarray(out, dtype=np.float64)
+    if method == "predict_proba":
+        totals = out.sum(axis=1, keepdims=True)
+        out = np.divide(out, totals, out=out, where=totals > 0)
+        if len(seen) == len(classes):
+            return out
+        aligned = np.zeros((out.shape[0], len(classes)))
+        aligned[:, np.searchsorted(classes, seen)] = out
+        return aligned
+    # decision_function: values cannot be filled in for a class the model never saw.
+    if len(seen) != len(classes):
+        raise ValueError(
+            f"A fold model saw {len(seen)} of the {len(classes)} classes, so its "
+            "decision_function cannot be aligned; use stratified folds, fewer folds, or "
+            "method='predict_proba'."
+        )
+    return out.reshape(-1, 1) if out.ndim == 1 else out
 
 
 # ---- MoE statistics --------------------------------------------------------------------------

@@ -65,6 +65,26 @@ CASES = {
         r"target 'amount' has infinite values in 1 row\(s\) \(the first at row 3\)"),
     "compare feature with inf": (lambda f: _compare(f, "inf_feature", "--target", "label"),
                                  r"feature column\(s\) \['b'\] hold infinite values"),
+    "compare --random-state -1": (
+        lambda f: _compare(f, "ok", "--target", "label", "--random-state", "-1"),
+        r"argument --random-state: expected a seed between 0 and 2\*\*32 - 1, got -1"),
+    "compare --random-state 2**32": (
+        lambda f: _compare(f, "ok", "--target", "label", "--random-state", str(2**32)),
+        r"argument --random-state: expected a seed between 0 and 2\*\*32 - 1"),
+    "compare --models unknown": (
+        lambda f: _compare(f, "ok", "--target", "label", "--models", "logreg,forest"),
+        r"unknown model\(s\) forest in --models; available: .*weighted_moe.*stacked_moe.*mlp"),
+    "tune --random-state -1": (
+        lambda f: _tune(f, "ok", "--target", "label", "--random-state", "-1", "--n-trials", "1"),
+        r"argument --random-state: expected a seed between 0 and 2\*\*32 - 1"),
+    "tune empty --study-name": (
+        lambda f: [a if a != "s" else " " for a in _tune(f, "ok", "--target", "label",
+                                                        "--n-trials", "1")],
+        r"--study-name must not be empty"),
+    "tune sqlite in a missing folder": (
+        lambda f: _tune(f, "ok", "--target", "label", "--n-trials", "1",
+                        storage=f"sqlite:///{f['folder']}/missing/study.db"),
+        r"Could not open the Optuna storage"),
     "tune --cv 1": (lambda f: _tune(f, "ok", "--target", "label", "--cv", "1", "--n-trials", "1"),
                     r"argument --cv: expected an integer >= 2"),
     "tune --timeout nan": (lambda f: _tune(f, "ok", "--target", "label", "--timeout", "nan"),

@@ -77,7 +77,8 @@ def test_without_word_counts_naive_bayes_is_left_out_with_a_note(csv, tmp_path, 
                                                                  monkeypatch):
     args = argparse.Namespace(max_features=100, random_state=0)
     # TF-IDF keeps naive Bayes; numeric (or embedding) features do not.
-    assert [n for n, _ in build_models(_dataset(True), args)] == list(
+    assert [n for n, _ in select_models(build_models(_dataset(True), args), None,
+                                        optional=("weighted_moe", "mlp"))] == list(
         MODEL_NAMES["classification"])
     dense = build_models(_dataset(False), args)
     assert "naive_bayes" not in dict(dense)
@@ -104,16 +105,38 @@ def test_without_word_counts_naive_bayes_is_left_out_with_a_note(csv, tmp_path, 
 
 
 def test_the_model_names_in_the_help_are_the_default_models():
+    from moensemble.cli.compare import OPTIONAL_MODELS
     from moensemble.leaderboard import default_models
 
     for task in MODEL_NAMES:
         names = {n for sparse in (True, False)
-                 for n, _ in default_models(task, sparse=sparse, quick=True)}
-        assert names == set(MODEL_NAMES[task])
+                 for n, _ in default_models(task, sparse=sparse, quick=True, moe_members=True,
+                                            mlp=True)}
+        assert names == set(MODEL_NAMES[task]) | set(OPTIONAL_MODELS)
     help_text = " ".join(_subparser("compare").format_help().split())
-    assert ("subset of the default models: logreg, naive_bayes, extra_trees, weighted, "
-            "stacked, moe, gated") in help_text
+    assert ("logreg, naive_bayes, extra_trees, weighted, stacked, moe, gated, stacked_moe"
+            in help_text)
     assert "ridge, extra_trees" in help_text
+    assert "only when named, weighted_moe" in help_text and "mlp" in help_text
+
+
+def test_the_default_board_has_an_ensemble_with_the_moe_and_the_mlp_only_when_named():
+    from moensemble.moe import MoEClassifier
+
+    args = argparse.Namespace(max_features=100, random_state=0)
+    built = build_models(_dataset(True), args)
+    default = [n for n, _ in select_models(built, None, optional=("weighted_moe", "mlp"))]
+    assert default == list(MODEL_NAMES["classification"])
+    chosen = dict(select_models(built, "mlp,moe,weighted_moe"))
+    assert list(chosen) == ["mlp", "moe", "weighted_moe"]
+    members = dict(chosen["weighted_moe"][-1].estimators)
+    assert isinstance(members["moe"], MoEClassifier)
+    # The MLP is the MoE's dense peer: one expert as wide as the MoE's two routed ones.
+    moe, mlp = chosen["moe"][-1].get_params(), chosen["mlp"][-1].get_params()
+    assert (mlp["n_experts"], mlp["top_k"]) == (1, 1)
+    assert mlp["expert_hidden"] == tuple(moe["top_k"] * w for w in moe["expert_hidden"])
+    assert {k: v for k, v in mlp.items() if k not in ("n_experts", "top_k", "expert_hidden")} \
+        == {k: v for k, v in moe.items() if k not in ("n_experts", "top_k", "expert_hidden")}
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """The ``moensemble`` command line.
 
 ``moensemble compare`` with no arguments compares single models, a weighted, a stacked and a
-gated ensemble and a mixture of experts on a stratified subset of the bundled WordNet glosses,
+gated ensemble, a mixture of experts and a stacked ensemble with the mixture as a member on a
+stratified subset of the bundled WordNet glosses,
 prints the leaderboard and writes it (CSV, JSON) with its plots (PNG) to
 ``moensemble-output/`` (:mod:`moensemble.cli.compare`).
 ``moensemble compare --data FILE --target COL --text-column COL`` does the same on a CSV or
@@ -43,7 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except UserError as exc:
-        print(f"moensemble: error: {exc}", file=sys.stderr)
+        # One line, even when a library's message has several (SQLAlchemy's does).
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"moensemble: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("moensemble: interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["UserError", "EXIT_USAGE", "DEFAULT_N_SAMPLES", "HelpFormatter", "int_at_least",
-           "positive_int", "fold_count", "n_jobs", "positive_seconds", "OneLineParser",
+           "positive_int", "fold_count", "n_jobs", "positive_seconds", "seed", "OneLineParser",
            "check_folds", "check_values", "printer", "load_data", "read_table", "target_of"]
 
 EXIT_USAGE = 2
@@ -80,6 +80,17 @@ def n_jobs(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError("expected a non-zero integer (1: one process, -1: "
                                          "every core), got 0")
+    return value
+
+
+def seed(text: str) -> int:
+    """An argparse ``type`` for a random seed: an integer in [0, 2**32 - 1] (what numpy takes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed between 0 and 2**32 - 1, got {value}")
     return value
 
 

@@ -32,6 +32,7 @@ from moensemble.cli.common import (
     positive_int,
     printer,
     read_table,
+    seed,
     target_of,
 )
 
@@ -40,13 +41,16 @@ __all__ = ["register", "run", "load_table", "build_models", "select_models",
 
 DEFAULT_OUTPUT = "moensemble-output"
 DEFAULT_CV = 3
-#: The default models' names (moensemble.leaderboard.default_models), written out so that
+#: The default board's models (moensemble.leaderboard.default_models), written out so that
 #: `--help` imports no torch; a test checks that they agree.
 MODEL_NAMES = {
     "classification": ("logreg", "naive_bayes", "extra_trees", "weighted", "stacked", "moe",
-                       "gated"),
-    "regression": ("ridge", "extra_trees", "weighted", "stacked", "moe", "gated"),
+                       "gated", "stacked_moe"),
+    "regression": ("ridge", "extra_trees", "weighted", "stacked", "moe", "gated",
+                   "stacked_moe"),
 }
+#: Models that run only when --models names them.
+OPTIONAL_MODELS = ("weighted_moe", "mlp")
 #: Why a default model is left out of some runs.
 LEFT_OUT = {"naive_bayes": "naive Bayes needs non-negative word counts (TF-IDF features), "
                            "so it sits out runs without them"}
@@ -57,8 +61,9 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare",
         help="leaderboard of single models, ensembles and a mixture of experts",
-        description="Cross-validate single models, a weighted, a stacked and a gated ensemble "
-        "and a mixture of experts on the same folds; print the leaderboard and write it (CSV, "
+        description="Cross-validate single models, a weighted, a stacked and a gated ensemble, "
+        "a mixture of experts and a stacked ensemble with it as a member on the same folds; "
+        "print the leaderboard and write it (CSV, "
         "JSON) "
         "with PNG plots. Without --data, runs on a subset of the bundled WordNet glosses.",
         formatter_class=HelpFormatter,
@@ -85,17 +90,19 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       "your file: all rows)")
     options = compare.add_argument_group("run")
     options.add_argument("--models", metavar="NAMES",
-                     help="comma-separated subset of the default models: "
+                     help="comma-separated models to run (default: all the default ones): "
                      f"{', '.join(MODEL_NAMES['classification'])} (naive_bayes on TF-IDF "
                      "only); for a regression target "
-                     f"{', '.join(MODEL_NAMES['regression'])} (default: all)")
+                     f"{', '.join(MODEL_NAMES['regression'])}; and, only when named, "
+                     "weighted_moe (the weighted ensemble with the MoE as a member) and mlp "
+                     "(the MoE's dense peer: one expert of equal active parameters)")
     options.add_argument("--cv", type=fold_count, default=DEFAULT_CV, metavar="K",
                      help="outer cross-validation folds (the ensembles use 3 inner folds)")
     options.add_argument("--max-features", type=positive_int, default=20000, metavar="N",
                      help="TF-IDF vocabulary size")
     options.add_argument("--n-jobs", type=n_jobs, default=1, metavar="N",
                      help="folds run in parallel (-1: all cores)")
-    options.add_argument("--random-state", type=int, default=0, metavar="SEED")
+    options.add_argument("--random-state", type=seed, default=0, metavar="SEED")
     options.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="DIR",
                      help="folder for leaderboard.csv, leaderboard.json and the PNG plots")
     options.add_argument("--quiet", action="store_true",
@@ -119,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     check_folds(args.cv, y, task)
     check_values(X, y, args.target, allow_nan=True)  # the table encoder fills gaps
     built = build_models(dataset, args)
-    models = select_models(built, args.models, left_out=_left_out(built, task))
+    models = select_models(built, args.models, left_out=_left_out(built, task),
+                           optional=OPTIONAL_MODELS)
     say(f"data: {dataset['description']}")
     say(f"models: {', '.join(name for name, _ in models)}; {args.cv}-fold cross-validation")
     if not args.models:
@@ -294,7 +302,8 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
                                text_max_features=args.max_features,
                                random_state=args.random_state)
         return default_models(dataset["task"], features=encoder, sparse=dataset["text"],
-                              quick=True, random_state=args.random_state)
+                              quick=True, moe_members=True, mlp=True,
+                              random_state=args.random_state)
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=args.max_features,
                             ngram_range=(1, 2), dtype=np.float32)
     numeric = make_pipeline(SimpleImputer(), MinMaxScaler(clip=True))
@@ -309,17 +318,19 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
     else:
         features, sparse = make_pipeline(SimpleImputer()), False
     return default_models(dataset["task"], features=features, sparse=sparse, quick=True,
-                          random_state=args.random_state)
+                          moe_members=True, mlp=True, random_state=args.random_state)
 
 
 def select_models(models: list, names: str | None,
-                  left_out: dict[str, str] | None = None) -> list:
-    """Keep the comma-separated ``names`` (in their order), or all models when None.
+                  left_out: dict[str, str] | None = None,
+                  optional: tuple[str, ...] = ()) -> list:
+    """Keep the comma-separated ``names`` (in their order); without names, every model but
+    the ``optional`` ones (those run only when named).
 
     ``left_out`` maps default models missing from ``models`` to why; asking for one says so.
     """
     if not names:
-        return models
+        return [(n, m) for n, m in models if n not in optional]
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     available = dict(models)
     for name in wanted:

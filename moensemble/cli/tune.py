@@ -31,6 +31,7 @@ from moensemble.cli.common import (
     positive_int,
     positive_seconds,
     printer,
+    seed,
 )
 
 __all__ = ["register", "run", "main"]
@@ -101,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       help="a scikit-learn scorer name (sklearn.metrics.get_scorer_names()), "
                       "e.g. f1_macro, neg_mean_absolute_error (default: accuracy for "
                       "classification, r2 for regression)")
-    data.add_argument("--random-state", type=int, default=0, metavar="SEED",
+    data.add_argument("--random-state", type=seed, default=0, metavar="SEED",
                       help="seeds the folds, the subset, the members and the sampler (each "
                       "worker adds its process id to the sampler's seed)")
     data.add_argument("--quiet", action="store_true",
@@ -122,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     from moensemble.search.auto import FAMILIES
     from moensemble.search.worker import make_objective, run_worker
 
+    if not args.study_name.strip():
+        raise UserError("--study-name must not be empty: workers find each other's study by "
+                        "its name.")
     if args.family not in FAMILIES:
         raise UserError(f"unknown --family {args.family!r}; known: {', '.join(FAMILIES)}.")
     if args.scoring is not None:

@@ -30,7 +30,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from moensemble._validation import check_estimators
+from moensemble._validation import IntInterval, check_estimators
 from moensemble.ensemble._oof import (
     OutOfFold,
     check_finite_oof,
@@ -139,7 +139,7 @@ class _BaseOOFEnsemble(BaseEstimator):
         "estimators": [list],
         "cv": ["cv_object"],
         "refit": ["boolean"],
-        "n_jobs": [None, Integral],
+        "n_jobs": [None, IntInterval(None, None, closed="neither")],
         "memory": [None, str, HasMethods(["cache"])],
         "verbose": ["verbose"],
     }

@@ -22,6 +22,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _num_samples, check_memory
 
 from moensemble._validation import check_estimators
+from moensemble.folds import predict_aligned
 
 _METHODS = ("predict_proba", "decision_function", "predict")
 
@@ -78,39 +79,6 @@ def resolve_method(estimator, method: str, *, name: str = "estimator") -> str:
     if not hasattr(estimator, method):
         raise ValueError(f"Base estimator {name!r} has no method {method!r}: {estimator!r}.")
     return method
-
-
-def predict_aligned(estimator, X, method: str, classes: np.ndarray | None) -> np.ndarray:
-    """Predict with ``method`` and return a float array of shape (n_samples, n_columns).
-
-    For classifiers (``classes`` given), probability columns are placed at the position of each
-    label in ``classes`` (a fold that missed a class gives it probability 0) and ``predict`` is
-    one-hot encoded, so fold models and the model refitted on all rows line up column by column.
-    """
-    out = getattr(estimator, method)(X)
-    if classes is None or not is_classifier(estimator):
-        out = np.asarray(out, dtype=np.float64)
-        return out.reshape(-1, 1) if out.ndim == 1 else out
-
-    columns = np.searchsorted(classes, estimator.classes_)
-    if method == "predict":
-        codes = np.searchsorted(classes, np.asarray(out))
-        onehot = np.zeros((len(codes), len(classes)))
-        onehot[np.arange(len(codes)), codes] = 1.0
-        return onehot
-    out = np.asarray(out, dtype=np.float64)
-    if method == "predict_proba":
-        aligned = np.zeros((out.shape[0], len(classes)))
-        aligned[:, columns] = out
-        return aligned
-    # decision_function: values cannot be filled in for a class the model never saw.
-    if len(estimator.classes_) != len(classes):
-        raise ValueError(
-            f"A fold model saw {len(estimator.classes_)} of the {len(classes)} classes, so its "
-            "decision_function cannot be aligned; use stratified folds, fewer folds, or "
-            "method='predict_proba'."
-        )
-    return out.reshape(-1, 1) if out.ndim == 1 else out
 
 
 def fit_full(estimator, X, y, sample_weight):

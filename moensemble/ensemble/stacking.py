@@ -17,11 +17,11 @@ from sklearn.base import (
 )
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.utils import Bunch
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_feature_names_in, check_array, check_is_fitted
 
-from moensemble._validation import check_estimators
+from moensemble._validation import IntInterval, check_estimators
 from moensemble.ensemble._base import _BaseOOFEnsemble, check_sample_weight_support
 from moensemble.ensemble._oof import check_finite_oof, fit_full, out_of_fold
 
@@ -41,7 +41,7 @@ class _BaseStackingEnsemble(TransformerMixin, _BaseOOFEnsemble):
         **_BaseOOFEnsemble._parameter_constraints,
         "final_estimator": [None, HasMethods("fit")],
         "passthrough": ["boolean"],
-        "layers": [None, Interval(Integral, 1, None, closed="left"), list],
+        "layers": [None, IntInterval(1), list],
         "cv": ["cv_object", StrOptions({"prefit"})],
         "random_state": ["random_state"],
     }
