@@ -30,7 +30,7 @@ from sklearn.preprocessing import (
     StandardScaler,
     TargetEncoder,
 )
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import (
     _check_feature_names_in,
@@ -47,6 +47,7 @@ from moensemble._features_kinds import (
     infer_kind,
     value_type,
 )
+from moensemble._validation import IntInterval
 
 __all__ = ["TableEncoder", "blocks_by_kind", "check_target", "infer_kinds"]
 
@@ -171,14 +172,14 @@ class TableEncoder(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "kinds": [dict, None],
-        "max_onehot_categories": [Interval(Integral, 1, None, closed="left")],
+        "max_onehot_categories": [IntInterval(1, None, closed="left")],
         "high_cardinality": [StrOptions({"auto", "target", "ordinal"})],
         "text": [StrOptions({"tfidf", "embedding"})],
-        "text_max_features": [Interval(Integral, 1, None, closed="left"), None],
+        "text_max_features": [IntInterval(1, None, closed="left"), None],
         "scale": ["boolean", StrOptions({"standard", "minmax"})],
         "sparse_output": [StrOptions({"auto"}), "boolean"],
         "mode": [StrOptions({"encode", "native"})],
-        "text_components": [Interval(Integral, 1, None, closed="left")],
+        "text_components": [IntInterval(1, None, closed="left")],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
     }

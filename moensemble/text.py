@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from moensemble._validation import resolve_device
+from moensemble._validation import IntInterval, resolve_device
 
 __all__ = ["SentenceEmbedder"]
 
@@ -71,7 +69,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     _parameter_constraints: dict = {
         "model": [str, os.PathLike],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [IntInterval(1, None, closed="left")],
         "normalize": ["boolean"],
         "device": [str],  # checked against the hardware by resolve_device in fit
     }

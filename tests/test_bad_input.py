@@ -302,14 +302,8 @@ def _integer_params(estimator):
                   if any(isinstance(c, Interval) and c.type is Integral for c in constraints))
 
 
-# The MoE's and the searches' constraints are sklearn's Interval(Integral, ...), which takes
-# True as 1; their owners switch them to moensemble._validation.IntInterval.
-_BOOL_AS_INT = {"MoEClassifier", "MoERegressor", "AutoClassifier", "AutoRegressor"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="takes True as 1"))
-    if n in _BOOL_AS_INT else n for n in sorted(ESTIMATORS)])
+# sklearn's Interval(Integral, ...) takes True as 1; moensemble._validation.IntInterval does not.
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
 def test_a_bool_for_an_integer_parameter_is_refused_by_name(name):
     X, y = _data(name.endswith("Regressor"))
     params = _integer_params(ESTIMATORS[name]())

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
-from .._validation import check_precision, resolve_device
+from .._validation import IntInterval, check_precision, resolve_device
 from ._growth import GrowthMixin, kmeans_router_init
 from ._introspect import RoutingIntrospection
 from .blocks import build_network, check_expert_widths
@@ -40,19 +40,19 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
     """Shared parameters, fitting and routing introspection of the MoE estimators."""
 
     _parameter_constraints: dict = {
-        "n_experts": [Interval(Integral, 1, None, closed="left")],
-        "top_k": [Interval(Integral, 1, None, closed="left")],
+        "n_experts": [IntInterval(1, None, closed="left")],
+        "top_k": [IntInterval(1, None, closed="left")],
         "router": [StrOptions(set(ROUTERS))],
         "mixture": [StrOptions({"auto", "logits", "likelihood"})],
-        "expert_hidden": [tuple, list, Interval(Integral, 1, None, closed="left")],
+        "expert_hidden": [tuple, list, IntInterval(1, None, closed="left")],
         "experts": [list, None],
         "gating": [StrOptions({"expert", "elementwise"})],
         "init": [StrOptions({"random", "upcycle"})],
         "router_init": [StrOptions({"random", "kmeans"})],
-        "upcycle_epochs": [Interval(Integral, 1, None, closed="left")],
+        "upcycle_epochs": [IntInterval(1, None, closed="left")],
         "upcycle_drop": [Interval(Real, 0, 1, closed="both")],
-        "grow_steps": [Interval(Integral, 0, None, closed="left")],
-        "grow_epochs": [Interval(Integral, 1, None, closed="left")],
+        "grow_steps": [IntInterval(0, None, closed="left")],
+        "grow_epochs": [IntInterval(1, None, closed="left")],
         "activation": [StrOptions({"relu", "gelu", "tanh", "silu"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "gate_dropout": [Interval(Real, 0, 1, closed="left")],
@@ -62,24 +62,24 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         "balance": [StrOptions({"aux_loss", "bias"})],
         "bias_update_rate": [Interval(Real, 0, None, closed="left")],
         "capacity_factor": [Interval(Real, 0, None, closed="neither")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [IntInterval(1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "router_lr_scale": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [IntInterval(1, None, closed="left")],
         "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [IntInterval(1, None, closed="left")],
         "device": [str],
         "precision": [StrOptions({"float32", "bfloat16", "float16"})],
         "callbacks": [list, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
-        "encoder": [None, tuple, list, Interval(Integral, 1, None, closed="left")],
-        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "encoder": [None, tuple, list, IntInterval(1, None, closed="left")],
+        "n_layers": [IntInterval(1, None, closed="left")],
         "expert_blocks": [dict, None],
-        "experts_per_block": [None, Interval(Integral, 0, None, closed="left"), dict],
+        "experts_per_block": [None, IntInterval(0, None, closed="left"), dict],
         "num_embedding": [None, StrOptions(set(NUM_EMBEDDINGS))],
     }
 

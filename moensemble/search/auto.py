@@ -37,6 +37,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from moensemble._validation import IntInterval
 from moensemble.search import bagging as _bagging
 from moensemble.search.families import (
     DEFAULT_FAMILIES,
@@ -90,13 +91,13 @@ class _BaseAuto(FinalModel, BaseEstimator):
         "families": [list, tuple],
         "base_estimators": [list, None],
         "cv": ["cv_object"],
-        "inner_cv": [Interval(Integral, 2, None, closed="left")],
+        "inner_cv": [IntInterval(2, None, closed="left")],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
-        "max_trials": [Interval(Integral, 1, None, closed="left"), None],
-        "ensemble_size": [Interval(Integral, 1, None, closed="left")],
+        "max_trials": [IntInterval(1, None, closed="left"), None],
+        "ensemble_size": [IntInterval(1, None, closed="left")],
         "ensemble_metric": [StrOptions(set(get_scorer_names()) | {"log_loss", "squared_error"}),
                             callable, None],
-        "ensemble_bags": [Interval(Integral, 1, None, closed="left")],
+        "ensemble_bags": [IntInterval(1, None, closed="left")],
         "temperature_scaling": ["boolean"],
         "refit_full": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],

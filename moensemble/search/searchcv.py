@@ -17,6 +17,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
+from moensemble._validation import IntInterval
 from moensemble.search.storage import tag_worker
 from moensemble.search.trials import (
     build_estimator,
@@ -126,7 +127,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"]), None],
         "space": [callable],
-        "n_trials": [Interval(Integral, 1, None, closed="left"), None],
+        "n_trials": [IntInterval(1, None, closed="left"), None],
         "timeout": [Interval(Real, 0, None, closed="neither"), None],
         "cv": ["cv_object"],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
@@ -135,7 +136,7 @@ class SearchCV(MetaEstimatorMixin, BaseEstimator):
         "study_name": [str, None],
         "sampler": [HasMethods(["sample_independent"]), None],
         "pruner": [HasMethods(["prune"]), None],
-        "n_jobs": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "n_jobs": [IntInterval(1, None, closed="left"), Options(Integral, {-1})],
         "refit": ["boolean"],
         "objectives": [tuple, list],
         "error_score": [StrOptions({"raise"}), Real],

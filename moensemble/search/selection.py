@@ -16,17 +16,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from moensemble._validation import IntInterval
 from moensemble.ensemble._oof import predict_aligned
 from moensemble.ensemble.weighted import greedy_weights
 
@@ -290,7 +289,7 @@ def score_predictions(scorer, pred: np.ndarray, y: np.ndarray, classes=None) -> 
 class _BaseCaruana(BaseEstimator):
     """Greedy selection as an estimator over horizontally stacked prediction blocks."""
 
-    _parameter_constraints: dict = {"n_iter": [Interval(Integral, 1, None, closed="left")]}
+    _parameter_constraints: dict = {"n_iter": [IntInterval(1, None, closed="left")]}
 
     def __init__(self, n_iter: int = 25):
         self.n_iter = n_iter
