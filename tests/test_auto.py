@@ -481,3 +481,19 @@ def test_a_raw_table_goes_through_the_table_encoder():
     with pytest.raises(ValueError, match="missing value"):
         AutoClassifier(max_trials=1, cv=2, progress_bar=False).fit(
             train, y_train.where(np.arange(len(y_train)) != 3))
+
+
+def test_a_trial_below_chance_is_left_out_of_the_final_ensemble():
+    from sklearn.dummy import DummyClassifier
+
+    X, y = make_classification(n_samples=300, n_features=6, n_informative=4, n_classes=3,
+                               weights=[0.6, 0.2, 0.2], random_state=0)
+    members = [("lr", LogisticRegression(max_iter=500)),
+               ("coin", DummyClassifier(strategy="uniform", random_state=0))]
+    auto = AutoClassifier(time_budget=30, base_estimators=members, families=(), cv=3,
+                          progress_bar=False, random_state=0).fit(X, y)
+    board = auto.leaderboard_.set_index("name")
+    assert board.loc["coin", "state"] == "COMPLETE"
+    assert board.loc["coin", "score"] < 0.6  # below always answering the majority class
+    assert "coin" not in auto.ensemble_weights_.index
+    assert list(auto.ensemble_weights_.index) == ["lr"]
