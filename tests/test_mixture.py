@@ -153,3 +153,15 @@ def test_the_likelihood_mixture_is_refused_with_blocks():
     X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 2
     with pytest.raises(ValueError, match="mixture='likelihood'.*blocks"):
         MoEClassifier(n_layers=2, mixture="likelihood", max_epochs=1).fit(X, y)
+
+
+@pytest.mark.parametrize("params", [{"router": "switch"}, {"router": "topk", "top_k": 1}])
+def test_auto_mixture_is_cooperative_when_a_row_keeps_one_expert(params):
+    # The competitive mixture renormalises the kept gates: with one expert a row the gate is
+    # 1 and the router would get no gradient from the task loss.
+    X, y = make_classification(200, 6, random_state=0)
+    clf = MoEClassifier(n_experts=4, max_epochs=3, random_state=0, **params).fit(X, y)
+    assert clf._module_mixture() == "logits"
+    assert clf.net_.module_.mixture == "logits"
+    assert MoEClassifier(n_experts=4, top_k=2)._module_mixture() == "categorical"
+    assert MoEClassifier(**params, mixture="likelihood")._module_mixture() == "categorical"

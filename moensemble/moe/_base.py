@@ -406,7 +406,10 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
             return "logits"
         mixture = self.mixture
         if mixture == "auto":  # what measured best for each task (docs/guide/moe-quality.md)
-            mixture = "likelihood" if self._is_classification() else "logits"
+            # One expert a row: its renormalised gate is 1 in the competitive mixture, which
+            # leaves the router no gradient; the cooperative form scales by the gate.
+            one = self.router == "switch" or (self.router == "topk" and self.top_k == 1)
+            mixture = "likelihood" if self._is_classification() and not one else "logits"
         if mixture == "logits":
             return "logits"
         return "categorical" if self._is_classification() else "gaussian"

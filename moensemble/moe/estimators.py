@@ -49,7 +49,9 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         the mixture's probabilities, a regressor's a Gaussian of mean ``f_i(x)`` and a
         learned per-output scale, predicting the mixture mean. ``'auto'``: ``'likelihood'``
         for the classifier, ``'logits'`` for the regressor (what measured best,
-        docs/guide/moe-quality.md).
+        docs/guide/moe-quality.md), and ``'logits'`` whenever a row keeps one expert
+        (``router='switch'``, or ``'topk'`` with ``top_k=1``): the competitive mixture's
+        renormalised gate is then 1 and gives the router no gradient.
     expert_hidden : int or tuple of int, default=(64,)
         Hidden layer widths of each expert MLP (and of the shared expert).
     experts : list of expert specs, default=None
