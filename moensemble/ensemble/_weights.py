@@ -42,7 +42,8 @@ _LOSSES: dict[str, Loss] = {
 }
 
 
-def greedy_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float], n_iter: int):
+def greedy_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float], n_iter: int, *,
+                   batch_loss: Callable[[np.ndarray], np.ndarray] | None = None):
     """Greedy ensemble selection with replacement.
 
     Parameters
@@ -54,6 +55,10 @@ def greedy_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float], n_ite
     n_iter : int
         Number of selections; the prefix with the lowest loss is kept, so the result is never
         worse than the best single base.
+    batch_loss : callable, default=None
+        Maps a stack of candidate predictions, shape (n_candidates, n_samples, n_columns),
+        to their losses at once; used instead of ``loss`` (pass ``loss=None``) when given,
+        on chunks of candidates of about 32 MB.
 
     Returns
     -------
@@ -62,8 +67,13 @@ def greedy_weights(preds: np.ndarray, loss: Callable[[np.ndarray], float], n_ite
     counts = np.zeros(len(preds))
     total = np.zeros_like(preds[0])
     best_loss, best_counts = np.inf, counts
+    chunk = max(1, int(4e6 // max(preds[0].size, 1)))
     for step in range(1, n_iter + 1):
-        losses = [loss((total + p) / step) for p in preds]
+        if batch_loss is None:
+            losses = [loss((total + p) / step) for p in preds]
+        else:
+            losses = np.concatenate([batch_loss((total + preds[i:i + chunk]) / step)
+                                     for i in range(0, len(preds), chunk)])
         pick = int(np.argmin(losses))  # ties go to the earlier base
         counts = counts.copy()
         counts[pick] += 1

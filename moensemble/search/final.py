@@ -108,7 +108,7 @@ class FinalModel:
             constant = np.broadcast_to(np.mean(target, axis=0), np.shape(target))
         try:
             chance = score_predictions(runner.scorer, constant, y, classes)
-        except Exception:  # a scorer that cannot score a constant (e.g. needs variance)
+        except (ValueError, TypeError):  # a scorer that cannot score a constant prediction
             return done
         kept = [r for r in done if r.score > chance]
         return kept or done[:1]

@@ -152,7 +152,7 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     target = np.asarray(target)
     if batch is not None:  # every candidate of a pick scored in one array operation
         def select(p, t):
-            return _greedy_batch(p, lambda cands: batch(cands, t), n_iter)
+            return greedy_weights(p, None, n_iter, batch_loss=lambda c: batch(c, t))
     else:
         loss = selection_loss(metric, task, classes)
 
@@ -196,26 +196,6 @@ def _batch_loss(metric: Any, task: str):
         return lambda cands, target: ((cands - target.reshape(1, cands.shape[1], -1)) ** 2
                                       ).mean(axis=(1, 2), dtype=np.float64)
     return None
-
-
-def _greedy_batch(preds: np.ndarray, batch_loss, n_iter: int) -> np.ndarray:
-    """:func:`~moensemble.ensemble.weighted.greedy_weights`, scoring all candidates at once
-    (in chunks of about 32 MB)."""
-    n_bases = len(preds)
-    chunk = max(1, int(4e6 // max(preds[0].size, 1)))
-    counts = np.zeros(n_bases)
-    total = np.zeros_like(preds[0])
-    best_loss, best_counts = np.inf, counts
-    for step in range(1, n_iter + 1):
-        losses = np.concatenate([batch_loss((total + preds[i:i + chunk]) / step)
-                                 for i in range(0, n_bases, chunk)])
-        pick = int(np.argmin(losses))  # ties go to the earlier base
-        counts = counts.copy()
-        counts[pick] += 1
-        total += preds[pick]
-        if losses[pick] < best_loss:
-            best_loss, best_counts = losses[pick], counts
-    return best_counts / best_counts.sum()
 
 
 # --------------------------------------------------------------------------- temperature
