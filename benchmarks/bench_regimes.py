@@ -56,6 +56,7 @@ from moensemble.moe import MoEClassifier
 GRIDS = {
     "small": dict(K=[4, 8], d=[10, 30], noise=[0.1]),
     "full": dict(K=[4, 8], d=[10, 30], noise=[0.05, 0.2]),
+    "noise": dict(K=[4, 8], d=[10, 30], noise=[0.1, 0.3]),
 }
 PYTABKIT_PYTHON = "/work/ptkvenv/bin/python"
 PYTABKIT_SCRIPT = r"""
@@ -147,6 +148,8 @@ def run_cell(K: int, d: int, noise: float, n_train: int, seed: int, args) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seed-start", type=int, default=100,
+                        help="first seed (100: held out; 0 and 1 are for exploring)")
     parser.add_argument("--n-train", type=int, nargs="+", default=[3000],
                         help="training rows; several values give one table each")
     parser.add_argument("--grid", choices=sorted(GRIDS), default="full")
@@ -167,7 +170,7 @@ def main() -> None:
     grid = GRIDS[args.grid]
     rows = []
     for n, K, d, noise in itertools.product(args.n_train, grid["K"], grid["d"], grid["noise"]):
-        for seed in range(100, 100 + args.seeds):
+        for seed in range(args.seed_start, args.seed_start + args.seeds):
             rows.append(run_cell(K, d, noise, n, seed, args))
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()},
                   flush=True)

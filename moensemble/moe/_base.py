@@ -22,6 +22,7 @@ from .blocks import build_network, check_expert_widths
 from .embeddings import D_EMBEDDING, NUM_EMBEDDINGS, check_num_embedding, embed_input
 from .modality import build_block_experts, set_expert_blocks
 from .net import (
+    RouterGroupLasso,
     RoutingStats,
     RowDataset,
     build_module,
@@ -81,6 +82,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         "expert_blocks": [dict, None],
         "experts_per_block": [None, IntInterval(0, None, closed="left"), dict],
         "num_embedding": [None, StrOptions(set(NUM_EMBEDDINGS))],
+        "router_l1": [Interval(Real, 0, None, closed="left")],
+        "n_init": [IntInterval(1, None, closed="left")],
     }
 
     def __init__(
@@ -127,6 +130,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         expert_blocks: dict | None = None,
         experts_per_block: int | dict | None = None,
         num_embedding: str | None = None,
+        router_l1: float = 0.0,
+        n_init: int = 1,
     ) -> None:
         self.n_experts = n_experts
         self.top_k = top_k
@@ -169,6 +174,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         self.expert_blocks = expert_blocks
         self.experts_per_block = experts_per_block
         self.num_embedding = num_embedding
+        self.router_l1 = router_l1
+        self.n_init = n_init
 
     # -- fitting ------------------------------------------------------------------------
     def _check_params(self) -> tuple[tuple[int, ...], str]:
@@ -268,22 +275,33 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         devices = [device] if device.startswith("cuda") else []
         # Fork the RNG so fitting is reproducible without touching the user's torch seed.
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            if self.init == "upcycle":
-                module = self._upcycled_module(
-                    net_cls, criterion, train, valid, device, out_features, hidden
-                )
-            else:
-                module = self._build_module(X.shape[1], out_features, hidden)
-            if self.num_embedding is not None:  # its statistics (scales, bins) from the rows
-                module.embedding.fit(train.X)
-            if self.router_init == "kmeans":
-                kmeans_router_init(module.router, self._router_inputs(module, train.X), seed)
-            self.net_ = self._make_net(net_cls, criterion, module, valid, device)
-            self.net_.fit(train, None)
+            nets, self.init_losses_ = [], []
+            for i in range(self.n_init):  # restarts: keep the net of the lowest final loss
+                init_seed = seed if i == 0 else (seed + 7919 * i) % np.iinfo(np.int32).max
+                net = self._fit_one(net_cls, criterion, train, valid, device, out_features,
+                                    hidden, init_seed)
+                nets.append(net)
+                self.init_losses_.append(_final_loss(net))
+            self.net_ = nets[int(np.argmin(self.init_losses_))]
         self._finish_fit(X)
         for _ in range(self.grow_steps):
             self._grow(X, y, 1, self.grow_epochs)
+
+    def _fit_one(self, net_cls, criterion, train, valid, device, out_features, hidden, seed):
+        """One initialisation (seeded by ``seed``) trained for ``max_epochs``."""
+        torch.manual_seed(seed)
+        if self.init == "upcycle":
+            module = self._upcycled_module(
+                net_cls, criterion, train, valid, device, out_features, hidden
+            )
+        else:
+            module = self._build_module(train.X.shape[1], out_features, hidden)
+        if self.num_embedding is not None:  # its statistics (scales, bins) from the rows
+            module.embedding.fit(train.X)
+        if self.router_init == "kmeans":
+            kmeans_router_init(module.router, self._router_inputs(module, train.X), seed)
+        net = self._make_net(net_cls, criterion, module, valid, device)
+        return net.fit(train, None)
 
     @torch.no_grad()
     def _router_inputs(self, module, X):
@@ -419,6 +437,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         max_epochs: int | None = None, user_callbacks: bool = True,
     ):
         callbacks = [("routing_stats", RoutingStats())]
+        if self.router_l1 > 0:
+            callbacks.append(("router_l1", RouterGroupLasso(self.router_l1)))
         if self.early_stopping:
             callbacks.append(
                 (
@@ -487,6 +507,14 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = self.num_embedding is None  # embeddings: dense only
         return tags
+
+
+def _final_loss(net) -> float:
+    """What ``n_init`` compares: the best validation loss with early stopping, else the
+    last epoch's training loss."""
+    if "valid_loss" in net.history[-1]:
+        return float(min(net.history[:, "valid_loss"]))
+    return float(net.history[-1, "train_loss"])
 
 
 def _router_lr_scale(scale, X) -> float:

@@ -200,6 +200,18 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         experts: ``'periodic'`` (learned sin/cos frequencies, then linear + ReLU) or
         ``'piecewise'`` (piecewise-linear encoding on 16 quantile bins fitted in ``fit``,
         then linear + ReLU). Dense input only. See :mod:`moensemble.moe.embeddings`.
+    router_l1 : float >= 0, default=0.0
+        Strength of a group lasso on the routers' input weights, one group per input
+        feature (its column of the gate's weight, and of the noise map of ``'topk'``):
+        a proximal step after every training step in the first half of ``max_epochs``
+        sets the features that do not help the split to exactly zero in the gate; in the
+        second half they stay zero and the rest trains without the penalty (relaxed
+        lasso). For data whose regimes depend on a few of many features. ``0``: off.
+    n_init : int >= 1, default=1
+        Trainings from different initialisations (seeds drawn from ``random_state``),
+        each of ``max_epochs``; the net with the lowest final loss is kept (best
+        ``valid_loss`` with ``early_stopping``, else the last epoch's ``train_loss``).
+        Fit time grows ``n_init`` times. ``init_losses_`` holds each one's loss.
 
     Attributes
     ----------
@@ -226,6 +238,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         (+ element-wise gates), per block, plus encoder, norms and head.
     router_lr_scale_ : float
         The router's learning-rate scale used (``router_lr_scale``, ``'auto'`` resolved).
+    init_losses_ : list of float
+        The final loss of each of the ``n_init`` trainings; ``net_`` is the lowest's.
     n_experts_ : int
         Number of experts: ``n_experts``, ``len(experts)``, or more after :meth:`grow`.
     dense_history_ : skorch.History or None
@@ -337,7 +351,7 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     ----------
     n_features_in_, feature_names_in_, net_, history_, expert_load_, router_entropy_,
     overflow_fraction_, n_active_params_, n_experts_, dense_history_, expert_blocks_,
-    expert_block_of_, block_load_ :
+    expert_block_of_, block_load_, router_lr_scale_, init_losses_ :
         As in :class:`MoEClassifier`.
 
     Examples

@@ -8,6 +8,8 @@
 * :class:`RowDataset` — numpy or CSR rows fetched a *batch* at a time; a CSR batch stays
   sparse (a torch CSR tensor) and meets the first layer as a sparse x dense product
   (:mod:`moensemble.moe.sparse`).
+* :class:`RouterGroupLasso` — a callback: after every training step, a proximal
+  group-lasso step on the routers' input weights (``router_l1``).
 * :class:`RoutingStats` — a callback that logs per-epoch router entropy, load
   max-violation and switch overflow into the skorch history.
 """
@@ -36,6 +38,7 @@ from .routing import (
     dispatch,
     run_experts,
     scatter_logsumexp,
+    shrink_router_inputs,
 )
 from .sparse import LazySparseAdam, as_sparse_linear, csr_batch
 
@@ -452,3 +455,47 @@ class RoutingStats(Callback):
         net.history.record("load_max_violation", float((counts.max() - mean) / mean))
         net.history.record("overflow_fraction", overflow / rows)
         net.history.record("expert_load", (counts / max(counts.sum(), 1.0)).tolist())
+
+
+class RouterGroupLasso(Callback):
+    """Relaxed proximal group lasso on every router's input weights.
+
+    In the first ``select_fraction`` of the epochs, after each training step, the penalty
+    ``strength * sum_j ||W[:, j]||`` over the input features ``j`` of each router takes a
+    proximal step (:func:`~.routing.shrink_router_inputs`; threshold ``strength`` times
+    the learning rate of the router's parameter group), which sets the features that do
+    not help the split to exactly zero. In the remaining epochs the features zeroed by
+    then stay zero and the others train without the penalty (the relaxed lasso: the
+    shrinkage would otherwise soften the gate on the features it keeps).
+
+    Parameters
+    ----------
+    strength : float >= 0
+    select_fraction : float in (0, 1]
+    """
+
+    def __init__(self, strength: float, select_fraction: float = 0.5) -> None:
+        self.strength = strength
+        self.select_fraction = select_fraction
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        self.masks_ = None
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs) -> None:
+        if not training or self.strength <= 0:
+            return
+        routers = [m for m in net.module_.modules() if isinstance(m, Router)]
+        selecting = self.masks_ is None or (
+            len(net.history) <= self.select_fraction * net.max_epochs)
+        if selecting:
+            lrs = {id(p): group["lr"] for name in net._optimizers
+                   for group in getattr(net, name + "_").param_groups
+                   for p in group["params"]}
+            for router in routers:
+                lr = lrs.get(id(router.linear.weight), net.lr)
+                shrink_router_inputs(router, self.strength * lr)
+            # The features in after the last selecting step (Adam moves a zero the next).
+            self.masks_ = [router.linear.weight.detach().abs().sum(0) > 0 for router in routers]
+            return
+        for router, keep in zip(routers, self.masks_, strict=True):
+            shrink_router_inputs(router, 0.0, keep=keep)

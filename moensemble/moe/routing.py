@@ -216,6 +216,32 @@ class Router(nn.Module):
         self.expert_bias += self.bias_update_rate * torch.sign(1.0 / self.n_experts - load)
 
 
+@torch.no_grad()
+def shrink_router_inputs(
+    router: Router, threshold: float, keep: Tensor | None = None
+) -> None:
+    """Group soft-thresholding of ``router``'s input weights, in place (a proximal step).
+
+    One group per input feature: its column in ``router.linear.weight`` and, for a
+    :class:`TopKRouter`, in the noise map's weight. Each column is scaled by
+    ``max(0, 1 - threshold / ||column||)``, so a feature whose group norm is below
+    ``threshold`` is set exactly to zero: after every optimizer step, this is the proximal
+    gradient method for the group-lasso penalty ``sum_j ||W[:, j]||`` (the router reads
+    few features). ``keep`` (bool, ``(in_features,)``), if given, also zeroes the
+    features it marks False.
+    """
+    weights = [router.linear.weight]
+    noise = getattr(router, "noise", None)
+    if isinstance(noise, nn.Linear):
+        weights.append(noise.weight)
+    norms = torch.sqrt(sum(w.square().sum(0) for w in weights))  # (in_features,)
+    scale = (1.0 - threshold / norms.clamp_min(1e-12)).clamp_min(0.0)
+    if keep is not None:
+        scale = scale * keep
+    for w in weights:
+        w.mul_(scale)
+
+
 class SoftmaxRouter(Router):
     """Dense gating: every row goes to every expert with weight ``softmax(W x)``."""
 

@@ -1,0 +1,96 @@
+"""Levers for hidden-regime data (issue 13): a sparse gate (``router_l1``) and restarts
+(``n_init``). What each does is asserted on the fitted net, not only on a score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from moensemble.datasets import make_regime_classification
+from moensemble.moe import MoEClassifier, MoERegressor
+
+FAST = dict(n_experts=3, top_k=2, expert_hidden=(), max_epochs=30, lr=1e-2, batch_size=128,
+            random_state=0)
+
+
+CHECKED = dict(n_experts=3, top_k=2, expert_hidden=(8,), max_epochs=4, lr=1e-2, batch_size=32,
+               router_l1=0.5, n_init=2, random_state=0)
+
+
+@parametrize_with_checks(
+    [MoEClassifier(**CHECKED), MoERegressor(**CHECKED)], expected_failed_checks=lambda est: {}
+)
+def test_sklearn_compatible_with_levers(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def regimes():
+    # 3 regimes set by the first 2 of 12 features: the other 10 should leave the gate.
+    X, y = make_regime_classification(1500, n_features=12, n_regimes=3, random_state=0)
+    return X, y
+
+
+def _gate_column_norms(est) -> np.ndarray:
+    return est.net_.module_.router.linear.weight.detach().norm(dim=0).numpy()
+
+
+def test_router_l1_zeroes_the_gate_weights_of_features_that_do_not_set_the_regime(regimes):
+    X, y = regimes
+    dense = _gate_column_norms(MoEClassifier(**FAST).fit(X, y))
+    sparse_est = MoEClassifier(**FAST, router_l1=0.9).fit(X, y)
+    sparse = _gate_column_norms(sparse_est)
+    assert (dense > 0).all()  # without the penalty the gate reads every feature
+    assert (sparse[:2] > 1.0).all()  # the two regime features stay in
+    assert (sparse[2:] == 0).mean() >= 0.7  # exactly zero, not merely small
+    # The noise map of the top-k router is thresholded with the same groups.
+    noise = sparse_est.net_.module_.router.noise.weight.detach().norm(dim=0).numpy()
+    assert (noise[sparse == 0] == 0).all()
+
+
+def test_router_l1_zeroed_features_stay_out_after_the_selection_half(regimes):
+    X, y = regimes
+    est = MoEClassifier(**FAST, router_l1=0.9).fit(X, y)
+    # Routing ignores a zeroed feature: changing it leaves every row's experts unchanged.
+    zeroed = np.flatnonzero(_gate_column_norms(est) == 0)
+    assert len(zeroed) > 0
+    X2 = X.copy()
+    X2[:, zeroed] = np.random.default_rng(1).normal(size=(len(X), len(zeroed))) * 10
+    np.testing.assert_array_equal(est.route(X)[0], est.route(X2)[0])
+
+
+def test_n_init_keeps_the_restart_with_the_lowest_final_loss(regimes):
+    X, y = regimes
+    one = MoEClassifier(**FAST).fit(X, y)
+    three = MoEClassifier(**FAST, n_init=3).fit(X, y)
+    losses = three.init_losses_
+    assert len(losses) == 3 and len(set(losses)) == 3  # three different initialisations
+    assert losses[0] == pytest.approx(one.init_losses_[0])  # the first is the n_init=1 fit
+    assert three.history_[-1, "train_loss"] == pytest.approx(min(losses))
+
+
+def test_n_init_with_early_stopping_compares_validation_losses():
+    X, y = make_regime_classification(600, n_features=6, n_regimes=2, random_state=1)
+    est = MoERegressor(n_experts=2, expert_hidden=(), max_epochs=8, n_init=2,
+                       early_stopping=True, random_state=0).fit(X, y.astype(float))
+    assert len(est.init_losses_) == 2
+    assert min(est.history_[:, "valid_loss"]) == pytest.approx(min(est.init_losses_))
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(router_l1=-0.1), "router_l1"),
+    (dict(n_init=0), "n_init"),
+    (dict(n_init=True), "n_init"),
+])
+def test_bad_lever_values_are_refused_naming_the_parameter(regimes, params, match):
+    X, y = regimes
+    with pytest.raises(InvalidParameterError, match=match):
+        MoEClassifier(**FAST, **params).fit(X[:50], y[:50])
+
+
+def test_levers_survive_clone_and_set_params():
+    est = clone(MoEClassifier(router_l1=0.5, n_init=2))
+    assert est.get_params()["router_l1"] == 0.5 and est.get_params()["n_init"] == 2
