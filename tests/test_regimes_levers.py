@@ -94,3 +94,25 @@ def test_bad_lever_values_are_refused_naming_the_parameter(regimes, params, matc
 def test_levers_survive_clone_and_set_params():
     est = clone(MoEClassifier(router_l1=0.5, n_init=2))
     assert est.get_params()["router_l1"] == 0.5 and est.get_params()["n_init"] == 2
+
+
+def test_moe_space_draws_router_l1_without_an_encoder_and_n_init_only_when_asked():
+    import optuna
+
+    from moensemble.search import moe_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [moe_space(study.ask(), encoder=(None, 16)) for _ in range(40)]
+    plain = [d for d in drawn if d["encoder"] is None]
+    assert {d["router_l1"] for d in plain} == {0.0, 0.3, 0.8}
+    assert all(d["router_l1"] == 0.0 for d in drawn if d["encoder"] is not None)
+    assert all(d["n_init"] == 1 for d in drawn)
+    MoEClassifier(**plain[0])._validate_params()  # every drawn value is a valid parameter
+    restarts = {moe_space(study.ask(), encoder=(None, 16), n_init=(1, 3))["n_init"]
+                for _ in range(30)}
+    assert restarts == {1, 2, 3}
+    with pytest.raises(ValueError, match="router_l1"):
+        moe_space(study.ask(), router_l1=(0.0, -1.0))
+    with pytest.raises(ValueError, match="n_init"):
+        moe_space(study.ask(), n_init=(0, 2))

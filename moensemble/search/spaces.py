@@ -111,6 +111,8 @@ def moe_space(
     mixture: str | Sequence[str] = _MIXTURES,
     router_lr_scale: float | tuple[float, float] = (1.0, 30.0),
     num_embedding: str | None | Sequence[str | None] = (None,),
+    router_l1: float | Sequence[float] = (0.0, 0.3, 0.8),
+    n_init: int | tuple[int, int] = 1,
 ) -> dict[str, Any]:
     """Search space of :class:`moensemble.MoEClassifier` / :class:`~moensemble.MoERegressor`.
 
@@ -151,6 +153,14 @@ def moe_space(
         Choices of numeric feature embedding among None, 'periodic', 'piecewise'
         (dense input only: the estimators refuse them on sparse X). The default
         draws nothing.
+    router_l1 : float or sequence of float, default=(0.0, 0.3, 0.8)
+        Choices of the group lasso on the router's input weights (a sparse gate;
+        0 is off). Drawn only for a single MoE layer on the raw features (no encoder);
+        else 0. Values >= 1 can zero every feature under Adam (its steps are at most
+        about the learning rate, the lasso's threshold is ``router_l1`` times it).
+    n_init : int or (int, int), default=1
+        Restarts per fit (the lowest final loss kept); each multiplies the fit time, so
+        the default draws none.
 
     Returns
     -------
@@ -159,7 +169,7 @@ def moe_space(
         ``router``, ``expert_hidden`` (a tuple of widths), ``dropout``, ``lr``,
         ``batch_size``, ``aux_loss_coef``, ``capacity_factor``, ``max_epochs``,
         ``encoder`` (None or a 1-tuple of widths), ``n_layers``, ``mixture``,
-        ``router_lr_scale``, ``num_embedding``.
+        ``router_lr_scale``, ``num_embedding``, ``router_l1``, ``n_init``.
 
     Raises
     ------
@@ -206,6 +216,13 @@ def moe_space(
     if bad:
         raise ValueError(f"`num_embedding` choices must be among {_NUM_EMBEDDINGS}; got {bad}.")
 
+    l1_choices = _as_choices(router_l1, "router_l1")
+    bad = [v for v in l1_choices if isinstance(v, bool) or not isinstance(v, (int, float))
+           or v < 0]
+    if bad:
+        raise ValueError(f"`router_l1` choices must be numbers >= 0; got {bad}.")
+    n_init_r = _as_range(n_init, "n_init", integer=True, low_bound=1)
+
     p = prefix
     params: dict[str, Any] = {}
     params["n_experts"] = _int(trial, f"{p}n_experts", n_experts_r, log=True)
@@ -233,6 +250,9 @@ def moe_space(
         trial, f"{p}mixture", mixtures)
     params["router_lr_scale"] = _float(trial, f"{p}router_lr_scale", router_lr_r, log=True)
     params["num_embedding"] = _categorical(trial, f"{p}num_embedding", embeddings)
+    params["router_l1"] = 0.0 if width is not None else float(
+        _categorical(trial, f"{p}router_l1", l1_choices))
+    params["n_init"] = _int(trial, f"{p}n_init", n_init_r)
     return params
 
 
