@@ -511,10 +511,13 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
 
 def _final_loss(net) -> float:
     """What ``n_init`` compares: the best validation loss with early stopping, else the
-    last epoch's training loss."""
-    if "valid_loss" in net.history[-1]:
-        return float(min(net.history[:, "valid_loss"]))
-    return float(net.history[-1, "train_loss"])
+    last complete epoch's training loss (inf when training stopped inside the first
+    epoch, e.g. on an interrupt)."""
+    for key, pick in (("valid_loss", min), ("train_loss", lambda losses: losses[-1])):
+        losses = [row[key] for row in net.history if key in row]
+        if losses:
+            return float(pick(losses))
+    return float("inf")
 
 
 def _router_lr_scale(scale, X) -> float:
