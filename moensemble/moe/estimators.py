@@ -202,7 +202,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         then linear + ReLU). Dense input only. See :mod:`moensemble.moe.embeddings`.
     router_l1 : float >= 0, default=0.0
         Strength of a group lasso on the routers' input weights, one group per input
-        feature (its column of the gate's weight, and of the noise map of ``'topk'``):
+        feature (its column of the gate's weight, and of the noise map of ``'topk'``;
+        with ``num_embedding`` or MoE blocks, per column of what each router reads):
         a proximal step after every training step in the first half of ``max_epochs``
         sets the features that do not help the split to exactly zero in the gate; in the
         second half they stay zero and the rest trains without the penalty (relaxed
