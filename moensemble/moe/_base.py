@@ -275,14 +275,14 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         devices = [device] if device.startswith("cuda") else []
         # Fork the RNG so fitting is reproducible without touching the user's torch seed.
         with torch.random.fork_rng(devices=devices):
-            nets, self.init_losses_ = [], []
+            self.init_losses_ = []
             for i in range(self.n_init):  # restarts: keep the net of the lowest final loss
                 init_seed = seed if i == 0 else (seed + 7919 * i) % np.iinfo(np.int32).max
                 net = self._fit_one(net_cls, criterion, train, valid, device, out_features,
                                     hidden, init_seed)
-                nets.append(net)
                 self.init_losses_.append(_final_loss(net))
-            self.net_ = nets[int(np.argmin(self.init_losses_))]
+                if self.init_losses_[-1] <= min(self.init_losses_):
+                    self.net_ = net
         self._finish_fit(X)
         for _ in range(self.grow_steps):
             self._grow(X, y, 1, self.grow_epochs)
