@@ -511,12 +511,13 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
 
 def _final_loss(net) -> float:
     """What ``n_init`` compares: the best validation loss with early stopping, else the
-    last complete epoch's training loss (inf when training stopped inside the first
-    epoch, e.g. on an interrupt)."""
+    last complete epoch's training loss; inf when training stopped inside the first
+    epoch (e.g. on an interrupt) or the loss is NaN (float16 steps that all overflowed)."""
     for key, pick in (("valid_loss", min), ("train_loss", lambda losses: losses[-1])):
         losses = [row[key] for row in net.history if key in row]
         if losses:
-            return float(pick(losses))
+            loss = float(pick(losses))
+            return float("inf") if np.isnan(loss) else loss
     return float("inf")
 
 
