@@ -4,8 +4,8 @@ Task: :func:`moensemble.datasets.make_regime_classification` — ``K`` regimes g
 nearest of ``K`` centres in 2 of ``d`` standard-normal features, each regime a noisy linear
 softmax rule over all ``d`` features (2 classes), with a computable Bayes rate. Per cell of
 the grid (K, d, noise) and seed: ``--n-train`` rows to fit, 2,000 held-out rows to score.
-Seeds start at 100, so that the rules and rows differ from those the defaults were chosen on
-(tests/test_mixture.py and the exploration used seeds 0 and 1).
+Seeds start at 100 (``--seed-start``), so that the rules and rows differ from those the
+defaults were chosen on (tests/test_mixture.py and the exploration used seeds 0 and 1).
 
 Contestants, all fitted in the same run:
 
