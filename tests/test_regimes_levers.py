@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -40,7 +41,7 @@ def _gate_column_norms(est) -> np.ndarray:
 
 def test_router_l1_zeroes_the_gate_weights_of_features_that_do_not_set_the_regime(regimes):
     X, y = regimes
-    dense = _gate_column_norms(MoEClassifier(**FAST).fit(X, y))
+    dense = _gate_column_norms(MoEClassifier(**FAST, router_l1=0.0).fit(X, y))
     sparse_est = MoEClassifier(**FAST, router_l1=0.9).fit(X, y)
     sparse = _gate_column_norms(sparse_est)
     assert (dense > 0).all()  # without the penalty the gate reads every feature
@@ -49,6 +50,17 @@ def test_router_l1_zeroes_the_gate_weights_of_features_that_do_not_set_the_regim
     # The noise map of the top-k router is thresholded with the same groups.
     noise = sparse_est.net_.module_.router.noise.weight.detach().norm(dim=0).numpy()
     assert (noise[sparse == 0] == 0).all()
+
+
+def test_router_l1_auto_is_on_for_a_dense_table_and_off_for_sparse_or_mostly_zero_input(regimes):
+    X, y = regimes
+    assert MoEClassifier(**FAST).fit(X, y).router_l1_ == 0.8
+    assert MoEClassifier(**FAST).fit(sp.csr_matrix(X), y).router_l1_ == 0.0
+    mostly_zero = np.where(np.abs(X) > 1.0, X, 0.0)  # about two thirds of entries zero
+    assert MoEClassifier(**FAST).fit(mostly_zero, y).router_l1_ == 0.0
+    assert MoEClassifier(**FAST, encoder=(8,)).fit(X, y).router_l1_ == 0.0
+    assert MoEClassifier(**FAST).fit(X[:, :9], y).router_l1_ == 0.0  # little to select
+    assert MoEClassifier(**FAST, router_l1=0.3).fit(X, y).router_l1_ == 0.3
 
 
 def test_router_l1_zeroed_features_stay_out_after_the_selection_half(regimes):

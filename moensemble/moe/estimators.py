@@ -200,7 +200,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         experts: ``'periodic'`` (learned sin/cos frequencies, then linear + ReLU) or
         ``'piecewise'`` (piecewise-linear encoding on 16 quantile bins fitted in ``fit``,
         then linear + ReLU). Dense input only. See :mod:`moensemble.moe.embeddings`.
-    router_l1 : float >= 0, default=0.0
+    router_l1 : float >= 0 or 'auto', default='auto'
         Strength of a group lasso on the routers' input weights, one group per input
         feature (its column of the gate's weight, and of the noise map of ``'topk'``;
         with ``num_embedding`` or MoE blocks, per column of what each router reads):
@@ -210,7 +210,12 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         lasso). For data whose regimes depend on a few of many features: 0.8 added 4
         points on the held-out hidden-regime grid and cost 1.2 on compare's text job
         (MoE quality page). Adam moves a weight by at most about its learning rate per
-        step, so values >= 1 can zero every feature; ``0``: off.
+        step, so values >= 1 can zero every feature; ``0``: off. ``'auto'``: 0.8 where the
+        routers read the raw columns of a dense table of at least 10 features with at least
+        half of its entries nonzero, else 0 (fewer features, sparse or mostly-zero input, an
+        ``encoder``, ``num_embedding``, ``n_layers > 1``); the value used is ``router_l1_``.
+        The sparse gate trades balance for specialisation: on ``make_classification`` (20
+        features) 0.8 scored 0.952 against 0.932 with a load violation of 1.10 against 0.37.
     n_init : int >= 1, default=1
         Trainings from different initialisations (seeds drawn from ``random_state``),
         each of ``max_epochs``; the net with the lowest final loss is kept (best
@@ -242,6 +247,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         (+ element-wise gates), per block, plus encoder, norms and head.
     router_lr_scale_ : float
         The router's learning-rate scale used (``router_lr_scale``, ``'auto'`` resolved).
+    router_l1_ : float
+        The group-lasso strength used (``router_l1``, ``'auto'`` resolved).
     init_losses_ : list of float
         The final loss of each of the ``n_init`` trainings; ``net_`` is the lowest's.
     n_experts_ : int
