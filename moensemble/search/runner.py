@@ -107,7 +107,7 @@ class Runner:
         """Seconds a fold should take: this entry's or family's past folds; else a fit timed
         on a subsample (large data); else the slowest fold of the trials so far (the portfolio
         runs cheapest first, so an entry not yet seen is rarely cheaper than those before it;
-        the median let LightGBM start a 5-s fold on digits with 3 s left)."""
+        the median started slower entries too late: digits at 30 s ended at 1.13 of it)."""
         if self.fold_seconds.get(key):
             return float(np.median(self.fold_seconds[key]))
         train, test = self.folds[0]
