@@ -103,6 +103,19 @@ def test_budget_stops_the_portfolio_on_a_fake_clock(task, clock):
     assert set(auto.ensemble_weights_.index) <= {"m0", "m1"}
 
 
+def test_an_unseen_entry_is_expected_to_cost_the_slowest_fold_so_far(task, clock, tmp_path):
+    X, y = task
+    log = tmp_path / "fits.txt"
+    members = [("cheap", Costly(seconds=0.2)), ("slow", Costly(seconds=5.0)),
+               ("unseen", Costly(seconds=5.0, log=str(log)))]
+    auto = AutoClassifier(time_budget=30, base_estimators=members, families=(), cv=3,
+                          progress_bar=False, random_state=0).fit(X, y)
+    # 13.8 s left after 15.6: the median fold (2.6 s) would start it and waste a fold.
+    note = auto.leaderboard_.set_index("name").loc["unseen", "note"]
+    assert note.startswith("skipped: needs about 15.0 s")
+    assert _fits(log) == []
+
+
 def _fits(log) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
 

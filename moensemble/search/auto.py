@@ -99,6 +99,8 @@ class _BaseAuto(FinalModel, BaseEstimator):
                             callable, None],
         "ensemble_bags": [IntInterval(1, None, closed="left")],
         "temperature_scaling": ["boolean"],
+        "stack_levels": [IntInterval(0, 2, closed="both")],
+        "stack_passthrough": ["boolean"],
         "refit_full": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
@@ -129,6 +131,8 @@ class _BaseAuto(FinalModel, BaseEstimator):
         ensemble_metric: Any = None,
         ensemble_bags: int = 20,
         temperature_scaling: bool = True,
+        stack_levels: int = 1,
+        stack_passthrough: bool = False,
         refit_full: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
@@ -154,6 +158,8 @@ class _BaseAuto(FinalModel, BaseEstimator):
         self.ensemble_metric = ensemble_metric
         self.ensemble_bags = ensemble_bags
         self.temperature_scaling = temperature_scaling
+        self.stack_levels = stack_levels
+        self.stack_passthrough = stack_passthrough
         self.refit_full = refit_full
         self.memory = memory
         self.n_jobs = n_jobs
@@ -196,7 +202,8 @@ class _BaseAuto(FinalModel, BaseEstimator):
         try:
             context = self._context(X, y, memory, seed)
             families = {n: f for n, f in families.items()
-                        if f.available is None or f.available(context)}
+                        if (f.available is None or f.available(context))
+                        and (f.level == 1 or self.stack_levels > 0)}
             with quiet_optuna(self.verbose), warnings.catch_warnings():
                 if not self.verbose:  # trials' warnings (convergence, ...) are noise here
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -387,6 +394,7 @@ class _BaseAuto(FinalModel, BaseEstimator):
             task=self._task, members=members, inner_cv=self.inner_cv, memory=memory,
             n_jobs=self.n_jobs, random_state=seed, sparse=sparse,
             n_samples=X.shape[0], n_features=X.shape[1], non_negative=non_negative,
+            stack_levels=self.stack_levels, stack_passthrough=self.stack_passthrough,
         )
 
     def predict(self, X: Any) -> np.ndarray:
@@ -464,6 +472,15 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         Classification: temper each trial's probabilities by one temperature fitted on
         its out-of-fold log loss before the selection and in the final average, so that
         badly calibrated members (naive Bayes, k-NN) blend on the others' scale.
+    stack_levels : {0, 1, 2}, default=1
+        Stacking layers (AutoGluon's ``auto_stack``) the search may add over the single
+        models: 0 none; 1 the level-2 ``weighted`` / ``stacking`` trials, each over the
+        best ``top_n`` level-1 trials' out-of-fold predictions; 2 also level 3, over the
+        best trials of both levels. The final selection blends every level.
+    stack_passthrough : bool, default=False
+        Level-2 ``stacking`` trials may also read the original features (dense input of
+        at most 500 columns). Off by default: on shared folds it inflates their
+        out-of-fold score (see ``docs/benchmarks/automl.md``).
     refit_full : bool, default=False
         Refit the selected trials on all rows (one model each instead of a bag of
         ``cv``: a faster predict) while the budget lasts; 20 % of it is kept for that.

@@ -45,6 +45,8 @@ class SearchContext:
     n_features: int
     non_negative: bool = True
     level2: bool = False  # the AutoML builds a level-2 family: its members are trials
+    stack_levels: int = 1  # stacking layers over the level-1 trials (the AutoML's)
+    stack_passthrough: bool = False  # level-2 stackers may read the original features
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class Family:
         ``top_n`` best level-1 trials (an Optuna parameter ``<name>__top_n``).
     passthrough : bool, default=False
         Level 2: the search may also hand it the original features
-        (``<name>__passthrough``; dense input of at most 500 columns only).
+        (``<name>__passthrough``; with the AutoML's ``stack_passthrough=True`` only, on
+        dense input of at most 500 columns).
     available : callable or None
         ``available(context) -> bool``: whether the family can run on this input
         (None: always).
