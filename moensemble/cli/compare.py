@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                            optional=OPTIONAL_MODELS)
     say(f"data: {dataset['description']}")
     say(f"models: {', '.join(name for name, _ in models)}; {args.cv}-fold cross-validation")
-    if not args.models:
+    if args.models is None:
         for reason in _left_out(built, task).values():
             say(f"note: {reason}")
 
@@ -329,17 +329,21 @@ def select_models(models: list, names: str | None,
 
     ``left_out`` maps default models missing from ``models`` to why; asking for one says so.
     """
-    if not names:
+    if names is None:
         return [(n, m) for n, m in models if n not in optional]
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     available = dict(models)
+    if not wanted:  # `--models ''` or `--models ,`: not the default board in disguise
+        raise UserError(f"--models {names!r} names no model; give a comma-separated list of "
+                        f"{', '.join(available)} (or leave --models out for the default "
+                        "board).")
     for name in wanted:
         if name in (left_out or {}):
             raise UserError(f"--models {name}: not in this run: {left_out[name]}; available: "
                             f"{', '.join(available)}")
     unknown = [n for n in wanted if n not in available]
-    if unknown or not wanted:
-        raise UserError(f"unknown model(s) {', '.join(unknown) or '(none given)'} in --models; "
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)} in --models; "
                         f"available: {', '.join(available)}")
     return [(n, available[n]) for n in dict.fromkeys(wanted)]
 
