@@ -32,7 +32,7 @@ from .sparse import check_lazy_adam
 from .variants import build_experts, describe_spec_error
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
-              # Adam, and SparseAdam for the first layers on sparse input (moe/sparse.py)
+              # Adam, and CatchUpAdam for the first layers on sparse input (moe/sparse.py)
               "lazy_adam": torch.optim.Adam}
 
 
