@@ -245,3 +245,18 @@ def test_lazy_adam_model_round_trips_and_grows(tmp_path):
     np.testing.assert_allclose(back.predict(X), est.predict(X), atol=1e-6)
     est.grow(X, y.astype(float), n_new=1, max_epochs=1)  # a fresh pair of optimizers
     assert est.n_experts_ == 4 and "sparse_optimizer" in est.net_._optimizers
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_one_batch_predict_is_skorchs_predict(sparse_input):
+    # predict_proba of at most batch_size rows skips skorch's DataLoader: same numbers.
+    from moensemble.moe.net import RowDataset
+
+    X, y = _text_task()
+    X = X if sparse_input else X.toarray()
+    clf = MoEClassifier(**FAST).fit(X, y)
+    skorch = clf.net_.predict_proba(RowDataset(X[:20].astype(np.float32)))
+    one_batch = clf._forward(X[:20])
+    np.testing.assert_allclose(one_batch, skorch, rtol=1e-6, atol=1e-7)
+    rows = np.vstack([clf.predict_proba(X[i : i + 1]) for i in range(5)])
+    np.testing.assert_allclose(rows, clf.predict_proba(X[:5]), rtol=1e-5, atol=1e-6)
