@@ -209,3 +209,38 @@ def test_table_embeddings_bypass_the_column_by_column_table_encoder(monkeypatch)
     out = features.fit_transform(embedded["X"])
     assert out.shape == (20, 1 + 2 + 3)  # price, store one-hot, 3 embedding columns
     assert out.min() >= 0.0 and out.max() <= 1.0  # scaled as the encoder scales
+
+
+def _worker_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_compare_fits_with_the_threads_asked_for_here_and_in_fold_workers(csv, tmp_path,
+                                                                          monkeypatch):
+    import torch
+    from joblib import Parallel, delayed
+
+    import moensemble.leaderboard
+
+    seen = {}
+
+    def fake_compare(models, X, y, **kwargs):
+        seen["here"] = torch.get_num_threads()
+        seen["workers"] = Parallel(n_jobs=2)(delayed(_worker_threads)() for _ in range(2))
+        raise KeyboardInterrupt  # stop before any fit (exit code 130)
+
+    monkeypatch.setattr(moensemble.leaderboard, "compare", fake_compare)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for threads in ("1", "2"):
+            code = main(["compare", "--data", str(csv), "--target", "topic", "--features",
+                         "price", "--threads", threads, "--n-jobs", "2", "--output",
+                         str(tmp_path), "--quiet"])
+            assert code == 130  # the interrupt, after the fake compare looked
+            assert seen == {"here": int(threads), "workers": [int(threads)] * 2}
+            assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(before)

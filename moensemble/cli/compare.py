@@ -7,6 +7,7 @@ leaderboard (CSV, JSON) and its plots (PNG) to ``--output``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -102,6 +103,11 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      help="TF-IDF vocabulary size")
     options.add_argument("--n-jobs", type=n_jobs, default=1, metavar="N",
                      help="folds run in parallel (-1: all cores)")
+    options.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                     help="torch threads of each fold's fits (the MoE, the gated router). "
+                     "More than 1 pays only on idle cores: on a busy 2-core machine two "
+                     "threads made an MoE fit 3x slower and spent 5x the CPU time "
+                     "(spin-waiting); use --n-jobs to parallelise over folds instead")
     options.add_argument("--random-state", type=seed, default=0, metavar="SEED")
     options.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="DIR",
                      help="folder for leaderboard.csv, leaderboard.json and the PNG plots")
@@ -136,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     folds = make_folds(args.cv, X, y, task=task, random_state=args.random_state)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _torch_threads(args.threads):
         _quiet_known_warnings()
         board, fold_table = compare(
             models, X, y, cv=folds, n_jobs=args.n_jobs, random_state=args.random_state,
@@ -158,6 +164,22 @@ def run(args: argparse.Namespace) -> int:
     say(f"wrote {', '.join(path.name for path in written)} to {output}/")
     return 0
 
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """``n`` torch threads for the fits in this process and in the fold workers (loky's
+    ``inner_max_num_threads``, read by torch when a worker starts), restored afterwards."""
+    import joblib
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with joblib.parallel_config(backend="loky", inner_max_num_threads=n):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def load_table(args: argparse.Namespace) -> dict:
