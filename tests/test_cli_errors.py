@@ -74,6 +74,12 @@ CASES = {
     "compare --models unknown": (
         lambda f: _compare(f, "ok", "--target", "label", "--models", "logreg,forest"),
         r"unknown model\(s\) forest in --models; available: .*weighted_moe.*stacked_moe.*mlp"),
+    "compare --models ''": (
+        lambda f: _compare(f, "ok", "--target", "label", "--models", ""),
+        r"--models '' names no model; give a comma-separated list of logreg, .*stacked_moe"),
+    "compare --models ,": (
+        lambda f: _compare(f, "ok", "--target", "label", "--models", " , "),
+        r"--models ' , ' names no model"),
     "tune --random-state -1": (
         lambda f: _tune(f, "ok", "--target", "label", "--random-state", "-1", "--n-trials", "1"),
         r"argument --random-state: expected a seed between 0 and 2\*\*32 - 1"),

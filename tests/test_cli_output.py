@@ -176,3 +176,71 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(csv, tmp_path, capsys, mo
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(run) == 0
     assert "compare:" in capsys.readouterr().err
+
+
+def test_table_embeddings_bypass_the_column_by_column_table_encoder(monkeypatch):
+    # 384 embedding columns through the TableEncoder cost ~15 s a fit (40 ms a column):
+    # they go beside it as one scaled numeric block, and the models see every column.
+    import moensemble.text
+    from moensemble.cli.compare import embed_text
+
+    class FakeEmbedder:
+        def fit(self, texts):
+            return self
+
+        def transform(self, texts):
+            return np.array([[len(t), t.count("a"), 1.0] for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(moensemble.text, "SentenceEmbedder", FakeEmbedder)
+    X = pd.DataFrame({"review": ["a cat", "a dog sat", "the sun", "rain again"] * 5,
+                      "price": np.arange(20.0), "store": list("xyxy") * 5})
+    kinds = {"review": "text", "price": "numeric", "store": "categorical"}
+    dataset = {"X": X, "y": np.arange(20) % 2, "task": "classification", "kinds": kinds,
+               "text": True, "text_column": "review", "numeric": ["price"],
+               "description": "t"}
+    embedded = embed_text(dataset, lambda message: None)
+    assert embedded["kinds"] == {"price": "numeric", "store": "categorical"}
+    assert embedded["embedding_columns"] == [f"review_embedding{i}" for i in range(3)]
+    args = argparse.Namespace(max_features=100, random_state=0)
+    features = dict(build_models(embedded, args))["logreg"][0]
+    table, block = features.transformers[0], features.transformers[1]
+    assert type(table[1]).__name__ == "TableEncoder" and table[2] == ["price", "store"]
+    assert block[2] == embedded["embedding_columns"]
+    out = features.fit_transform(embedded["X"])
+    assert out.shape == (20, 1 + 2 + 3)  # price, store one-hot, 3 embedding columns
+    assert out.min() >= 0.0 and out.max() <= 1.0  # scaled as the encoder scales
+
+
+def _worker_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_compare_fits_with_the_threads_asked_for_here_and_in_fold_workers(csv, tmp_path,
+                                                                          monkeypatch):
+    import torch
+    from joblib import Parallel, delayed
+
+    import moensemble.leaderboard
+
+    seen = {}
+
+    def fake_compare(models, X, y, **kwargs):
+        seen["here"] = torch.get_num_threads()
+        seen["workers"] = Parallel(n_jobs=2)(delayed(_worker_threads)() for _ in range(2))
+        raise KeyboardInterrupt  # stop before any fit (exit code 130)
+
+    monkeypatch.setattr(moensemble.leaderboard, "compare", fake_compare)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for threads in ("1", "2"):
+            code = main(["compare", "--data", str(csv), "--target", "topic", "--features",
+                         "price", "--threads", threads, "--n-jobs", "2", "--output",
+                         str(tmp_path), "--quiet"])
+            assert code == 130  # the interrupt, after the fake compare looked
+            assert seen == {"here": int(threads), "workers": [int(threads)] * 2}
+            assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(before)

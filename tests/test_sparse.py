@@ -1,4 +1,4 @@
-"""Sparse first-layer gradients and optimizer='lazy_adam' (SparseAdam) on CSR input."""
+"""Sparse first-layer gradients and optimizer='lazy_adam' (CatchUpAdam) on CSR input."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from moensemble.moe import MoEClassifier, MoERegressor
 from moensemble.moe.sparse import (
+    CatchUpAdam,
     SparseInputLinear,
     csr_batch,
     sparse_linear,
@@ -23,7 +24,7 @@ FAST = dict(n_experts=3, top_k=2, expert_hidden=(16,), max_epochs=10, lr=1e-2, b
             random_state=0)
 
 
-# the estimator checks fit sparse X too (check_estimator_sparse_*): the SparseAdam path
+# the estimator checks fit sparse X too (check_estimator_sparse_*): the lazy path
 @parametrize_with_checks([MoEClassifier(**FAST, optimizer="lazy_adam")],
                          expected_failed_checks=lambda est: {})
 def test_sklearn_compatible(estimator, check):
@@ -94,12 +95,12 @@ def _text_task(n=240, d=300, seed=0, scale=1.0):
      ["output_gate.linear.weight", "experts.weights.0", "shared_expert.layers.0.weight",
       "fallback.weight"]),
 ])
-def test_lazy_adam_steps_exactly_the_first_layers_with_sparse_adam(params, lazy):
+def test_lazy_adam_steps_exactly_the_first_layers_with_catch_up_adam(params, lazy):
     X, y = _text_task()
     clf = MoEClassifier(n_experts=3, top_k=1, expert_hidden=(8,), max_epochs=2,
                         optimizer="lazy_adam", random_state=0, **params).fit(X, y)
     opt = clf.net_.sparse_optimizer_
-    assert isinstance(opt, torch.optim.SparseAdam)
+    assert isinstance(opt, CatchUpAdam)
     names = {id(p): n for n, p in clf.net_.module_.named_parameters()}
     stepped = [names[id(p)] for group in opt.param_groups for p in group["params"]]
     assert sorted(stepped) == sorted(lazy)
@@ -150,13 +151,44 @@ def test_lazy_adam_trains_as_dense_adam_when_every_step_sees_the_same_columns(
     assert lazy.history_[-1, "train_loss"] < lazy.history_[0, "train_loss"]
 
 
-def test_lazy_adam_leaves_rows_of_unseen_columns_in_place():
-    # Adam keeps moving a weight after its column left the batch (momentum); lazy Adam
-    # updates only the rows of the columns in the batch.
+def _columns_come_and_go(optimizer_of, n_steps=150):
+    """A first layer trained on batches that each hold a few of 30 columns, with a loss
+    whose gradient does not depend on the weights (so the paths differ only by the
+    optimizer); returns the weights after ``n_steps`` steps."""
     torch.manual_seed(0)
-    layer = SparseInputLinear(4, 3)
+    layer = SparseInputLinear(30, 5)
+    opt = optimizer_of(layer)
+    target = torch.randn(4, 5)
+    for i in range(n_steps):
+        x = csr_batch(sp.random(4, 30, density=0.1, format="csr", random_state=i,
+                                dtype=np.float32))
+        opt.zero_grad()
+        (layer(x) * target).sum().backward()
+        opt.step()
+    if isinstance(opt, CatchUpAdam):
+        opt.catch_up()
+    return layer.weight.detach()
+
+
+def _sparse(layer):
     layer.weight.sparse_grad = True
-    opt = torch.optim.SparseAdam([layer.weight], lr=0.1)
+    return layer
+
+
+def test_catch_up_adam_moves_rows_as_dense_adam_where_sparse_adam_freezes_them():
+    adam = _columns_come_and_go(lambda m: torch.optim.Adam(m.parameters(), lr=1e-2))
+    catch_up = _columns_come_and_go(lambda m: CatchUpAdam([_sparse(m).weight], lr=1e-2))
+    frozen = _columns_come_and_go(lambda m: torch.optim.SparseAdam([_sparse(m).weight],
+                                                                    lr=1e-2))
+    # SparseAdam drops the momentum steps of skipped rows: far from Adam.
+    assert (frozen - adam).abs().max() > 0.1
+    # CatchUpAdam applies them (one bias correction per catch-up): close to Adam.
+    assert (catch_up - adam).abs().max() < 0.01
+
+
+def test_catch_up_adam_touches_only_the_rows_of_the_batch_until_catch_up():
+    layer = _sparse(SparseInputLinear(4, 3))
+    opt = CatchUpAdam([layer.weight], lr=0.1)
     first = csr_batch(sp.csr_matrix(np.array([[1.0, 1.0, 0, 0]], dtype=np.float32)))
     second = csr_batch(sp.csr_matrix(np.array([[0, 0, 1.0, 0]], dtype=np.float32)))
     for batch in (first, second):
@@ -164,8 +196,39 @@ def test_lazy_adam_leaves_rows_of_unseen_columns_in_place():
         layer(batch).sum().backward()
         before = layer.weight.detach().clone()
         opt.step()
-    moved = (layer.weight.detach() != before).any(1)
-    assert moved.tolist() == [False, False, True, False]
+    assert (layer.weight.detach() != before).any(1).tolist() == [False, False, True, False]
+    before = layer.weight.detach().clone()
+    opt.catch_up()  # rows 0 and 1 take the momentum step they skipped; 3 was never seen
+    assert (layer.weight.detach() != before).any(1).tolist() == [True, True, False, False]
+
+
+def test_catch_up_adam_refuses_dense_gradients():
+    layer = SparseInputLinear(4, 3)
+    opt = CatchUpAdam([layer.weight])
+    layer(torch.ones(2, 4)).sum().backward()
+    with pytest.raises(ValueError, match="sparse COO gradients"):
+        opt.step()
+
+
+def test_lazy_adam_with_gradient_norm_clipping_clips_the_sparse_gradients():
+    from skorch.callbacks import Callback, GradientNormClipping
+
+    class TotalNorm(Callback):
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            grads = [p.grad for _, p in named_parameters if p.grad is not None]
+            net.history.record_batch("grad_norm", float(torch.nn.utils.get_total_norm(grads)))
+
+    X, y = _text_task()
+    common = dict(optimizer="lazy_adam", max_epochs=2, random_state=0, expert_hidden=(8,))
+    free = MoEClassifier(callbacks=[TotalNorm()], **common).fit(X, y)
+    clipped = MoEClassifier(callbacks=[GradientNormClipping(1e-3), TotalNorm()],
+                            **common).fit(X, y)
+    assert "sparse_optimizer" in clipped.net_._optimizers
+    free_norms = [b["grad_norm"] for epoch in free.history_ for b in epoch["batches"]]
+    clipped_norms = [b["grad_norm"] for epoch in clipped.history_ for b in epoch["batches"]]
+    assert min(free_norms) > 1e-2  # so the clipping bites
+    np.testing.assert_allclose(clipped_norms, 1e-3, rtol=1e-3)
+    assert not np.allclose(free.predict_proba(X), clipped.predict_proba(X))
 
 
 def test_lazy_adam_refuses_weight_decay_on_sparse_input():
@@ -182,3 +245,18 @@ def test_lazy_adam_model_round_trips_and_grows(tmp_path):
     np.testing.assert_allclose(back.predict(X), est.predict(X), atol=1e-6)
     est.grow(X, y.astype(float), n_new=1, max_epochs=1)  # a fresh pair of optimizers
     assert est.n_experts_ == 4 and "sparse_optimizer" in est.net_._optimizers
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_one_batch_predict_is_skorchs_predict(sparse_input):
+    # predict_proba of at most batch_size rows skips skorch's DataLoader: same numbers.
+    from moensemble.moe.net import RowDataset
+
+    X, y = _text_task()
+    X = X if sparse_input else X.toarray()
+    clf = MoEClassifier(**FAST).fit(X, y)
+    skorch = clf.net_.predict_proba(RowDataset(X[:20].astype(np.float32)))
+    one_batch = clf._forward(X[:20])
+    np.testing.assert_allclose(one_batch, skorch, rtol=1e-6, atol=1e-7)
+    rows = np.vstack([clf.predict_proba(X[i : i + 1]) for i in range(5)])
+    np.testing.assert_allclose(rows, clf.predict_proba(X[:5]), rtol=1e-5, atol=1e-6)

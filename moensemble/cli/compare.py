@@ -7,6 +7,7 @@ leaderboard (CSV, JSON) and its plots (PNG) to ``--output``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -102,6 +103,11 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      help="TF-IDF vocabulary size")
     options.add_argument("--n-jobs", type=n_jobs, default=1, metavar="N",
                      help="folds run in parallel (-1: all cores)")
+    options.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                     help="torch threads of each fold's fits (the MoE, the gated router). "
+                     "More than 1 pays only on idle cores: on a busy 2-core machine two "
+                     "threads made an MoE fit 3x slower and spent 5x the CPU time "
+                     "(spin-waiting); use --n-jobs to parallelise over folds instead")
     options.add_argument("--random-state", type=seed, default=0, metavar="SEED")
     options.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="DIR",
                      help="folder for leaderboard.csv, leaderboard.json and the PNG plots")
@@ -130,13 +136,13 @@ def run(args: argparse.Namespace) -> int:
                            optional=OPTIONAL_MODELS)
     say(f"data: {dataset['description']}")
     say(f"models: {', '.join(name for name, _ in models)}; {args.cv}-fold cross-validation")
-    if not args.models:
+    if args.models is None:
         for reason in _left_out(built, task).values():
             say(f"note: {reason}")
 
     folds = make_folds(args.cv, X, y, task=task, random_state=args.random_state)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _torch_threads(args.threads):
         _quiet_known_warnings()
         board, fold_table = compare(
             models, X, y, cv=folds, n_jobs=args.n_jobs, random_state=args.random_state,
@@ -158,6 +164,22 @@ def run(args: argparse.Namespace) -> int:
     say(f"wrote {', '.join(path.name for path in written)} to {output}/")
     return 0
 
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """``n`` torch threads for the fits in this process and in the fold workers (loky's
+    ``inner_max_num_threads``, read by torch when a worker starts), restored afterwards."""
+    import joblib
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with joblib.parallel_config(backend="loky", inner_max_num_threads=n):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def load_table(args: argparse.Namespace) -> dict:
@@ -261,17 +283,20 @@ def _embed_table_text(dataset: dict, say: Callable[[str], None]) -> dict:
         embedder = SentenceEmbedder().fit(["a"])  # loads the model: fails fast without it
     except ImportError as exc:
         raise UserError(f"--text-features embeddings: {exc}") from None
-    parts, n_dims = [X.drop(columns=text)], 0
+    parts, n_dims, embedded = [X.drop(columns=text)], 0, []
     for col in text:
         say(f"embedding {len(X)} texts of {col!r} with all-MiniLM-L6-v2 ...")
         embeddings = embedder.transform(X[col].fillna("").astype(str).tolist())
         n_dims = embeddings.shape[1]
         columns = [f"{col}_embedding{i}" for i in range(n_dims)]
         parts.append(pd.DataFrame(embeddings, columns=columns, index=X.index))
-        kinds.update(dict.fromkeys(columns, "numeric"))
+        embedded += columns
         del kinds[col]
     X = pd.concat(parts, axis=1)
-    return {**dataset, "X": X, "kinds": {c: kinds[c] for c in X.columns}, "text": False,
+    # The embedding columns bypass the table encoder (build_models): it encodes column by
+    # column, 40 ms each, and 384 of them made every fit of every model wait ~15 s.
+    return {**dataset, "X": X, "kinds": {c: kinds[c] for c in X.columns if c in kinds},
+            "embedding_columns": embedded, "text": False,
             "description": f"{dataset['description']}; text as {n_dims}-d sentence "
                            "embeddings"}
 
@@ -301,6 +326,11 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
         encoder = TableEncoder(kinds=dataset["kinds"], scale="minmax",
                                text_max_features=args.max_features,
                                random_state=args.random_state)
+        if dataset.get("embedding_columns"):  # one numeric block, scaled as the encoder does
+            encoder = ColumnTransformer(
+                [("table", encoder, list(dataset["kinds"])),
+                 ("embeddings", MinMaxScaler(clip=True), dataset["embedding_columns"])],
+                sparse_threshold=0.0)
         return default_models(dataset["task"], features=encoder, sparse=dataset["text"],
                               quick=True, moe_members=True, mlp=True,
                               random_state=args.random_state)
@@ -329,17 +359,21 @@ def select_models(models: list, names: str | None,
 
     ``left_out`` maps default models missing from ``models`` to why; asking for one says so.
     """
-    if not names:
+    if names is None:
         return [(n, m) for n, m in models if n not in optional]
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     available = dict(models)
+    if not wanted:  # `--models ''` or `--models ,`: not the default board in disguise
+        raise UserError(f"--models {names!r} names no model; give a comma-separated list of "
+                        f"{', '.join(available)} (or leave --models out for the default "
+                        "board).")
     for name in wanted:
         if name in (left_out or {}):
             raise UserError(f"--models {name}: not in this run: {left_out[name]}; available: "
                             f"{', '.join(available)}")
     unknown = [n for n in wanted if n not in available]
-    if unknown or not wanted:
-        raise UserError(f"unknown model(s) {', '.join(unknown) or '(none given)'} in --models; "
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)} in --models; "
                         f"available: {', '.join(available)}")
     return [(n, available[n]) for n in dict.fromkeys(wanted)]
 

@@ -33,7 +33,7 @@ from .sparse import check_lazy_adam
 from .variants import build_experts, describe_spec_error
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
-              # Adam, and SparseAdam for the first layers on sparse input (moe/sparse.py)
+              # Adam, and CatchUpAdam for the first layers on sparse input (moe/sparse.py)
               "lazy_adam": torch.optim.Adam}
 
 
@@ -509,7 +509,15 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
-        return self.net_.predict_proba(RowDataset(X))
+        if X.shape[0] > self.batch_size:
+            return self.net_.predict_proba(RowDataset(X))
+        # One batch: skorch's predict_proba step by step (evaluation_step, the first output,
+        # the predict nonlinearity) without its DataLoader, which is most of a single-row
+        # call's overhead (benchmarks/bench_moe.py, latency).
+        xb, _ = RowDataset(X).__getitems__(np.arange(X.shape[0]))
+        out = self.net_.evaluation_step((xb, None), training=False)
+        out = out[0] if isinstance(out, tuple) else out
+        return self.net_._get_predict_nonlinearity()(out).cpu().numpy()
 
     def _validate_fit(self, X, y, **kwargs):
         return validate_data(

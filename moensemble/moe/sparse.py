@@ -10,9 +10,10 @@ By default the weight gradients are dense tensors (every torch optimizer works),
 optimizer step still touches every first-layer weight. With ``optimizer='lazy_adam'`` the
 big first layers (experts, shared expert, fallback, output gates, the shared encoder; not
 the routers) get *sparse* gradients (:class:`_SparseGradLookup`: only the rows of the
-columns in the batch) and are stepped by ``torch.optim.SparseAdam`` (:class:`LazySparseAdam`
-adds it to the skorch net), the other parameters by Adam: a step costs ``nnz x width``
-in the first layer, not ``vocabulary x width``.
+columns in the batch) and are stepped by :class:`CatchUpAdam` (:class:`LazySparseAdam`
+adds it to the skorch net), the other parameters by Adam: a step costs ``rows x width``
+for the rows of the batch's columns, not ``vocabulary x width``, and a row skipped for a
+while catches up on the momentum steps dense Adam would have given it.
 
 * :func:`is_sparse`, :func:`csr_batch`, :func:`take_rows`, :func:`split_rows`,
   :func:`densify` — the batch operations dispatch needs.
@@ -21,7 +22,8 @@ in the first layer, not ``vocabulary x width``.
   ``expert_ids[r]`` from a stacked ``(n_experts, in, out)`` tensor.
 * :class:`SparseLinear` — an ``nn.Linear`` that also takes CSR input.
 * :func:`mark_sparse_grads` — the first-layer weights that then get sparse gradients.
-* :class:`LazySparseAdam` — the skorch net mixin that steps them with ``SparseAdam``.
+* :class:`CatchUpAdam` — Adam on row-sparse gradients, lazily but as dense Adam moves.
+* :class:`LazySparseAdam` — the skorch net mixin that steps them with it.
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ class SparseInputLinear(nn.Module):
 
     The shared encoder's first layer: its weight is laid out as a table of the input
     columns (as ``nn.EmbeddingBag``), so a CSR batch reads contiguous rows and, marked by
-    :func:`mark_sparse_grads`, gets a row-sparse gradient that ``SparseAdam`` steps row by
+    :func:`mark_sparse_grads`, gets a row-sparse gradient that :class:`CatchUpAdam` steps row by
     row. Initialised as ``nn.Linear`` (uniform in ``+-1/sqrt(in_features)``).
     """
 
@@ -250,7 +252,7 @@ def mark_sparse_grads(module: nn.Module) -> list[nn.Parameter]:
     layer; on a single MoE layer, every :class:`SparseLinear` weight (experts' first layers,
     shared expert, fallback, output gates) and the stacked experts' first weights. Router
     weights stay dense (they are ``n_experts`` wide, and keep their own learning rate
-    group). Returns the marked parameters (to be stepped by ``SparseAdam``).
+    group). Returns the marked parameters (to be stepped by :class:`CatchUpAdam`).
     """
     from .experts import StackedMLPExperts  # experts.py builds on this module
 
@@ -272,24 +274,129 @@ def mark_sparse_grads(module: nn.Module) -> list[nn.Parameter]:
 
 
 def check_lazy_adam(optimizer, weight_decay: float, X) -> bool:
-    """Whether ``optimizer='lazy_adam'`` takes the SparseAdam path on ``X`` (sparse only)."""
+    """Whether ``optimizer='lazy_adam'`` takes the sparse-gradient path (sparse ``X`` only)."""
     lazy = isinstance(optimizer, str) and optimizer == "lazy_adam" and sp.issparse(X)
     if lazy and weight_decay > 0:
         raise ValueError(
-            "`optimizer`='lazy_adam' steps the first layers on sparse X with SparseAdam, which "
-            f"has no weight decay; got `weight_decay`={weight_decay}. Use weight_decay=0, or "
-            "optimizer='adam' / 'adamw'."
+            "`optimizer`='lazy_adam' steps the first layers on sparse X only in the rows of "
+            "the batch's columns, and weight decay would move every row at every step; got "
+            f"`weight_decay`={weight_decay}. Use weight_decay=0, or optimizer='adam' / 'adamw'."
         )
     return lazy
 
 
+class CatchUpAdam(torch.optim.Optimizer):
+    """Adam for row-sparse gradients that moves every row as dense Adam would, lazily.
+
+    Dense Adam keeps moving a first-layer row (one vocabulary column of an expert) on its
+    momentum in every step after the column left the batch, while the row's moments decay;
+    ``torch.optim.SparseAdam`` freezes the row instead, so rare columns learn up to
+    ``1 / (1 - beta1)`` times less (compare's text MoE: 0.475 accuracy against Adam's 0.497,
+    docs/guide/scale.md). Here a row skipped for ``s`` steps takes, when its column is next
+    seen (or at :meth:`catch_up`), the ``s`` steps dense Adam would have made with a zero
+    gradient, in closed form: ``sum_k r**k * c_k * m / sqrt(v)`` with ``r = beta1 /
+    sqrt(beta2)`` and the bias correction ``c`` of the skipped steps taken at one step (the
+    momentum's centre), ``eps`` dropped there; its moments decay by ``beta1**s`` and
+    ``beta2**s``; then the usual Adam step. A step costs ``rows x width`` for the batch's
+    rows. Gradients must be sparse COO tensors (as :func:`mark_sparse_grads` makes them);
+    no weight decay.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps))
+
+    @staticmethod
+    def _skipped_rate(last: Tensor, t: int, betas: tuple[float, float]) -> Tensor:
+        """``sum_{k=1..s} r**k c_{last+k}`` per row, ``s = t - 1 - last`` skipped steps."""
+        beta1, beta2 = betas
+        r = beta1 / beta2**0.5
+        s = (t - 1 - last).to(torch.float32)
+        centre = (last + s.clamp(max=round(1 / (1 - r)))).clamp(min=1)
+        c = (1 - beta2**centre).sqrt() / (1 - beta1**centre)
+        return torch.where(s > 0, c * r * (1 - r**s) / (1 - r), 0.0)
+
+    def _move(self, p: Tensor, state: dict, group: dict, rows: Tensor,
+              grad: Tensor | None) -> None:
+        """Rows ``rows`` brought to step ``state['step']``: the skipped steps, then the step
+        with ``grad`` (``None``: no step of its own, only the catch-up)."""
+        beta1, beta2 = group["betas"]
+        t = state["step"] + (grad is None)  # catch-up only: as if before a step t + 1
+        m = state["exp_avg"].index_select(0, rows)
+        v = state["exp_avg_sq"].index_select(0, rows)
+        last = state["last"].index_select(0, rows)
+        rate = self._skipped_rate(last, t, group["betas"]).unsqueeze(1)
+        delta = rate * m / (v.sqrt() + group["eps"])
+        gap = (t - 1 - last).to(m.dtype).unsqueeze(1)
+        if grad is None:
+            m.mul_(beta1**gap)
+            v.mul_(beta2**gap)
+        else:
+            m.mul_(beta1 ** (gap + 1)).add_(grad, alpha=1 - beta1)
+            v.mul_(beta2 ** (gap + 1)).addcmul_(grad, grad, value=1 - beta2)
+            denom = (v / (1 - beta2**t)).sqrt_().add_(group["eps"])
+            delta.addcdiv_(m, denom, value=1 / (1 - beta1**t))
+        p.view(-1, m.shape[1]).index_add_(0, rows, delta, alpha=-group["lr"])
+        state["exp_avg"].index_copy_(0, rows, m)
+        state["exp_avg_sq"].index_copy_(0, rows, v)
+        state["last"].index_fill_(0, rows, t - (grad is None))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not p.grad.is_sparse:
+                    raise ValueError("CatchUpAdam takes sparse COO gradients only; the "
+                                     f"parameter of shape {tuple(p.shape)} has a dense one.")
+                grad = p.grad.coalesce()
+                index = grad.indices()
+                rows = index[0]
+                for dim in range(1, grad.sparse_dim()):  # flat row of the sparse dims
+                    rows = rows * p.shape[dim] + index[dim]
+                state = self._state(p, grad.sparse_dim())
+                state["step"] += 1
+                self._move(p, state, group, rows, grad.values().reshape(len(rows), -1))
+        return loss
+
+    def _state(self, p: Tensor, sparse_dim: int) -> dict:
+        state = self.state[p]
+        if not state:  # moments as (rows, width): a row per index of the sparse dims
+            n_rows = int(np.prod(p.shape[:sparse_dim]))
+            state["step"] = 0
+            state["exp_avg"] = p.new_zeros(n_rows, p.numel() // n_rows)
+            state["exp_avg_sq"] = p.new_zeros(n_rows, p.numel() // n_rows)
+            state["last"] = torch.zeros(n_rows, dtype=torch.long, device=p.device)
+        return state
+
+    @torch.no_grad()
+    def catch_up(self) -> None:
+        """Bring every row to the last step: the momentum steps of the rows skipped since."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state:
+                    continue
+                last = state["last"]
+                rows = torch.nonzero((last > 0) & (last < state["step"])).ravel()
+                for chunk in torch.split(rows, 1 << 15):  # bounded memory
+                    self._move(p, state, group, chunk, None)
+
+
 class LazySparseAdam:
-    """skorch net mixin: ``sparse_adam=True`` steps the first layers with ``SparseAdam``.
+    """skorch net mixin: ``sparse_adam=True`` steps the first layers with :class:`CatchUpAdam`.
 
     The parameters :func:`mark_sparse_grads` marks get sparse gradients and a second
-    optimizer, ``sparse_optimizer_`` (``torch.optim.SparseAdam``, the net's ``lr`` and the
-    main optimizer's betas/eps); the rest keep the net's ``optimizer``. Lazy Adam updates
-    only the rows of the batch's columns: their moments decay only when they are seen.
+    optimizer, ``sparse_optimizer_`` (:class:`CatchUpAdam`, the net's ``lr`` and the main
+    optimizer's betas/eps); the rest keep the net's ``optimizer``. At the end of every
+    epoch the rows skipped since their last step catch up, so the epoch's weights are
+    those dense Adam would hold. ``on_grad_computed`` callbacks (gradient clipping) see a
+    sparse gradient as its non-zero values (:func:`_dense_grad_views`).
     """
 
     def __init__(self, *args, sparse_adam: bool = False, **kwargs) -> None:
@@ -306,11 +413,19 @@ class LazySparseAdam:
         self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
         if lazy_params:
             defaults = self.optimizer_.defaults
-            self.sparse_optimizer_ = torch.optim.SparseAdam(
+            self.sparse_optimizer_ = CatchUpAdam(
                 lazy_params, lr=opt_kwargs.get("lr", self.lr),
                 betas=defaults.get("betas", (0.9, 0.999)), eps=defaults.get("eps", 1e-8),
             )
         return self
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        # The rows skipped since their column was last seen take their momentum steps, so
+        # that the weights at the end of an epoch are those dense Adam would hold.
+        sparse_opt = getattr(self, "sparse_optimizer_", None)
+        if isinstance(sparse_opt, CatchUpAdam) and self.sparse_adam:
+            sparse_opt.catch_up()
+        super().on_epoch_end(net, **kwargs)
 
     def train_step(self, batch, **fit_params):
         # skorch's train_step hands each optimizer a closure that re-runs forward and
@@ -322,10 +437,30 @@ class LazySparseAdam:
         step = self.train_step_single(batch, **fit_params)
         self.notify(
             "on_grad_computed",
-            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            named_parameters=TeeGenerator(_dense_grad_views(self.get_all_learnable_params())),
             batch=batch,
             training=True,
         )
         for name in self._optimizers:
             getattr(self, name + "_").step()
         return step
+
+
+def _dense_grad_views(named_parameters):
+    """``(name, parameter)`` pairs where a sparse gradient is shown as its non-zero values.
+
+    Callbacks of ``on_grad_computed`` (skorch's ``GradientNormClipping``,
+    ``GradientValueClipping``, ``torch.nn.utils.clip_grad_norm_``) cannot read sparse
+    gradients. A parameter with one is passed as a stand-in whose ``.grad`` is the values
+    of its coalesced gradient (a view): the same norm, and scaling it in place scales the
+    sparse gradient the optimizer then steps.
+    """
+    for name, p in named_parameters:
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            values = p.grad.values()
+            stand_in = torch.empty_like(values, requires_grad=True)
+            stand_in.grad = values
+            yield name, stand_in
+        else:
+            yield name, p
