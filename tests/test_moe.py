@@ -71,7 +71,7 @@ def test_load_balancing_loss_evens_out_expert_load():
         # router_l1=0: the aux loss alone (a sparse gate trades balance for specialisation)
         clf = MoEClassifier(n_experts=6, top_k=1, router="topk", aux_loss_coef=coef,
                             z_loss_coef=0.0, expert_hidden=(8,), max_epochs=15, lr=1e-2,
-                            router_l1=0.0, random_state=0).fit(X, y)
+                            router_l1=0.0, batch_size=128, random_state=0).fit(X, y)
         spreads[coef] = clf.expert_load_.std()
     assert spreads[1.0] < spreads[0.0]
     assert spreads[1.0] < 0.5 / 6  # close to uniform (1/6 each)
@@ -104,10 +104,20 @@ def test_moe_beats_single_expert_on_regimes():
     assert moe > single + 0.05, (moe, single)
 
 
+def test_batch_size_auto_gives_small_tables_eight_steps_an_epoch(clf_data):
+    X, y = clf_data
+    small = MoEClassifier(max_epochs=1, random_state=0).fit(X[:100], y[:100])
+    assert small.batch_size_ == 16 and small.net_.batch_size == 16
+    assert MoEClassifier(max_epochs=1, random_state=0).fit(X[:400], y[:400]).batch_size_ == 50
+    assert MoEClassifier(max_epochs=1, batch_size=7, random_state=0).fit(X, y).batch_size_ == 7
+    with pytest.raises(InvalidParameterError, match="batch_size"):
+        MoEClassifier(batch_size="big").fit(X, y)
+
+
 def test_switch_overflow_rows_keep_an_output(clf_data):
     X, y = clf_data
     clf = MoEClassifier(n_experts=4, router="switch", capacity_factor=0.5, max_epochs=2,
-                        expert_hidden=(8,), random_state=0).fit(X, y)
+                        expert_hidden=(8,), batch_size=128, random_state=0).fit(X, y)
     # capacity 0.5 * even share: at least half of the rows overflow in training
     assert clf.overflow_fraction_ >= 0.5
     module = clf.net_.module_.train()

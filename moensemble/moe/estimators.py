@@ -137,8 +137,12 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         at least half the entries of X are zero (10 cost compare's text MoE 7.7 points of
         accuracy, and 2.7 on ``make_modality_table``'s TF-IDF block); the value used is
         ``router_lr_scale_``. See the MoE quality page.
-    batch_size : int, default=128
-        Rows per training step (and per prediction batch).
+    batch_size : int or 'auto', default='auto'
+        Rows per training step (and per prediction batch). ``'auto'``: ``min(128, max(16,
+        n_train // 8))`` for ``n_train`` training rows, so that a small table still gets 8
+        steps an epoch (iris: 0.983 accuracy against 0.816 with 128, wine 0.993 against
+        0.963, breast cancer 0.965 against 0.970, diabetes R^2 0.374 against 0.365; 3
+        splits); 128 from 1,024 training rows. The value used is ``batch_size_``.
     optimizer : {'adam', 'adamw', 'sgd', 'lazy_adam'} or torch optimizer class, default='adam'
         ``'sgd'`` uses momentum 0.9. ``'lazy_adam'``: on sparse X the first layers take
         sparse gradients and only the rows of the batch's columns are stepped, each first
@@ -249,6 +253,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         (+ element-wise gates), per block, plus encoder, norms and head.
     router_lr_scale_ : float
         The router's learning-rate scale used (``router_lr_scale``, ``'auto'`` resolved).
+    batch_size_ : int
+        The rows per training step used (``batch_size``, ``'auto'`` resolved).
     router_l1_ : float
         The group-lasso strength used (``router_l1``, ``'auto'`` resolved).
     init_losses_ : list of float
