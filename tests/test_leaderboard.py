@@ -168,6 +168,19 @@ def test_return_estimators_and_text_pipelines():
     assert "estimator" not in board.attrs["fold_scores"][0]
 
 
+def test_return_estimators_can_keep_only_the_named_models():
+    X, y = load_iris(return_X_y=True)
+    models = {"logreg": LogisticRegression(max_iter=500), "tree": DecisionTreeClassifier()}
+    _, table = compare(models, X, y, cv=3, progress=False, return_folds=True,
+                       return_estimators=["tree"])
+    kept = table.set_index("model")["estimator"]
+    assert all(isinstance(e, DecisionTreeClassifier) for e in kept["tree"])
+    assert kept["logreg"].isna().all()
+    for bad, match in ((["forest"], "forest"), ("tree", "bool or a list")):
+        with pytest.raises(ValueError, match=match):
+            compare(models, X, y, cv=3, progress=False, return_estimators=bad)
+
+
 def test_bad_inputs():
     X, y = load_iris(return_X_y=True)
     with pytest.raises(ValueError, match="all classifiers or all regressors"):
