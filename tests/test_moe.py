@@ -208,6 +208,38 @@ def test_prediction_of_a_row_does_not_depend_on_its_batch(clf_data, router):
     assert (idx == idx1).all()
 
 
+@pytest.mark.parametrize("params", [dict(router="topk"), dict(router="softmax"),
+                                    dict(router="switch"), dict(router="expert_choice"),
+                                    dict(encoder=(8,), n_layers=2)])
+def test_eval_forward_skips_the_auxiliary_losses(clf_data, params, monkeypatch):
+    from moensemble.moe import routing
+
+    X, y = clf_data
+    calls = {"aux": 0, "z": 0}
+    real_aux, real_z = routing.load_balancing_loss, routing.z_loss
+
+    def count(name, real):
+        def spy(*args):
+            calls[name] += 1
+            return real(*args)
+        return spy
+
+    monkeypatch.setattr(routing, "load_balancing_loss", count("aux", real_aux))
+    monkeypatch.setattr(routing, "z_loss", count("z", real_z))
+    clf = MoEClassifier(n_experts=4, max_epochs=2, expert_hidden=(8,), random_state=0,
+                        **params).fit(X, y)
+    assert calls["z"] > 0  # training computes them (the aux loss: all but softmax)
+    before = clf.predict_proba(X), clf.predict_proba(X[:1])
+    calls.update(aux=0, z=0)
+    after = clf.predict_proba(X), clf.predict_proba(X[:1])
+    assert calls == {"aux": 0, "z": 0}
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    module = clf.net_.module_.eval()
+    _, aux = module(torch.as_tensor(X[:5], dtype=torch.float32))[:2]
+    assert aux.tolist() == [0.0, 0.0]
+
+
 def test_same_seed_same_predictions_and_pickle(clf_data):
     X, y = clf_data
     params = dict(n_experts=4, max_epochs=3, expert_hidden=(8,), gate_dropout=0.2,

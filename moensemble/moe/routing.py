@@ -54,9 +54,9 @@ class Routing(NamedTuple):
     entropy : Tensor, scalar
         Mean entropy of ``probs`` over the rows.
     aux_loss : Tensor, scalar
-        Load-balancing loss ``E * sum_i f_i * P_i`` (Switch Transformer).
+        Load-balancing loss ``E * sum_i f_i * P_i`` (Switch Transformer); 0 in eval mode.
     z_loss : Tensor, scalar
-        Router z-loss ``mean(logsumexp(logits) ** 2)`` (ST-MoE).
+        Router z-loss ``mean(logsumexp(logits) ** 2)`` (ST-MoE); 0 in eval mode.
     overflow : Tensor, scalar
         Fraction of rows that lost an assignment to a capacity limit (switch).
     """
@@ -198,6 +198,9 @@ class Router(nn.Module):
         load = _load(indices, mask, self.n_experts)
         if self.training and self.balance == "bias":
             self._update_bias(load)
+        # The auxiliary losses only enter the training loss: in eval mode (predict, the
+        # validation loss) they are zeros, which saves about half of a one-row predict.
+        zero = logits.new_zeros(())
         return Routing(
             indices=indices,
             gates=gates,
@@ -205,8 +208,8 @@ class Router(nn.Module):
             probs=probs,
             load=load.detach(),
             entropy=_entropy(probs).detach(),
-            aux_loss=load_balancing_loss(probs, indices),
-            z_loss=z_loss(logits),
+            aux_loss=load_balancing_loss(probs, indices) if self.training else zero,
+            z_loss=z_loss(logits) if self.training else zero,
             overflow=logits.new_zeros(()) if overflow is None else overflow,
         )
 
@@ -260,10 +263,13 @@ class SoftmaxRouter(Router):
             gates = gates * mask
             gates = gates / gates.sum(-1, keepdim=True)
         routing = self._finish(logits, indices, gates, mask)
+        load = gates.mean(0).detach()
+        if not self.training:
+            return routing._replace(load=load)
         # With dense routing the pick counts are uniform; balance the mean gate instead.
         probs = routing.probs
         aux = self.n_experts * torch.sum(probs.mean(0).detach() * probs.mean(0))
-        return routing._replace(aux_loss=aux, load=gates.mean(0).detach())
+        return routing._replace(aux_loss=aux, load=load)
 
 
 class TopKRouter(Router):
