@@ -680,3 +680,28 @@ def test_moe_space_draws_numeric_embeddings_only_when_asked():
     assert drawn == {None, "periodic", "piecewise"}
     with pytest.raises(ValueError, match="num_embedding"):
         moe_space(study.ask(), num_embedding=("fourier",))
+
+
+def test_moe_space_draws_router_l1_only_where_it_acts():
+    import optuna
+
+    from moensemble.search import moe_space
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [moe_space(study.ask(), encoder=(None, 16)) for _ in range(40)]
+    # Default choices: 'auto' (0.8 on dense tables, 0 on sparse input) or off.
+    assert {p["router_l1"] for p in drawn if p["encoder"] is None} == {"auto", 0.0}
+    assert {p["router_l1"] for p in drawn if p["encoder"]} == {0.0}
+    trial = study.ask()
+    assert moe_space(trial, encoder=None, sparse=True)["router_l1"] == 0.0
+    assert not any("router_l1" in name for name in trial.params)  # nothing drawn
+    other = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    numbers = {moe_space(other.ask(), encoder=None, router_l1=(0.3, 0.8))["router_l1"]
+               for _ in range(20)}
+    assert numbers == {0.3, 0.8}
+    X, y = make_classification(100, 12, random_state=0)
+    auto = next(p for p in drawn if p["router_l1"] == "auto")
+    clf = MoEClassifier(**{**auto, "max_epochs": 1}).fit(X, y)
+    assert clf.router_l1_ == 0.8
+    with pytest.raises(ValueError, match="router_l1"):
+        moe_space(study.ask(), router_l1=("strong",))

@@ -111,8 +111,9 @@ def moe_space(
     mixture: str | Sequence[str] = _MIXTURES,
     router_lr_scale: float | tuple[float, float] = (1.0, 30.0),
     num_embedding: str | None | Sequence[str | None] = (None,),
-    router_l1: float | Sequence[float] = (0.0, 0.3, 0.8),
+    router_l1: float | str | Sequence[float | str] = ("auto", 0.0),
     n_init: int | tuple[int, int] = 1,
+    sparse: bool | None = None,
 ) -> dict[str, Any]:
     """Search space of :class:`moensemble.MoEClassifier` / :class:`~moensemble.MoERegressor`.
 
@@ -153,14 +154,22 @@ def moe_space(
         Choices of numeric feature embedding among None, 'periodic', 'piecewise'
         (dense input only: the estimators refuse them on sparse X). The default
         draws nothing.
-    router_l1 : float or sequence of float, default=(0.0, 0.3, 0.8)
+    router_l1 : float, 'auto' or sequence of them, default=('auto', 0.0)
         Choices of the group lasso on the router's input weights (a sparse gate;
-        0 is off). Drawn only for a single MoE layer on the raw features (no encoder);
-        else 0. Values >= 1 can zero every feature under Adam (its steps are at most
-        about the learning rate, the lasso's threshold is ``router_l1`` times it).
+        0 is off). ``'auto'`` is the estimators' default: 0.8 on a dense, mostly nonzero
+        table of >= 10 features, 0 on sparse or mostly-zero input, where the lasso cost
+        accuracy (compare's text job), so the default choices only turn it off or leave
+        it where it acts; a number acts on every input. Drawn only for a single MoE
+        layer on the raw features (no encoder) of input not known to be sparse; else 0.
+        Values >= 1 can zero every feature under Adam (its steps are at most about the
+        learning rate, the lasso's threshold is ``router_l1`` times it).
     n_init : int or (int, int), default=1
         Restarts per fit (the lowest final loss kept); each multiplies the fit time, so
         the default draws none.
+    sparse : bool or None, default=None
+        Whether the search's input is sparse (CSR text). ``True``: ``router_l1`` is not
+        drawn (0: on sparse input ``'auto'`` resolves to 0 and a drawn lasso only cost
+        accuracy). ``None``: unknown, drawn as above.
 
     Returns
     -------
@@ -217,10 +226,10 @@ def moe_space(
         raise ValueError(f"`num_embedding` choices must be among {_NUM_EMBEDDINGS}; got {bad}.")
 
     l1_choices = _as_choices(router_l1, "router_l1")
-    bad = [v for v in l1_choices if isinstance(v, bool) or not isinstance(v, (int, float))
-           or v < 0]
+    bad = [v for v in l1_choices if v != "auto" and (
+        isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0)]
     if bad:
-        raise ValueError(f"`router_l1` choices must be numbers >= 0; got {bad}.")
+        raise ValueError(f"`router_l1` choices must be numbers >= 0 or 'auto'; got {bad}.")
     n_init_r = _as_range(n_init, "n_init", integer=True, low_bound=1)
 
     p = prefix
@@ -250,8 +259,11 @@ def moe_space(
         trial, f"{p}mixture", mixtures)
     params["router_lr_scale"] = _float(trial, f"{p}router_lr_scale", router_lr_r, log=True)
     params["num_embedding"] = _categorical(trial, f"{p}num_embedding", embeddings)
-    params["router_l1"] = 0.0 if width is not None else float(
-        _categorical(trial, f"{p}router_l1", l1_choices))
+    if width is not None or sparse:
+        params["router_l1"] = 0.0
+    else:
+        l1 = _categorical(trial, f"{p}router_l1", l1_choices)
+        params["router_l1"] = l1 if l1 == "auto" else float(l1)
     params["n_init"] = _int(trial, f"{p}n_init", n_init_r)
     return params
 
