@@ -22,7 +22,9 @@ CHECKED = dict(n_experts=3, top_k=2, expert_hidden=(8,), max_epochs=4, lr=1e-2, 
 
 
 @parametrize_with_checks(
-    [MoEClassifier(**CHECKED), MoERegressor(**CHECKED)], expected_failed_checks=lambda est: {}
+    [MoEClassifier(**CHECKED), MoERegressor(**CHECKED), MoEClassifier(**CHECKED, em_rounds=2),
+     MoERegressor(**CHECKED, mixture="likelihood", em_rounds=2)],
+    expected_failed_checks=lambda est: {},
 )
 def test_sklearn_compatible_with_levers(estimator, check):
     check(estimator)
@@ -128,3 +130,62 @@ def test_moe_space_draws_router_l1_without_an_encoder_and_n_init_only_when_asked
         moe_space(study.ask(), router_l1=(0.0, -1.0))
     with pytest.raises(ValueError, match="n_init"):
         moe_space(study.ask(), n_init=(0, 2))
+
+
+def test_expert_log_likelihoods_give_the_mixture_the_dense_router_predicts(regimes):
+    import torch
+
+    from moensemble.moe._em import expert_log_likelihoods
+    from moensemble.moe.net import RowDataset
+
+    X, y = regimes
+    est = MoEClassifier(**{**FAST, "max_epochs": 3}, router="softmax",
+                        mixture="likelihood").fit(X, y)
+    module = est.net_.module_
+    chunks, log_p = expert_log_likelihoods(module, RowDataset(X.astype(np.float32), y))
+    assert log_p.shape == (len(X), 3) and (log_p <= 0).all()
+    with torch.no_grad():
+        logits = torch.cat([module.router.logits(x) for x in chunks])
+        mix = torch.logsumexp(torch.log_softmax(logits, -1) + log_p, -1).exp().numpy()
+    proba = est.predict_proba(X)[np.arange(len(y)), y]
+    np.testing.assert_allclose(mix, proba, rtol=1e-4, atol=1e-5)
+
+
+def test_refit_gate_lowers_the_mixture_loss_and_keeps_zeroed_features_out(regimes):
+    import torch
+
+    from moensemble.moe._em import expert_log_likelihoods, refit_gate
+    from moensemble.moe.net import RowDataset
+
+    X, y = regimes
+    est = MoEClassifier(**{**FAST, "max_epochs": 4}, router_l1=0.9).fit(X, y)
+    router = est.net_.module_.router
+    zeroed = _gate_column_norms(est) == 0
+    assert zeroed.any()
+    chunks, log_p = expert_log_likelihoods(est.net_.module_, RowDataset(X, y))
+    with torch.no_grad():
+        before = -torch.logsumexp(torch.log_softmax(router.logits(chunks[0]), -1) + log_p,
+                                  -1).mean().item()
+    after = refit_gate(router, chunks, log_p, lr=1e-2)
+    assert after < before - 0.01
+    assert (_gate_column_norms(est)[zeroed] == 0).all()
+
+
+def test_em_rounds_refit_the_gate_at_their_epochs(regimes):
+    X, y = regimes
+    est = MoEClassifier(**{**FAST, "max_epochs": 6}, em_rounds=3).fit(X, y)
+    refits = [i + 1 for i, row in enumerate(est.history_) if "gate_refit_loss" in row]
+    assert refits == [2, 4, 6]
+    assert "gate_refit_loss" not in MoEClassifier(**{**FAST, "max_epochs": 2}).fit(
+        X, y).history_[-1]
+
+
+@pytest.mark.parametrize("params", [dict(mixture="logits"), dict(top_k=1),
+                                    dict(encoder=(8,)), dict(num_embedding="periodic")])
+def test_em_rounds_need_a_competitive_single_layer(regimes, params):
+    X, y = regimes
+    with pytest.raises(ValueError, match="em_rounds"):
+        MoEClassifier(**{**FAST, **params}, em_rounds=2).fit(X[:60], y[:60])
+    for bad in (-1, 1.5):
+        with pytest.raises(InvalidParameterError, match="em_rounds"):
+            MoEClassifier(**FAST, em_rounds=bad).fit(X[:60], y[:60])

@@ -16,6 +16,7 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from .._validation import IntInterval, check_precision, resolve_device
+from ._em import GateRefit, check_em_rounds
 from ._growth import GrowthMixin, kmeans_router_init
 from ._introspect import RoutingIntrospection
 from .blocks import build_network, check_expert_widths
@@ -84,6 +85,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         "num_embedding": [None, StrOptions(set(NUM_EMBEDDINGS))],
         "router_l1": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_init": [IntInterval(1, None, closed="left")],
+        "em_rounds": [IntInterval(0, None, closed="left")],
     }
 
     def __init__(
@@ -132,6 +134,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         num_embedding: str | None = None,
         router_l1: float | str = "auto",
         n_init: int = 1,
+        em_rounds: int = 0,
     ) -> None:
         self.n_experts = n_experts
         self.top_k = top_k
@@ -176,6 +179,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         self.num_embedding = num_embedding
         self.router_l1 = router_l1
         self.n_init = n_init
+        self.em_rounds = em_rounds
 
     # -- fitting ------------------------------------------------------------------------
     def _check_params(self) -> tuple[tuple[int, ...], str]:
@@ -277,6 +281,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
             )
         self._lazy_sparse = check_lazy_adam(self.optimizer, self.weight_decay, X)
         check_num_embedding(self.num_embedding, self.init, self.grow_steps, X)
+        check_em_rounds(self.em_rounds, self._module_mixture(), self._uses_blocks(),
+                        self.num_embedding)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, seed)
         self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
@@ -453,6 +459,9 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         l1 = getattr(self, "router_l1_", 0.0)  # a model saved before it had none
         if l1 > 0:
             callbacks.append(("router_l1", RouterGroupLasso(l1)))
+        if getattr(self, "em_rounds", 0) > 0:
+            router_lr = self.lr * self.router_lr_scale_
+            callbacks.append(("gate_refit", GateRefit(self.em_rounds, lr=router_lr)))
         if self.early_stopping:
             callbacks.append(
                 (
