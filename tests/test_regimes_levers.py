@@ -173,9 +173,12 @@ def test_refit_gate_lowers_the_mixture_loss_and_keeps_zeroed_features_out(regime
 
 def test_em_rounds_refit_the_gate_at_their_epochs(regimes):
     X, y = regimes
-    est = MoEClassifier(**{**FAST, "max_epochs": 6}, em_rounds=3).fit(X, y)
-    refits = [i + 1 for i, row in enumerate(est.history_) if "gate_refit_loss" in row]
-    assert refits == [2, 4, 6]
+    def refits(**params):
+        est = MoEClassifier(**{**FAST, "max_epochs": 6}, em_rounds=3, **params).fit(X, y)
+        return [i + 1 for i, row in enumerate(est.history_) if "gate_refit_loss" in row]
+
+    assert refits(router_l1=0.0) == [2, 4, 6]
+    assert refits() == [4, 5, 6]  # router_l1='auto' is 0.8 here: after its selection half
     assert "gate_refit_loss" not in MoEClassifier(**{**FAST, "max_epochs": 2}).fit(
         X, y).history_[-1]
 
@@ -189,3 +192,24 @@ def test_em_rounds_need_a_competitive_single_layer(regimes, params):
     for bad in (-1, 1.5):
         with pytest.raises(InvalidParameterError, match="em_rounds"):
             MoEClassifier(**FAST, em_rounds=bad).fit(X[:60], y[:60])
+
+
+def test_moe_space_draws_em_rounds_only_for_a_competitive_single_layer(regimes):
+    import optuna
+
+    from moensemble.search import moe_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [moe_space(study.ask(), encoder=(None, 16)) for _ in range(150)]
+    competitive = [d for d in drawn if d["mixture"] == "likelihood" and (
+        d["router"] == "softmax" or d["top_k"] >= 2)]
+    assert {d["em_rounds"] for d in competitive} == set(range(6))
+    assert all(d["em_rounds"] == 0 for d in drawn if d not in competitive)
+    X, y = regimes
+    pick = next(d for d in competitive if d["em_rounds"] > 0)
+    est = MoEClassifier(**{**pick, "max_epochs": 2, "n_experts": 3,
+                           "top_k": min(pick["top_k"], 3)}).fit(X[:200], y[:200])
+    assert any("gate_refit_loss" in row for row in est.history_)
+    with pytest.raises(ValueError, match="em_rounds"):
+        moe_space(study.ask(), em_rounds=(-1, 2))

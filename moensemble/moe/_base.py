@@ -461,7 +461,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
             callbacks.append(("router_l1", RouterGroupLasso(l1)))
         if getattr(self, "em_rounds", 0) > 0:
             router_lr = self.lr * self.router_lr_scale_
-            callbacks.append(("gate_refit", GateRefit(self.em_rounds, lr=router_lr)))
+            start = 0.5 if l1 > 0 else 0.0  # after the lasso's selection half
+            callbacks.append(("gate_refit", GateRefit(self.em_rounds, router_lr, start)))
         if self.early_stopping:
             callbacks.append(
                 (

@@ -85,8 +85,9 @@ def refit_gate(router, chunks: list[Tensor], log_p: Tensor, *, lr: float,
 
 
 class GateRefit(Callback):
-    """After epochs ``max_epochs * j / rounds`` (``j = 1..rounds``), refit the gate to the
-    mixture likelihood with the experts held fixed (:func:`refit_gate`).
+    """After epochs ``max_epochs * (start + (1 - start) * j / rounds)`` (``j = 1..rounds``),
+    refit the gate to the mixture likelihood with the experts held fixed
+    (:func:`refit_gate`).
 
     The losses (mixture NLL on the training rows after each refit) go to the history as
     ``gate_refit_loss``.
@@ -96,17 +97,23 @@ class GateRefit(Callback):
     rounds : int >= 1
     lr : float
         The refit's Adam learning rate (the estimator passes the router's).
+    start : float in [0, 1), default=0
+        Share of the epochs before the first round's span: the estimator passes 0.5 with
+        ``router_l1`` (the lasso's selection half, whose shrinkage a refit would undo).
     steps : int, default=200
     """
 
-    def __init__(self, rounds: int, lr: float, steps: int = 200) -> None:
+    def __init__(self, rounds: int, lr: float, start: float = 0.0, steps: int = 200) -> None:
         self.rounds = rounds
         self.lr = lr
+        self.start = start
         self.steps = steps
 
     def on_epoch_end(self, net, dataset_train=None, **kwargs) -> None:
         epoch, total = len(net.history), net.max_epochs
-        due = {max(1, round(total * j / self.rounds)) for j in range(1, self.rounds + 1)}
+        span = 1.0 - self.start
+        due = {max(1, round(total * (self.start + span * j / self.rounds)))
+               for j in range(1, self.rounds + 1)}
         if epoch not in due or dataset_train is None:
             return
         module = net.module_

@@ -228,9 +228,11 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         ``valid_loss`` with ``early_stopping``, else the last epoch's ``train_loss``).
         Fit time grows ``n_init`` times. ``init_losses_`` holds each one's loss.
     em_rounds : int >= 0, default=0
-        EM rounds for the gate: after epochs ``max_epochs * j / em_rounds`` the router's
-        linear map is refitted on all training rows, with the experts held fixed, to the
-        competitive mixture's likelihood over *every* expert (what EM's gate step
+        EM rounds for the gate: after epochs ``max_epochs * j / em_rounds`` (with
+        ``router_l1`` spread over the second half, after the lasso's selection, whose
+        shrinkage a refit would undo) the router's linear map is refitted on all
+        training rows, with the experts held fixed, to the competitive mixture's
+        likelihood over *every* expert (what EM's gate step
         converges to; 200 full-batch Adam steps at the router's learning rate; features
         zeroed by ``router_l1`` stay out), and the experts train on. The minibatch top-k
         training only reaches the ``k`` experts a router already picks. Needs the

@@ -114,6 +114,7 @@ def moe_space(
     router_l1: float | str | Sequence[float | str] = ("auto", 0.0),
     n_init: int | tuple[int, int] = 1,
     sparse: bool | None = None,
+    em_rounds: int | tuple[int, int] = (0, 5),
 ) -> dict[str, Any]:
     """Search space of :class:`moensemble.MoEClassifier` / :class:`~moensemble.MoERegressor`.
 
@@ -166,6 +167,10 @@ def moe_space(
     n_init : int or (int, int), default=1
         Restarts per fit (the lowest final loss kept); each multiplies the fit time, so
         the default draws none.
+    em_rounds : int or (int, int), default=(0, 5)
+        EM rounds for the gate (refitted to the competitive mixture's likelihood with the
+        experts fixed); drawn only where they apply, with the competitive mixture
+        (``mixture='likelihood'``) on a single layer (no encoder), else 0.
     sparse : bool or None, default=None
         Whether the search's input is sparse (CSR text). ``True``: ``router_l1`` is not
         drawn (0: on sparse input ``'auto'`` resolves to 0 and a drawn lasso only cost
@@ -178,7 +183,7 @@ def moe_space(
         ``router``, ``expert_hidden`` (a tuple of widths), ``dropout``, ``lr``,
         ``batch_size``, ``aux_loss_coef``, ``capacity_factor``, ``max_epochs``,
         ``encoder`` (None or a 1-tuple of widths), ``n_layers``, ``mixture``,
-        ``router_lr_scale``, ``num_embedding``, ``router_l1``, ``n_init``.
+        ``router_lr_scale``, ``num_embedding``, ``router_l1``, ``n_init``, ``em_rounds``.
 
     Raises
     ------
@@ -231,6 +236,7 @@ def moe_space(
     if bad:
         raise ValueError(f"`router_l1` choices must be numbers >= 0 or 'auto'; got {bad}.")
     n_init_r = _as_range(n_init, "n_init", integer=True, low_bound=1)
+    em_r = _as_range(em_rounds, "em_rounds", integer=True, low_bound=0)
 
     p = prefix
     params: dict[str, Any] = {}
@@ -265,6 +271,9 @@ def moe_space(
         l1 = _categorical(trial, f"{p}router_l1", l1_choices)
         params["router_l1"] = l1 if l1 == "auto" else float(l1)
     params["n_init"] = _int(trial, f"{p}n_init", n_init_r)
+    competitive = params["mixture"] == "likelihood" and params["num_embedding"] is None and (
+        params["router"] == "softmax" or params["top_k"] >= 2)
+    params["em_rounds"] = _int(trial, f"{p}em_rounds", em_r) if competitive else 0
     return params
 
 
