@@ -33,7 +33,8 @@ standardised, 30% held out, per seed: a check that a lever that wins on the grid
 cost elsewhere.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_regimes.py [--seeds 2] [--n-train 3000 20000]
-[--grid small|full|noise] [--variant "{'mixture': 'logits'}"] [--no-pytabkit] [--tables]``
+[--grid small|full|noise] [--K 8] [--variant "{'mixture': 'logits'}"] [--no-pytabkit]
+[--pytabkit-models realmlp] [--tables]``
 """
 
 from __future__ import annotations
@@ -75,8 +76,11 @@ torch.set_num_threads(1)
 from pytabkit import RealMLP_TD_Classifier, TabM_D_Classifier
 data = np.load(sys.argv[1])
 seed = int(sys.argv[2])
+wanted = sys.argv[3].split(",")
 result = {}
 for name, cls in [("realmlp", RealMLP_TD_Classifier), ("tabm", TabM_D_Classifier)]:
+    if name not in wanted:
+        continue
     tic = time.perf_counter()
     est = cls(random_state=seed, device="cpu", n_threads=1, verbosity=0)
     est.fit(data["Xtr"], data["ytr"])
@@ -93,19 +97,21 @@ def equal_mlp(n_params: int, d: int, n_classes: int, seed: int) -> MLPClassifier
     return MLPClassifier((width,), max_iter=500, early_stopping=True, random_state=seed)
 
 
-def pytabkit_scores(python: str, Xtr, ytr, Xte, yte, seed: int) -> dict:
+def pytabkit_scores(python: str, Xtr, ytr, Xte, yte, seed: int,
+                    models: str = "realmlp,tabm") -> dict:
     """RealMLP and TabM accuracies (and fit seconds) from pytabkit's own environment."""
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(f"{tmp}/data.npz", Xtr=Xtr, ytr=ytr, Xte=Xte, yte=yte)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
         env.pop("PYTHONPATH", None)
-        done = subprocess.run([python, "-c", PYTABKIT_SCRIPT, f"{tmp}/data.npz", str(seed)],
+        done = subprocess.run([python, "-c", PYTABKIT_SCRIPT, f"{tmp}/data.npz", str(seed),
+                               models],
                               capture_output=True, text=True, env=env, timeout=3600)
     line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")]
     if not line:
         print(f"pytabkit failed:\n{done.stderr[-2000:]}", file=sys.stderr)
-        return {"realmlp": np.nan, "tabm": np.nan}
+        return {name: np.nan for name in models.split(",")}
     return json.loads(line[0][len("RESULT"):])
 
 
@@ -149,7 +155,8 @@ def run_cell(K: int, d: int, noise: float, n_train: int, seed: int, args) -> dic
             row["mlp_s"] = time.perf_counter() - start
             row["active_params"] = moe.n_active_params_
     if args.pytabkit:
-        row.update(pytabkit_scores(args.pytabkit, Xtr, ytr, Xte, yte, seed))
+        row.update(pytabkit_scores(args.pytabkit, Xtr, ytr, Xte, yte, seed,
+                                   args.pytabkit_models))
     return row
 
 
@@ -191,6 +198,10 @@ def main() -> None:
     parser.add_argument("--pytabkit", default=PYTABKIT_PYTHON,
                         help="a python with pytabkit (RealMLP, TabM)")
     parser.add_argument("--no-pytabkit", dest="pytabkit", action="store_const", const=None)
+    parser.add_argument("--pytabkit-models", default="realmlp,tabm",
+                        help="which of pytabkit's models, comma-separated (TabM is slow)")
+    parser.add_argument("--K", type=int, nargs="+", default=None,
+                        help="only these numbers of regimes of the grid")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tables", action="store_true",
                         help="the MoE contestants on two tables without regimes instead")
@@ -202,7 +213,9 @@ def main() -> None:
         print(f"no pytabkit python at {args.pytabkit}; skipping RealMLP and TabM",
               file=sys.stderr)
         args.pytabkit = None
-    grid = GRIDS[args.grid]
+    grid = dict(GRIDS[args.grid])
+    if args.K:
+        grid["K"] = args.K
     rows = []
     for n, K, d, noise in itertools.product(args.n_train, grid["K"], grid["d"], grid["noise"]):
         for seed in range(args.seed_start, args.seed_start + args.seeds):
