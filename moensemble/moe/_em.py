@@ -27,6 +27,8 @@ def expert_log_likelihoods(module, dataset) -> tuple[list[Tensor], Tensor]:
     """Every expert's ``log p_k(y_i | x_i)`` on every row of ``dataset``.
 
     Returns the rows in chunks (as the router reads them) and ``(n_rows, n_experts)``.
+    The experts are scored alone: a shared expert, a fallback and element-wise gates are
+    left out (an approximation of the E-step where they are on; off by default).
     Classifier (``mixture='categorical'``): ``log softmax(f_k(x))[y]``; regressor
     (``'gaussian'``): ``log N(y; f_k(x), exp(log_scale)^2)`` summed over the outputs.
     """
