@@ -124,6 +124,11 @@ def run(name, seed, variant, params, budget):
     best_score, best_loss = scores(task, single, X_te, y_te, classes)
     levels = [r.level for r in records.values()]
     extra = {}
+    if classes is not None:  # the same ensemble without the blend's temperature
+        extra["blend T"] = auto.best_estimator_.temperature
+        auto.best_estimator_.temperature = 1.0
+        extra["ll, blend T=1"] = scores(task, auto, X_te, y_te, classes)[1]
+        auto.best_estimator_.temperature = extra["blend T"]
     for label, (n_iter, metric, n_bags, level1) in RESELECT.items():
         if metric == "log_loss" and task == "regression":
             continue

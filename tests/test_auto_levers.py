@@ -54,3 +54,25 @@ def test_lever_parameters_are_validated(params, match):
     X, y = make_classification(60, 4, random_state=0)
     with pytest.raises(InvalidParameterError, match=match):
         AutoClassifier(max_trials=1, progress_bar=False, **params).fit(X, y)
+
+
+def test_blend_temperature_sharpens_the_average_without_changing_predictions():
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = make_classification(400, 8, n_informative=5, n_classes=3, random_state=0)
+    members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
+               ("knn", KNeighborsClassifier(15))]
+    common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
+                  random_state=0)
+    auto = AutoClassifier(**common).fit(X, y)
+    ensemble = auto.best_estimator_
+    assert len(ensemble.weights) > 1 and ensemble.temperature < 1.0  # an average is flat
+    tempered = ensemble.predict_proba(X)
+    ensemble.temperature = 1.0
+    flat = ensemble.predict_proba(X)
+    np.testing.assert_allclose(tempered.sum(axis=1), 1.0)
+    assert (tempered.max(axis=1) >= flat.max(axis=1) - 1e-12).all()
+    np.testing.assert_array_equal(tempered.argmax(axis=1), flat.argmax(axis=1))
+    plain = AutoClassifier(temperature_scaling=False, **common).fit(X, y)
+    assert plain.best_estimator_.temperature == 1.0

@@ -399,7 +399,9 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
     temperature_scaling : bool, default=True
         Classification: temper each trial's probabilities by one temperature fitted on
         its out-of-fold log loss before the selection and in the final average, so that
-        badly calibrated members (naive Bayes, k-NN) blend on the others' scale.
+        badly calibrated members (naive Bayes, k-NN) blend on the others' scale; and
+        temper the final blend by one more, fitted on its out-of-fold log loss (an average
+        is flatter than its members; the predicted classes do not change).
     stack_levels : {0, 1, 2}, default=1
         Stacking layers (AutoGluon's ``auto_stack``) the search may add over the single
         models: 0 none; 1 the level-2 ``weighted`` / ``stacking`` trials, each over the
