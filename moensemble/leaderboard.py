@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Real
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 
 import numpy as np
@@ -458,14 +458,62 @@ def make_folds(cv, X, y, *, task: str = "classification",
 
 
 def _share_memory(estimator: BaseEstimator, memory: Memory) -> BaseEstimator:
-    """Clone ``estimator`` with every unset ``memory`` parameter (nested too) set to ``memory``."""
+    """Clone ``estimator`` with every unset ``memory`` parameter (nested too) set to ``memory``.
+
+    A single model (one without a ``memory`` of its own at the end of the pipeline) is then
+    fitted through the same cache as the ensembles' refits: see :class:`_SharedFitPipeline`.
+    """
     estimator = clone(estimator)
     keys = [k for k, v in estimator.get_params(deep=True).items()
             if (k == "memory" or k.endswith("__memory")) and v is None]
     # Outer keys first: setting a composite's parameter may replace its nested objects.
     for key in sorted(keys, key=lambda k: k.count("__")):
         estimator.set_params(**{key: memory})
+    if type(estimator) is Pipeline and estimator.memory is memory and _is_single(estimator):
+        return _SharedFitPipeline(**estimator.get_params(deep=False))
+    if not isinstance(estimator, Pipeline) and _is_single(estimator):
+        return _SharedFitModel([("model", estimator)], memory=memory)
     return estimator
+
+
+def _is_single(estimator: BaseEstimator) -> bool:
+    """Whether ``estimator`` (or the end of its pipeline) is a single model, no ensemble."""
+    final = estimator
+    while isinstance(final, Pipeline):  # a member can be a pipeline itself (SVD, then trees)
+        final = final.steps[-1][1]
+    # An ensemble (it has a `memory`) caches its own parts; its whole fit is not cached.
+    return isinstance(final, BaseEstimator) and "memory" not in final.get_params(deep=False)
+
+
+class _SharedFitPipeline(Pipeline):
+    """A pipeline whose final model is fitted through its ``memory``, as ensembles refit bases.
+
+    The weighted, stacked and gated ensembles refit their members on all the rows they are
+    given through the out-of-fold engine's cache (:func:`moensemble.ensemble._oof.refit_all`).
+    Inside one outer fold of :func:`compare`, the single model ``logreg`` (or ``moe``) and an
+    ensemble's ``logreg`` member see the same features of the same rows: fitting the single
+    model through that cache makes the ensemble's refit a cache hit (or the other way round),
+    the same fitted model either way. The transformers before it are cached by the pipeline.
+    """
+
+    def fit(self, X, y=None, **params):
+        if params:  # fit parameters: the plain path (the ensembles' refits take none here)
+            return super().fit(X, y, **params)
+        from moensemble.ensemble._oof import refit_all
+
+        name, final = self.steps[-1]
+        # A last "passthrough" step makes fit_transform return what the final model would
+        # see, with the transformers fitted through the pipeline's cache.
+        head = Pipeline([*self.steps[:-1], ("_final", "passthrough")], memory=self.memory,
+                        transform_input=self.transform_input)
+        Xt = head.fit_transform(X, y)
+        (fitted,) = refit_all([final], Xt, y, memory=self.memory)
+        self.steps = [*head.steps[:-1], (name, fitted)]
+        return self
+
+
+class _SharedFitModel(_SharedFitPipeline):
+    """A bare model given to :func:`compare`, fitted through the cache; unwrapped after."""
 
 
 # ---- evaluation ------------------------------------------------------------------------------
@@ -533,11 +581,14 @@ def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
             out[scorer_name] = float(scorer(est, X_test, y_test))
         return out
 
+    cpu = process_time()
     result = evaluate_folds(
         estimator, X, y, [(train, test)], scoring=score, method=None,
         error_score="raise" if error_score == "raise" else np.nan, return_estimators=keep,
     )
-    row: dict[str, Any] = {"model": name, "fold": fold}
+    # CPU seconds of this process (fit, predict, scoring): the models of a fold run one after
+    # the other in one process, so on a shared machine this is what a model cost.
+    row: dict[str, Any] = {"model": name, "fold": fold, "cpu_time_s": process_time() - cpu}
     if np.isfinite(result.fit_times[0]):
         row["fit_time_s"] = result.fit_times[0]
     error = result.errors[0]
@@ -545,7 +596,8 @@ def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
         row.update(result.fold_scores[0])
         row.update(result.moe_stats[0])
         if keep:
-            row["estimator"] = result.estimators[0]
+            fitted = result.estimators[0]
+            row["estimator"] = fitted[-1] if isinstance(fitted, _SharedFitModel) else fitted
         return row
     if not isinstance(error_score, Real):
         raise ValueError("`error_score` must be 'raise' or a number.") from error
