@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from numbers import Real
 from time import perf_counter, process_time
 from typing import Any
@@ -37,6 +38,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_consistent_length, check_memory
 
+from moensemble._compare_jobs import SharedFitModel, run_parallel, share_fit
 from moensemble._validation import check_estimators
 from moensemble.folds import evaluate_folds, max_violation, predict_aligned
 
@@ -162,7 +164,7 @@ def compare(
         cache = check_memory(Memory(location, verbose=0) if owned else memory)
         pairs = [(name, _share_memory(est, cache)) for name, est in pairs]
         rows = _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progress,
-                    keep)
+                    keep, cache)
     finally:
         if owned:
             shutil.rmtree(location, ignore_errors=True)
@@ -461,7 +463,7 @@ def _share_memory(estimator: BaseEstimator, memory: Memory) -> BaseEstimator:
     """Clone ``estimator`` with every unset ``memory`` parameter (nested too) set to ``memory``.
 
     A single model (one without a ``memory`` of its own at the end of the pipeline) is then
-    fitted through the same cache as the ensembles' refits: see :class:`_SharedFitPipeline`.
+    fitted through the same cache as the ensembles' refits (:mod:`moensemble._compare_jobs`).
     """
     estimator = clone(estimator)
     keys = [k for k, v in estimator.get_params(deep=True).items()
@@ -469,58 +471,14 @@ def _share_memory(estimator: BaseEstimator, memory: Memory) -> BaseEstimator:
     # Outer keys first: setting a composite's parameter may replace its nested objects.
     for key in sorted(keys, key=lambda k: k.count("__")):
         estimator.set_params(**{key: memory})
-    if type(estimator) is Pipeline and estimator.memory is memory and _is_single(estimator):
-        return _SharedFitPipeline(**estimator.get_params(deep=False))
-    if not isinstance(estimator, Pipeline) and _is_single(estimator):
-        return _SharedFitModel([("model", estimator)], memory=memory)
-    return estimator
-
-
-def _is_single(estimator: BaseEstimator) -> bool:
-    """Whether ``estimator`` (or the end of its pipeline) is a single model, no ensemble."""
-    final = estimator
-    while isinstance(final, Pipeline):  # a member can be a pipeline itself (SVD, then trees)
-        final = final.steps[-1][1]
-    # An ensemble (it has a `memory`) caches its own parts; its whole fit is not cached.
-    return isinstance(final, BaseEstimator) and "memory" not in final.get_params(deep=False)
-
-
-class _SharedFitPipeline(Pipeline):
-    """A pipeline whose final model is fitted through its ``memory``, as ensembles refit bases.
-
-    The weighted, stacked and gated ensembles refit their members on all the rows they are
-    given through the out-of-fold engine's cache (:func:`moensemble.ensemble._oof.refit_all`).
-    Inside one outer fold of :func:`compare`, the single model ``logreg`` (or ``moe``) and an
-    ensemble's ``logreg`` member see the same features of the same rows: fitting the single
-    model through that cache makes the ensemble's refit a cache hit (or the other way round),
-    the same fitted model either way. The transformers before it are cached by the pipeline.
-    """
-
-    def fit(self, X, y=None, **params):
-        if params:  # fit parameters: the plain path (the ensembles' refits take none here)
-            return super().fit(X, y, **params)
-        from moensemble.ensemble._oof import refit_all
-
-        name, final = self.steps[-1]
-        # A last "passthrough" step makes fit_transform return what the final model would
-        # see, with the transformers fitted through the pipeline's cache.
-        head = Pipeline([*self.steps[:-1], ("_final", "passthrough")], memory=self.memory,
-                        transform_input=self.transform_input)
-        Xt = head.fit_transform(X, y)
-        (fitted,) = refit_all([final], Xt, y, memory=self.memory)
-        self.steps = [*head.steps[:-1], (name, fitted)]
-        return self
-
-
-class _SharedFitModel(_SharedFitPipeline):
-    """A bare model given to :func:`compare`, fitted through the cache; unwrapped after."""
+    return share_fit(estimator, memory)
 
 
 # ---- evaluation ------------------------------------------------------------------------------
 
 
 def _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progress,
-         keep) -> list[dict]:
+         keep, cache=None) -> list[dict]:
     from tqdm.auto import tqdm
 
     total = len(pairs) * len(folds)
@@ -534,8 +492,12 @@ def _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progre
                     rows.append(_evaluate(name, est, X, y, i, train, test, classes, task,
                                           scorers, error_score, name in keep))
                     bar.update()
+        elif getattr(cache, "location", None) is not None:
+            evaluate = partial(_evaluate_kept, classes=classes, task=task, scorers=scorers,
+                               error_score=error_score, keep=keep)
+            rows = run_parallel(pairs, X, y, folds, evaluate, n_jobs, bar.update)
         else:
-            # Whole folds per job, so that within a fold the models share the cache in order.
+            # No cache to share fits through: whole folds per job, the models in order.
             jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
                 delayed(_evaluate_fold)(pairs, X, y, i, train, test, classes, task, scorers,
                                         error_score, keep)
@@ -560,6 +522,12 @@ def _kept_names(return_estimators, names: list[str]) -> set[str]:
     if unknown:
         raise ValueError(f"`return_estimators` names {unknown}, not among the models {names}.")
     return set(return_estimators)
+
+
+def _evaluate_kept(name, est, X, y, fold, train, test, *, classes, task, scorers, error_score,
+                   keep):
+    return _evaluate(name, est, X, y, fold, train, test, classes, task, scorers, error_score,
+                     name in keep)
 
 
 def _evaluate_fold(pairs, X, y, fold, train, test, classes, task, scorers, error_score, keep):
@@ -597,7 +565,7 @@ def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
         row.update(result.moe_stats[0])
         if keep:
             fitted = result.estimators[0]
-            row["estimator"] = fitted[-1] if isinstance(fitted, _SharedFitModel) else fitted
+            row["estimator"] = fitted[-1] if isinstance(fitted, SharedFitModel) else fitted
         return row
     if not isinstance(error_score, Real):
         raise ValueError("`error_score` must be 'raise' or a number.") from error

@@ -241,6 +241,14 @@ def test_single_models_and_ensemble_refits_share_one_fit(tmp_path):
     # Per outer fold: `a` once (the stack's refit of its `a` reads that fit from the cache),
     # 2 inner folds x 2 bases, and the refit of `b`: 6, not 7.
     assert len(log.read_text().splitlines()) == 3 * 6
+    # With two workers, a fold is cut into jobs that never need the same fit at once: the
+    # same fits, the same scores.
+    log.unlink()
+    again = compare(models, X, y, cv=3, progress=False, n_jobs=2)
+    assert len(log.read_text().splitlines()) == 3 * 6
+    scores = ["model", "fold", "accuracy", "log_loss"]
+    pd.testing.assert_frame_equal(pd.DataFrame(again.attrs["fold_scores"])[scores],
+                                  pd.DataFrame(board.attrs["fold_scores"])[scores])
     folds = make_folds(3, X, y)
     for (train, test), fitted in zip(folds, table.query("model == 'a'")["estimator"],
                                      strict=True):
@@ -270,7 +278,7 @@ def test_reused_fits_predict_as_fresh_fits_on_a_small_text_board(tmp_path):
     models = {name: Pipeline([("tfidf", TfidfVectorizer()), (name, est)])
               for name, est in [("logreg", logreg), ("moe", moe), ("stacked_moe", stacked)]}
     _, table = compare(models, texts, y, cv=2, progress=False, return_folds=True,
-                       return_estimators=True, memory=str(tmp_path))
+                       return_estimators=True, memory=str(tmp_path), n_jobs=2)
     # One fit on all of a fold's rows per member: the stack's refits were cache hits.
     refits = [p for p in tmp_path.rglob("_fit_all/*") if p.is_dir()]
     assert len(refits) == 2 * 2
