@@ -153,7 +153,7 @@ def test_sentence_embeddings_without_the_text_extra(text_csv, tmp_path, capsys, 
                  "topic", "--text-features", "embeddings", "--output", str(tmp_path), *FAST])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("moensemble: error: --text-features embeddings:")
+    assert err.startswith("moensemble compare: error: --text-features embeddings:")
     assert 'pip install "moensemble[text]"' in err and "Traceback" not in err
 
 
@@ -208,7 +208,7 @@ def test_user_errors_exit_nonzero_without_traceback(args, message, text_csv, tmp
     assert code == 2
     assert message in captured.err
     assert "Traceback" not in captured.err + captured.out
-    assert captured.err.startswith("moensemble: error: ")
+    assert captured.err.startswith("moensemble compare: error: ")
 
 
 def test_unsupported_suffix_and_bad_option(tmp_path, capsys):

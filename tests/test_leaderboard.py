@@ -292,3 +292,15 @@ def test_reused_fits_predict_as_fresh_fits_on_a_small_text_board(tmp_path):
     Xt = kept["moe"][0].transform(texts[test])
     np.testing.assert_array_equal(kept["stacked_moe"][-1].named_estimators_["moe"]
                                   .predict_proba(Xt), kept["moe"][-1].predict_proba(Xt))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_temporary_cache_is_removed_after_an_error_in_a_model(tmp_path, monkeypatch, n_jobs):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    X, y = load_iris(return_X_y=True)
+    models = {"ok": LogisticRegression(max_iter=500), "bad": FailingClassifier()}
+    with pytest.raises(RuntimeError, match="boom"):
+        compare(models, X, y, cv=2, progress=False, error_score="raise", n_jobs=n_jobs)
+    assert not list(tmp_path.glob("moensemble-cache-*"))

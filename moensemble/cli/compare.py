@@ -461,15 +461,11 @@ def _routing_models(models: list) -> list[str]:
 
 
 def _first_moe(fold_table: pd.DataFrame) -> pd.Series | None:
-    """The first fold's fitted model among those that route (MoE), if any."""
-    from moensemble.folds import final_step
-
+    """The first fold's fitted routing model: ``compare`` kept only that model's."""
     if "estimator" not in fold_table:
         return None
-    for _, row in fold_table.sort_values(["fold"], kind="stable").iterrows():
-        if row["estimator"] is not None and hasattr(final_step(row["estimator"]), "route"):
-            return row
-    return None
+    kept = fold_table[fold_table["estimator"].notna()].sort_values("fold", kind="stable")
+    return None if kept.empty else kept.iloc[0]
 
 
 def _report_json(board: pd.DataFrame, scores: pd.DataFrame, dataset: dict,
