@@ -86,6 +86,18 @@ def share_fit(estimator: BaseEstimator, memory) -> BaseEstimator:
     return estimator
 
 
+def share_memory(estimator: BaseEstimator, memory) -> BaseEstimator:
+    """Clone ``estimator`` with every unset ``memory`` parameter (nested too) set to ``memory``;
+    a single model is then fitted through that cache (:func:`share_fit`)."""
+    estimator = clone(estimator)
+    keys = [k for k, v in estimator.get_params(deep=True).items()
+            if (k == "memory" or k.endswith("__memory")) and v is None]
+    # Outer keys first: setting a composite's parameter may replace its nested objects.
+    for key in sorted(keys, key=lambda k: k.count("__")):
+        estimator.set_params(**{key: memory})
+    return share_fit(estimator, memory)
+
+
 # ---- the parallel plan -----------------------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_consistent_length, check_memory
 
-from moensemble._compare_jobs import SharedFitModel, run_parallel, share_fit
+from moensemble._compare_jobs import SharedFitModel, run_parallel, share_memory
 from moensemble._validation import check_estimators
 from moensemble.folds import evaluate_folds, max_violation, predict_aligned
 
@@ -94,8 +94,11 @@ def compare(
         the first one then ranks the leaderboard. Built-in: accuracy, macro-F1 and log-loss
         (log-loss needs ``predict_proba``) for classifiers; RMSE and R² for regressors.
     n_jobs : int, default=None
-        Folds evaluated in parallel through joblib. Within a fold the models run one after the
-        other so that later ensembles find the base fits of earlier ones in the cache.
+        Workers (joblib). One: fold by fold, the models in order, so that later models find
+        the fits of earlier ones in the cache. More: each fold is cut into jobs that never
+        need the same fit at once (one per member: the single model, then the member's
+        inner fits; then each ensemble on its own), networks first, so that every worker
+        stays busy to the end (:mod:`moensemble._compare_jobs`); the same fits and scores.
     memory : str, joblib.Memory or None, default=None
         Cache shared by every model that has a ``memory`` parameter left at ``None`` (also
         nested ones, such as a pipeline's). ``None`` uses a temporary folder removed at the end.
@@ -124,12 +127,16 @@ def compare(
         records: ``pd.DataFrame(leaderboard.attrs["fold_scores"])``); ``attrs["task"]``,
         ``attrs["metric"]`` and ``attrs["higher_is_better"]`` name the ranking metric.
     fold_scores : DataFrame
-        Only with ``return_folds=True``: one row per (model, fold).
+        Only with ``return_folds=True``: one row per (model, fold), with its scores,
+        ``fit_time_s`` and ``cpu_time_s`` (CPU seconds of the process that fitted, predicted
+        and scored it: on a shared machine, what the model cost).
 
     Notes
     -----
     Fit times include cache hits: an ensemble that finds its bases' fold fits in the shared
     cache (fitted earlier in the same fold by another ensemble) is charged only the work left.
+    A single model is fitted through that cache too, so that an ensemble's refit of the same
+    member on the same rows reads it back (the same fitted model as a fresh fit).
 
     Examples
     --------
@@ -162,7 +169,7 @@ def compare(
     location = tempfile.mkdtemp(prefix="moensemble-cache-") if owned else None
     try:
         cache = check_memory(Memory(location, verbose=0) if owned else memory)
-        pairs = [(name, _share_memory(est, cache)) for name, est in pairs]
+        pairs = [(name, share_memory(est, cache)) for name, est in pairs]
         rows = _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progress,
                     keep, cache)
     finally:
@@ -187,6 +194,7 @@ def default_models(
     quick: bool = False,
     moe_members: bool = False,
     mlp: bool = False,
+    moe_params: dict | None = None,
     random_state: int | None = 0,
 ) -> list[tuple[str, BaseEstimator]]:
     """Build the default contestants: strong single members, three ensembles of them, an MoE.
@@ -217,6 +225,10 @@ def default_models(
         Also add ``mlp``: the MoE's dense peer of equal active parameters, the same network
         and training with one expert twice as wide as each of the MoE's ``top_k=2`` experts
         (so it runs the parameters the MoE runs per row, less the router's).
+    moe_params : dict or None, default=None
+        Parameters set on the MoE after the defaults (for example
+        ``{"optimizer": "lazy_adam"}``), so also on its copies in the ensembles and on
+        ``mlp``.
     random_state : int or None, default=0
 
     Returns
@@ -238,6 +250,9 @@ def default_models(
     inner = splitter(cv, shuffle=True, random_state=random_state)
     models = [*members, *_ensembles(task, members, cv=inner, random_state=random_state)]
     moe_model = _moe(task, sparse=sparse, quick=quick, random_state=random_state)
+    if moe_params:
+        prefix = "model__" if isinstance(moe_model, Pipeline) else ""
+        moe_model.set_params(**{f"{prefix}{k}": v for k, v in moe_params.items()})
     models.append(("moe", moe_model))
     models.append(("gated", _gated(task, members, cv=inner, random_state=random_state)))
     if moe_members:
@@ -457,21 +472,6 @@ def make_folds(cv, X, y, *, task: str = "classification",
     else:
         splitter = check_cv(cv, y, classifier=classifier)
     return [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y)]
-
-
-def _share_memory(estimator: BaseEstimator, memory: Memory) -> BaseEstimator:
-    """Clone ``estimator`` with every unset ``memory`` parameter (nested too) set to ``memory``.
-
-    A single model (one without a ``memory`` of its own at the end of the pipeline) is then
-    fitted through the same cache as the ensembles' refits (:mod:`moensemble._compare_jobs`).
-    """
-    estimator = clone(estimator)
-    keys = [k for k, v in estimator.get_params(deep=True).items()
-            if (k == "memory" or k.endswith("__memory")) and v is None]
-    # Outer keys first: setting a composite's parameter may replace its nested objects.
-    for key in sorted(keys, key=lambda k: k.count("__")):
-        estimator.set_params(**{key: memory})
-    return share_fit(estimator, memory)
 
 
 # ---- evaluation ------------------------------------------------------------------------------
