@@ -370,7 +370,9 @@ def _moe_params(dataset: dict, tfidf) -> dict | None:
     """
     from sklearn.base import clone
 
-    X = dataset["X"]
+    X = dataset.get("X")
+    if X is None:  # a description of the data only: the default optimizer
+        return None
     texts = X[dataset["text_column"]] if isinstance(X, pd.DataFrame) else X
     try:
         width = len(clone(tfidf).fit(texts).vocabulary_)
