@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except UserError as exc:
-        print(f"moensemble: error: {exc}", file=sys.stderr)
+        print(f"moensemble tune: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
