@@ -15,8 +15,9 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from numbers import Real
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_consistent_length, check_memory
 
+from moensemble._compare_jobs import SharedFitModel, run_parallel, share_memory
 from moensemble._validation import check_estimators
 from moensemble.folds import evaluate_folds, max_violation, predict_aligned
 
@@ -92,8 +94,11 @@ def compare(
         the first one then ranks the leaderboard. Built-in: accuracy, macro-F1 and log-loss
         (log-loss needs ``predict_proba``) for classifiers; RMSE and R² for regressors.
     n_jobs : int, default=None
-        Folds evaluated in parallel through joblib. Within a fold the models run one after the
-        other so that later ensembles find the base fits of earlier ones in the cache.
+        Workers (joblib). One: fold by fold, the models in order, so that later models find
+        the fits of earlier ones in the cache. More: each fold is cut into jobs that never
+        need the same fit at once (one per member: the single model, then the member's
+        inner fits; then each ensemble on its own), networks first, so that every worker
+        stays busy to the end (:mod:`moensemble._compare_jobs`); the same fits and scores.
     memory : str, joblib.Memory or None, default=None
         Cache shared by every model that has a ``memory`` parameter left at ``None`` (also
         nested ones, such as a pipeline's). ``None`` uses a temporary folder removed at the end.
@@ -122,12 +127,16 @@ def compare(
         records: ``pd.DataFrame(leaderboard.attrs["fold_scores"])``); ``attrs["task"]``,
         ``attrs["metric"]`` and ``attrs["higher_is_better"]`` name the ranking metric.
     fold_scores : DataFrame
-        Only with ``return_folds=True``: one row per (model, fold).
+        Only with ``return_folds=True``: one row per (model, fold), with its scores,
+        ``fit_time_s`` and ``cpu_time_s`` (CPU seconds of the process that fitted, predicted
+        and scored it: on a shared machine, what the model cost).
 
     Notes
     -----
     Fit times include cache hits: an ensemble that finds its bases' fold fits in the shared
     cache (fitted earlier in the same fold by another ensemble) is charged only the work left.
+    A single model is fitted through that cache too, so that an ensemble's refit of the same
+    member on the same rows reads it back (the same fitted model as a fresh fit).
 
     Examples
     --------
@@ -160,9 +169,9 @@ def compare(
     location = tempfile.mkdtemp(prefix="moensemble-cache-") if owned else None
     try:
         cache = check_memory(Memory(location, verbose=0) if owned else memory)
-        pairs = [(name, _share_memory(est, cache)) for name, est in pairs]
+        pairs = [(name, share_memory(est, cache)) for name, est in pairs]
         rows = _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progress,
-                    keep)
+                    keep, cache)
     finally:
         if owned:
             shutil.rmtree(location, ignore_errors=True)
@@ -185,6 +194,7 @@ def default_models(
     quick: bool = False,
     moe_members: bool = False,
     mlp: bool = False,
+    moe_params: dict | None = None,
     random_state: int | None = 0,
 ) -> list[tuple[str, BaseEstimator]]:
     """Build the default contestants: strong single members, three ensembles of them, an MoE.
@@ -215,6 +225,10 @@ def default_models(
         Also add ``mlp``: the MoE's dense peer of equal active parameters, the same network
         and training with one expert twice as wide as each of the MoE's ``top_k=2`` experts
         (so it runs the parameters the MoE runs per row, less the router's).
+    moe_params : dict or None, default=None
+        Parameters set on the MoE after the defaults (for example
+        ``{"optimizer": "lazy_adam"}``), so also on its copies in the ensembles and on
+        ``mlp``.
     random_state : int or None, default=0
 
     Returns
@@ -236,6 +250,9 @@ def default_models(
     inner = splitter(cv, shuffle=True, random_state=random_state)
     models = [*members, *_ensembles(task, members, cv=inner, random_state=random_state)]
     moe_model = _moe(task, sparse=sparse, quick=quick, random_state=random_state)
+    if moe_params:
+        prefix = "model__" if isinstance(moe_model, Pipeline) else ""
+        moe_model.set_params(**{f"{prefix}{k}": v for k, v in moe_params.items()})
     models.append(("moe", moe_model))
     models.append(("gated", _gated(task, members, cv=inner, random_state=random_state)))
     if moe_members:
@@ -457,22 +474,11 @@ def make_folds(cv, X, y, *, task: str = "classification",
     return [(np.asarray(tr), np.asarray(te)) for tr, te in splitter.split(X, y)]
 
 
-def _share_memory(estimator: BaseEstimator, memory: Memory) -> BaseEstimator:
-    """Clone ``estimator`` with every unset ``memory`` parameter (nested too) set to ``memory``."""
-    estimator = clone(estimator)
-    keys = [k for k, v in estimator.get_params(deep=True).items()
-            if (k == "memory" or k.endswith("__memory")) and v is None]
-    # Outer keys first: setting a composite's parameter may replace its nested objects.
-    for key in sorted(keys, key=lambda k: k.count("__")):
-        estimator.set_params(**{key: memory})
-    return estimator
-
-
 # ---- evaluation ------------------------------------------------------------------------------
 
 
 def _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progress,
-         keep) -> list[dict]:
+         keep, cache=None) -> list[dict]:
     from tqdm.auto import tqdm
 
     total = len(pairs) * len(folds)
@@ -486,8 +492,12 @@ def _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progre
                     rows.append(_evaluate(name, est, X, y, i, train, test, classes, task,
                                           scorers, error_score, name in keep))
                     bar.update()
+        elif getattr(cache, "location", None) is not None:
+            evaluate = partial(_evaluate_kept, classes=classes, task=task, scorers=scorers,
+                               error_score=error_score, keep=keep)
+            rows = run_parallel(pairs, X, y, folds, evaluate, n_jobs, bar.update)
         else:
-            # Whole folds per job, so that within a fold the models share the cache in order.
+            # No cache to share fits through: whole folds per job, the models in order.
             jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
                 delayed(_evaluate_fold)(pairs, X, y, i, train, test, classes, task, scorers,
                                         error_score, keep)
@@ -514,6 +524,12 @@ def _kept_names(return_estimators, names: list[str]) -> set[str]:
     return set(return_estimators)
 
 
+def _evaluate_kept(name, est, X, y, fold, train, test, *, classes, task, scorers, error_score,
+                   keep):
+    return _evaluate(name, est, X, y, fold, train, test, classes, task, scorers, error_score,
+                     name in keep)
+
+
 def _evaluate_fold(pairs, X, y, fold, train, test, classes, task, scorers, error_score, keep):
     return [_evaluate(name, est, X, y, fold, train, test, classes, task, scorers, error_score,
                       name in keep) for name, est in pairs]
@@ -533,11 +549,14 @@ def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
             out[scorer_name] = float(scorer(est, X_test, y_test))
         return out
 
+    cpu = process_time()
     result = evaluate_folds(
         estimator, X, y, [(train, test)], scoring=score, method=None,
         error_score="raise" if error_score == "raise" else np.nan, return_estimators=keep,
     )
-    row: dict[str, Any] = {"model": name, "fold": fold}
+    # CPU seconds of this process (fit, predict, scoring): the models of a fold run one after
+    # the other in one process, so on a shared machine this is what a model cost.
+    row: dict[str, Any] = {"model": name, "fold": fold, "cpu_time_s": process_time() - cpu}
     if np.isfinite(result.fit_times[0]):
         row["fit_time_s"] = result.fit_times[0]
     error = result.errors[0]
@@ -545,7 +564,8 @@ def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
         row.update(result.fold_scores[0])
         row.update(result.moe_stats[0])
         if keep:
-            row["estimator"] = result.estimators[0]
+            fitted = result.estimators[0]
+            row["estimator"] = fitted[-1] if isinstance(fitted, SharedFitModel) else fitted
         return row
     if not isinstance(error_score, Real):
         raise ValueError("`error_score` must be 'raise' or a number.") from error

@@ -180,6 +180,18 @@ def test_inputs_scaled_to_1e30_stop_the_net_with_the_cause(name):
         ESTIMATORS[name]().fit(X * 1e30, y)
 
 
+@pytest.mark.parametrize("scale", [1e6, 1e-6])
+@pytest.mark.parametrize("name", ["MoEClassifier", "MoERegressor"])
+def test_features_far_from_unit_scale_are_warned_about(name, scale):
+    # At 1e8 a MoERegressor trained to finite but useless predictions (R^2 of -1e13).
+    X, y = _data(name.endswith("Regressor"))
+    with pytest.warns(UserWarning, match=r"far from unit scale .*StandardScaler"):
+        ESTIMATORS[name]().set_params(max_epochs=1).fit(X * scale, y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*far from unit scale")
+        ESTIMATORS[name]().set_params(max_epochs=1).fit(X, y)
+
+
 @pytest.mark.parametrize("name", ["MoEClassifier", "MoERegressor"])
 def test_a_too_large_sgd_step_stops_the_net_naming_lr(name):
     X, y = _data(name.endswith("Regressor"))

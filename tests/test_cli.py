@@ -153,7 +153,7 @@ def test_sentence_embeddings_without_the_text_extra(text_csv, tmp_path, capsys, 
                  "topic", "--text-features", "embeddings", "--output", str(tmp_path), *FAST])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("moensemble: error: --text-features embeddings:")
+    assert err.startswith("moensemble compare: error: --text-features embeddings:")
     assert 'pip install "moensemble[text]"' in err and "Traceback" not in err
 
 
@@ -208,7 +208,7 @@ def test_user_errors_exit_nonzero_without_traceback(args, message, text_csv, tmp
     assert code == 2
     assert message in captured.err
     assert "Traceback" not in captured.err + captured.out
-    assert captured.err.startswith("moensemble: error: ")
+    assert captured.err.startswith("moensemble compare: error: ")
 
 
 def test_unsupported_suffix_and_bad_option(tmp_path, capsys):
@@ -236,3 +236,28 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["leaderboard.csv"]  # no temp file left
     _write_atomic(target, lambda f: f.write("new results\n"))
     assert target.read_text() == "new results\n"
+
+
+def test_moe_steps_lazily_only_on_a_wide_vocabulary(monkeypatch):
+    from moensemble.cli import build_parser
+    from moensemble.cli import compare as compare_cli
+    from moensemble.cli.common import load_data
+
+    args = build_parser().parse_args(["compare", "--n-samples", "300"])
+    dataset = load_data(args)
+
+    def optimizers(models):
+        found = {}
+        for name, est in models:
+            for part in [est[-1], *[m for _, m in getattr(est[-1], "estimators", [])]]:
+                if "optimizer" in part.get_params(deep=False):
+                    found[name] = part.get_params()["optimizer"]
+        return found
+
+    narrow = optimizers(compare_cli.build_models(dataset, args))
+    assert set(narrow.values()) == {"adam"}
+    monkeypatch.setattr(compare_cli, "LAZY_ADAM_MIN_COLUMNS", 100)
+    wide = optimizers(compare_cli.build_models(dataset, args))
+    # The MoE, its copies in the ensembles and its dense peer: all the same training.
+    assert set(wide) == {"moe", "stacked_moe", "weighted_moe", "mlp"} == set(narrow)
+    assert set(wide.values()) == {"lazy_adam"}

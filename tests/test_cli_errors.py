@@ -123,7 +123,8 @@ def test_bad_option_or_value_is_one_line_and_exit_2(files, case):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert lines[0].startswith("moensemble")
+    # Our errors and argparse's carry the same prefix: the subcommand's.
+    assert lines[0].startswith(f"moensemble {case.split()[0]}: error: "), lines[0]
     assert re.search(message, lines[0]), lines[0]
 
 
@@ -158,3 +159,24 @@ def test_too_few_bundled_samples_is_one_line(tmp_path, command):
     assert done.returncode == 2
     assert "--n-samples 5" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_compare_terminated_removes_its_temporary_cache(files, tmp_path):
+    """SIGTERM (as `timeout` sends) ends compare with 143, its /tmp cache folder removed."""
+    import signal
+    import time
+
+    env = {**__import__("os").environ, "TMPDIR": str(tmp_path)}
+    command = [sys.executable, "-m", "moensemble", *_compare(files, "ok", "--target", "label",
+                                                             "--cv", "2", "--quiet")]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("moensemble-cache-*")) and process.poll() is None:
+        assert time.monotonic() < deadline, "compare made no cache folder in 120 s"
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert not list(tmp_path.glob("moensemble-cache-*"))

@@ -226,3 +226,81 @@ def test_cv_splitter_is_used_as_given():
     assert len(table) == 4
     expected = [Ridge().fit(X[tr], y[tr]).score(X[te], y[te]) for tr, te in splitter.split(X)]
     np.testing.assert_allclose(table["r2"], expected)
+
+
+def test_single_models_and_ensemble_refits_share_one_fit(tmp_path):
+    from moensemble.ensemble import StackingEnsembleClassifier
+
+    X, y = make_classification(n_samples=120, n_features=6, random_state=1)
+    log = tmp_path / "fits.log"
+    bases = [("a", CountingClassifier(str(log), C=1.0)), ("b", CountingClassifier(str(log), C=0.1))]
+    models = {"a": CountingClassifier(str(log), C=1.0),
+              "stacked": StackingEnsembleClassifier(bases, cv=2)}
+    board, table = compare(models, X, y, cv=3, progress=False, return_folds=True,
+                           return_estimators=True)
+    # Per outer fold: `a` once (the stack's refit of its `a` reads that fit from the cache),
+    # 2 inner folds x 2 bases, and the refit of `b`: 6, not 7.
+    assert len(log.read_text().splitlines()) == 3 * 6
+    # With two workers, a fold is cut into jobs that never need the same fit at once: the
+    # same fits, the same scores.
+    log.unlink()
+    again = compare(models, X, y, cv=3, progress=False, n_jobs=2)
+    assert len(log.read_text().splitlines()) == 3 * 6
+    scores = ["model", "fold", "accuracy", "log_loss"]
+    pd.testing.assert_frame_equal(pd.DataFrame(again.attrs["fold_scores"])[scores],
+                                  pd.DataFrame(board.attrs["fold_scores"])[scores])
+    folds = make_folds(3, X, y)
+    for (train, test), fitted in zip(folds, table.query("model == 'a'")["estimator"],
+                                     strict=True):
+        assert isinstance(fitted, CountingClassifier)  # a bare model comes back unwrapped
+        fresh = CountingClassifier(str(log), C=1.0).fit(X[train], y[train])
+        np.testing.assert_array_equal(fitted.predict_proba(X[test]),
+                                      fresh.predict_proba(X[test]))
+
+
+def test_reused_fits_predict_as_fresh_fits_on_a_small_text_board(tmp_path):
+    from sklearn.base import clone
+
+    from moensemble import MoEClassifier
+    from moensemble.ensemble import StackingEnsembleClassifier
+
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(60)])
+    labels = rng.integers(0, 3, 150)
+    texts = np.array([" ".join(rng.choice(words[20 * c: 20 * c + 30], 6)) for c in labels],
+                     dtype=object)
+    y = np.array(["abc"[c] for c in labels])
+    logreg = LogisticRegression(C=10.0, max_iter=300)
+    moe = MoEClassifier(n_experts=4, top_k=2, expert_hidden=(16,), max_epochs=3,
+                        random_state=0)
+    stacked = StackingEnsembleClassifier([("logreg", logreg), ("moe", moe)], cv=2,
+                                         random_state=0)
+    models = {name: Pipeline([("tfidf", TfidfVectorizer()), (name, est)])
+              for name, est in [("logreg", logreg), ("moe", moe), ("stacked_moe", stacked)]}
+    _, table = compare(models, texts, y, cv=2, progress=False, return_folds=True,
+                       return_estimators=True, memory=str(tmp_path), n_jobs=2)
+    # One fit on all of a fold's rows per member: the stack's refits were cache hits.
+    refits = [p for p in tmp_path.rglob("_fit_all/*") if p.is_dir()]
+    assert len(refits) == 2 * 2
+    train, test = make_folds(2, texts, y)[0]
+    kept = table.query("fold == 0").set_index("model")["estimator"]
+    for name, model in models.items():
+        fresh = clone(model).fit(texts[train], y[train])
+        np.testing.assert_allclose(kept[name].predict_proba(texts[test]),
+                                   fresh.predict_proba(texts[test]), atol=1e-6)
+    # The stack's MoE member is the plain moe's fit (read back from the cache).
+    Xt = kept["moe"][0].transform(texts[test])
+    np.testing.assert_array_equal(kept["stacked_moe"][-1].named_estimators_["moe"]
+                                  .predict_proba(Xt), kept["moe"][-1].predict_proba(Xt))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_temporary_cache_is_removed_after_an_error_in_a_model(tmp_path, monkeypatch, n_jobs):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    X, y = load_iris(return_X_y=True)
+    models = {"ok": LogisticRegression(max_iter=500), "bad": FailingClassifier()}
+    with pytest.raises(RuntimeError, match="boom"):
+        compare(models, X, y, cv=2, progress=False, error_score="raise", n_jobs=n_jobs)
+    assert not list(tmp_path.glob("moensemble-cache-*"))

@@ -614,3 +614,18 @@ def test_the_boost_extras_models_round_trip(tmp_path, classification, library):
     model.fit(X, y)
     loaded = load(save(model, tmp_path / f"{library}.moe"))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_native_categorical_hist_gradient_boosting_round_trips(tmp_path):
+    """The AutoML's `native` tables feed category columns to HistGradientBoosting, whose
+    preprocessor holds a partial(check_array): its final ensemble must save by default."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=120),
+                      "b": pd.Categorical(rng.choice(["x", "y", "z"], 120))})
+    y = (X["a"] + (X["b"] == "x")) > 0.5
+    model = HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype")
+    model.fit(X, y)
+    loaded = load(save(model, tmp_path / "hgb.moe"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

@@ -112,12 +112,13 @@ def test_the_final_model_uses_the_members_temperatures(data):
     assert any(t != 1.0 for t in temps.values())
     manual = sum(w * temper(ens.trial_predictions(X, n), temps[n])
                  for n, w in auto.ensemble_weights_.items())
-    np.testing.assert_allclose(auto.predict_proba(X), manual)
+    np.testing.assert_allclose(auto.predict_proba(X), temper(manual, ens.temperature))
     assert auto.ensemble_weights_.sum() == pytest.approx(1.0)
     plain = AutoClassifier(time_budget=60, base_estimators=MEMBERS, families=(), cv=3,
                            temperature_scaling=False, progress_bar=False,
                            random_state=0).fit(X, y)
     assert all(m.temperature == 1.0 for m in plain.best_estimator_.members.values())
+    assert plain.best_estimator_.temperature == 1.0
 
 
 def test_selection_metric_defaults_to_scoring(data, monkeypatch):

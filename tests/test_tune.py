@@ -538,3 +538,12 @@ def test_a_worker_whose_trial_is_refused_a_distribution_stops_with_a_clear_error
         run_worker(storage, "w", objective, n_trials=5)
     study = optuna.load_study(study_name="w", storage=storage)
     assert [t.state for t in study.trials] == [State.COMPLETE, State.FAIL]
+
+
+def test_the_family_help_names_every_family():
+    from moensemble.cli import build_parser
+    from moensemble.search.auto import FAMILIES
+
+    tune = build_parser()._subparsers._group_actions[0].choices["tune"]
+    text = " ".join(tune.format_help().split())
+    assert [f for f in FAMILIES if f not in text] == []

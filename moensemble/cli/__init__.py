@@ -10,13 +10,17 @@ Parquet file. ``moensemble tune`` runs one worker of a shared Optuna study
 (:mod:`moensemble.cli.tune`).
 
 User mistakes (a missing file or column, a target with one class, ...) end with a one-line
-message on stderr and exit code 2, never a traceback.
+message on stderr (``moensemble compare: error: ...``, as argparse's usage errors) and exit
+code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from moensemble.cli import compare, tune
@@ -42,15 +46,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.run(args)
+        with _terminate_as_exit():
+            return args.run(args)
     except UserError as exc:
         # One line, even when a library's message has several (SQLAlchemy's does).
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"moensemble: error: {message}", file=sys.stderr)
+        # Prefixed like argparse's own errors of the subcommand ("moensemble compare: error:").
+        print(f"moensemble {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("moensemble: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM (``kill``, ``timeout``) raises ``SystemExit(143)`` instead of ending the
+    process at once, so that ``finally`` blocks run: ``compare`` removes its temporary
+    cache (``/tmp/moensemble-cache-*``, gigabytes on a large run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,8 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     study.add_argument("--timeout", type=positive_seconds, metavar="SECONDS",
                        help="no new trial starts after this many seconds")
     study.add_argument("--family", default="weighted", metavar="NAME",
-                       help="the model family whose space is searched: weighted, stacking, moe "
-                       "or gated (moensemble.search.auto.FAMILIES)")
+                       help="the model family whose space is searched: an ensemble (weighted, "
+                       "stacking, gated), moe, or one kind of single model (hist_gb, lightgbm, "
+                       "xgboost, catboost, extra_trees, random_forest, linear, knn, mlp); "
+                       "moensemble.search.auto.FAMILIES")
     study.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_INTERVAL,
                        metavar="SECONDS", help="heartbeat interval of running trials (database)")
     study.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD,
@@ -228,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except UserError as exc:
-        print(f"moensemble: error: {exc}", file=sys.stderr)
+        print(f"moensemble tune: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 

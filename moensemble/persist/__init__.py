@@ -101,6 +101,11 @@ VETTED_TYPES = (
     "scipy.sparse._coo.coo_matrix",
     "scipy.sparse._csr.csr_array",
     "scipy.sparse._csc.csc_array",
+    # HistGradientBoosting's preprocessor of categorical columns is a
+    # FunctionTransformer(partial(check_array, ...)): skops loads a partial's function as a
+    # node of its own, checked against this list like any other type.
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
     "collections.OrderedDict",
     "builtins.slice",
     "numpy.dtype",

@@ -26,16 +26,12 @@ from typing import Any
 
 import numpy as np
 import optuna
-import pandas as pd
 import scipy.sparse as sp
 from joblib import Memory
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring, get_scorer_names
-from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from moensemble._validation import IntInterval
 from moensemble.search import bagging as _bagging
@@ -47,6 +43,7 @@ from moensemble.search.families import (
     default_members,
 )
 from moensemble.search.final import FinalModel
+from moensemble.search.inputs import InputsMixin
 from moensemble.search.portfolio import default_portfolio, native_entries
 from moensemble.search.runner import Runner
 from moensemble.search.trials import (
@@ -67,30 +64,12 @@ RESERVE_REFIT = 0.2
 PORTFOLIO_KEEP = 0.05
 
 
-def _needs_encoding(X) -> bool:
-    """A DataFrame with a non-numeric column or a missing value (a raw table)."""
-    if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
-        return False
-    numeric = all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
-                  for t in X.dtypes)
-    return not numeric or bool(X.isna().to_numpy().any())
-
-
-def _target_without_gaps(y):
-    missing = pd.isna(pd.DataFrame(np.asarray(y, dtype=object))).to_numpy().any(axis=1)
-    if missing.any():
-        rows = np.flatnonzero(missing)[:5].tolist()
-        raise ValueError(f"y has {int(missing.sum())} missing value(s) (first rows: {rows}); "
-                         "drop those rows or fill the target before fit.")
-    return y
-
-
-class _BaseAuto(FinalModel, BaseEstimator):
+class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
     _parameter_constraints: dict = {
         "time_budget": [Interval(Real, 0, None, closed="neither")],
         "families": [list, tuple],
         "base_estimators": [list, None],
-        "cv": ["cv_object"],
+        "cv": ["cv_object", StrOptions({"auto"})],
         "inner_cv": [IntInterval(2, None, closed="left")],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "max_trials": [IntInterval(1, None, closed="left"), None],
@@ -101,6 +80,7 @@ class _BaseAuto(FinalModel, BaseEstimator):
         "temperature_scaling": ["boolean"],
         "stack_levels": [IntInterval(0, 2, closed="both")],
         "stack_passthrough": ["boolean"],
+        "max_level2_share": [Interval(Real, 0, 1, closed="both"), None],
         "refit_full": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
@@ -133,6 +113,7 @@ class _BaseAuto(FinalModel, BaseEstimator):
         temperature_scaling: bool = True,
         stack_levels: int = 1,
         stack_passthrough: bool = False,
+        max_level2_share: float | None = None,
         refit_full: bool = False,
         memory: Any = None,
         n_jobs: int | None = None,
@@ -160,6 +141,7 @@ class _BaseAuto(FinalModel, BaseEstimator):
         self.temperature_scaling = temperature_scaling
         self.stack_levels = stack_levels
         self.stack_passthrough = stack_passthrough
+        self.max_level2_share = max_level2_share
         self.refit_full = refit_full
         self.memory = memory
         self.n_jobs = n_jobs
@@ -196,6 +178,7 @@ class _BaseAuto(FinalModel, BaseEstimator):
         X, y = self._validate_input(X, y)
         seed = seed_from(self.random_state)
         folds = self._folds(X, y, seed)
+        self.n_splits_ = len(folds)
         objectives = ["score", self.cost] if self.multi_objective else ["score"]
         memory, tmpdir = self._memory()
         oof_dir = tempfile.mkdtemp(prefix="moensemble-oof-")  # the trials' OOF, memory-mapped
@@ -247,6 +230,7 @@ class _BaseAuto(FinalModel, BaseEstimator):
             context=context, deadline=deadline - reserve, budget=budget,
             error_score=self.error_score, max_trials=self.max_trials, study=self.study_,
             families=families, objectives=objectives, X_native=self._X_native, store=store,
+            max_level2_share=self.max_level2_share,
         )
 
     def _search(self, runner: Runner, context: SearchContext, families) -> None:
@@ -321,64 +305,6 @@ class _BaseAuto(FinalModel, BaseEstimator):
             )
         return {name: families[name] for name in stored}  # the stored order
 
-    def _validate_input(self, X, y):
-        frame = X if _needs_encoding(X) else None
-        self.table_encoder_ = self.native_encoder_ = None
-        self._X_native = None
-        if frame is not None:  # a raw table: every column encoded by its kind
-            from moensemble.features import TableEncoder
-
-            y = _target_without_gaps(y)
-            self.table_encoder_ = TableEncoder(random_state=self.random_state).fit(frame, y)
-            X = self.table_encoder_.transform(frame)
-            if self.base_estimators is None:  # boosting reads categories and gaps as they are
-                self.native_encoder_ = TableEncoder(mode="native",
-                                                    random_state=self.random_state)
-                self._X_native = self.native_encoder_.fit(frame, y).transform(frame)
-        X, y = validate_data(
-            self, X, y, accept_sparse=["csr", "csc"], multi_output=self._task == "regression",
-            y_numeric=self._task == "regression",
-        )
-        if self._task == "classification":
-            check_classification_targets(y)
-            self.classes_ = np.unique(y)
-            if len(self.classes_) < 2:
-                raise ValueError(
-                    f"{type(self).__name__} needs at least 2 classes in y; got only one class: "
-                    f"{self.classes_[0]!r}."
-                )
-        if frame is not None:  # the input features are the table's columns
-            self.n_features_in_ = frame.shape[1]
-            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        return X, y
-
-    def _transform(self, X):
-        """``X`` for the final model: a raw table as it is (the model encodes it per view)."""
-        check_is_fitted(self, "best_estimator_")
-        if getattr(self, "table_encoder_", None) is not None:
-            return X  # the encoders' errors name the column at fault
-        return validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-
-    def _encoders(self) -> dict | None:
-        if getattr(self, "table_encoder_", None) is None:
-            return None
-        views = {"encoded": self.table_encoder_}
-        if self.native_encoder_ is not None:
-            views["native"] = self.native_encoder_
-        return views
-
-    def _folds(self, X, y, seed):
-        if isinstance(self.cv, Integral):
-            splitter = StratifiedKFold if self._task == "classification" else KFold
-            cv = splitter(self.cv, shuffle=True, random_state=seed)
-        else:
-            cv = check_cv(self.cv, y, classifier=self._task == "classification")
-        try:
-            return list(cv.split(X, y))
-        except ValueError as exc:
-            raise ValueError(f"`cv`={self.cv!r} cannot split these {len(y)} rows: {exc}") \
-                from exc
-
     def _memory(self) -> tuple[Any, str | None]:
         if self.memory is not None:
             return self.memory, None
@@ -449,9 +375,11 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         :func:`~moensemble.search.portfolio.default_portfolio` (linear, naive Bayes,
         k-NN, histogram gradient boosting, LightGBM / XGBoost / CatBoost when installed,
         forests, an MLP, the MoE); [] runs the families only.
-    cv : int, cross-validation generator or iterable, default=5
+    cv : 'auto', int, cross-validation generator or iterable, default=5
         Outer folds every trial is fitted and scored on (an int gives shuffled
-        (stratified) folds seeded by ``random_state``).
+        (stratified) folds seeded by ``random_state``); 'auto' is 8 folds under 1,000 rows
+        (each fold model sees 7/8 of the rows, and the out-of-fold predictions that drive
+        the selection are less noisy), else 5.
     inner_cv : int, default=3
         Folds of the gated family's own out-of-fold fits.
     scoring : str, callable or None, default=None
@@ -471,7 +399,9 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
     temperature_scaling : bool, default=True
         Classification: temper each trial's probabilities by one temperature fitted on
         its out-of-fold log loss before the selection and in the final average, so that
-        badly calibrated members (naive Bayes, k-NN) blend on the others' scale.
+        badly calibrated members (naive Bayes, k-NN) blend on the others' scale; and
+        temper the final blend by one more, fitted on its out-of-fold log loss (an average
+        is flatter than its members; the predicted classes do not change).
     stack_levels : {0, 1, 2}, default=1
         Stacking layers (AutoGluon's ``auto_stack``) the search may add over the single
         models: 0 none; 1 the level-2 ``weighted`` / ``stacking`` trials, each over the
@@ -481,6 +411,11 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         Level-2 ``stacking`` trials may also read the original features (dense input of
         at most 500 columns). Off by default: on shared folds it inflates their
         out-of-fold score (see ``docs/benchmarks/automl.md``).
+    max_level2_share : float in [0, 1] or None, default=None
+        Most share of the search's trials that may be level-2 combiners (``weighted``,
+        ``stacking``); past it the next trial is the least tried single-model family's.
+        Cheap and optimistic on their out-of-fold score, combiners otherwise take most of
+        the trials (158 of 250 at 300 s on diabetes). None: no cap.
     refit_full : bool, default=False
         Refit the selected trials on all rows (one model each instead of a bag of
         ``cv``: a faster predict) while the budget lasts; 20 % of it is kept for that.
@@ -531,6 +466,8 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
     study_ : optuna.Study
         The search phase's trials.
     n_features_in_ : int
+    n_splits_ : int
+        Number of outer folds every trial was fitted on.
     fit_time_ : float
         Seconds the fit took.
     classes_ : ndarray of shape (n_classes,)

@@ -62,6 +62,11 @@ class FinalModel:
             classes=classes, time_limit=self._selection_seconds(runner))
         chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
         blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
+        # the average of several tempered trials is flatter than each: one more temperature
+        # on the blend sharpens it back (log loss; the argmax, so accuracy, stays)
+        blend_t = fit_temperature(blended, runner.target) \
+            if classes is not None and self.temperature_scaling else 1.0
+        blended = temper(blended, blend_t)
         by_name = {r.name: r for r in records}
         members = members_of(chosen, by_name)
         for name in chosen:
@@ -70,7 +75,7 @@ class FinalModel:
             runner.refit_members(members)
         self.best_estimator_ = TrialEnsemble(members, chosen, getattr(self, "classes_", None),
                                              single_output=np.ndim(y) == 1,
-                                             encoders=self._encoders())
+                                             encoders=self._encoders(), temperature=blend_t)
         best = max(done, key=lambda r: r.score)
         self.best_trial_ = best.name
         self.best_family_ = best.family

@@ -393,16 +393,22 @@ class TrialEnsemble(BaseEstimator):
         A raw table's encodings by view name (``'encoded'``: one-hot and scaled,
         ``'native'``: category columns and gaps as they are, for gradient boosting); each
         member reads its ``view``. None: ``X`` is given encoded.
+    temperature : float, default=1.0
+        Classification: the weighted average of the members' probabilities is tempered
+        by this (:func:`temper`); an average of several models is flatter than each of
+        them, and the AutoML fits this on the blend's out-of-fold log loss. The argmax,
+        hence ``predict``, does not change.
     """
 
     def __init__(self, members: dict[str, Member], weights: dict[str, float],
                  classes: np.ndarray | None, single_output: bool = True,
-                 encoders: dict | None = None) -> None:
+                 encoders: dict | None = None, temperature: float = 1.0) -> None:
         self.members = members
         self.weights = weights
         self.classes = classes
         self.single_output = single_output
         self.encoders = encoders
+        self.temperature = temperature
 
     def _view(self, X, view: str, memo: dict):
         if self.encoders is None:
@@ -437,6 +443,8 @@ class TrialEnsemble(BaseEstimator):
                 pred = temper(pred, self.members[name].temperature)
             part = weight * pred
             total = part if total is None else total + part
+        if self.classes is not None and self.temperature != 1.0:
+            total = temper(total, self.temperature)
         return total
 
     def predict_proba(self, X) -> np.ndarray:

@@ -1,0 +1,183 @@
+"""Small-data levers of the AutoML, paired on the same hold-out splits.
+
+Each variant (a dict of ``AutoClassifier`` / ``AutoRegressor`` parameters) is fitted on the
+same 75 % of each small data set and scored on the other 25 %, for a few split seeds. The
+sets are ones the defaults were not tuned on (Friedman 1-3 with 400 rows, ``make_regimes``
+with 500, a 400-row subsample of breast cancer, wine) next to diabetes. From the same fit
+it also reads the best single trial of the search (by out-of-fold score) on the hold-out,
+so that "the ensemble vs its own best trial" is measured on both metrics.
+
+    python benchmarks/bench_automl_levers.py --budget 30 --seeds 0,1 \
+        --variants base,cv8,cap,cv8+cap
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_wine,
+    make_friedman1,
+    make_friedman2,
+    make_friedman3,
+)
+from sklearn.metrics import accuracy_score, log_loss, r2_score
+from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
+
+from moensemble.search import AutoClassifier, AutoRegressor
+from moensemble.search import auto as auto_module
+from moensemble.search.final import MAX_SELECTION_POOL
+from moensemble.search.runner import members_of
+from moensemble.search.selection import (
+    TrialEnsemble,
+    ensemble_selection,
+    fit_temperature,
+    temper,
+)
+
+#: Re-selections over the same trials (no new fit): (picks, metric, bags, level-1 pool only);
+#: metric None is the fit's own.
+RESELECT = {
+    "sel:100 picks": (100, None, 20, False),
+    "sel:1 bag": (25, None, 1, False),
+    "sel:log_loss": (25, "log_loss", 20, False),
+    "sel:level-1 pool": (25, None, 20, True),
+}
+
+VARIANTS = {
+    "base": {"cv": 5, "max_level2_share": None},
+    "cv8": {"cv": 8, "max_level2_share": None},
+    "cap": {"cv": 5, "max_level2_share": 0.25},
+    "cv8+cap": {"cv": 8, "max_level2_share": 0.25},
+    "auto": {},  # the defaults
+}
+SETS = ("diabetes", "friedman1", "friedman2", "friedman3", "regimes", "breast_cancer400",
+        "wine")
+
+
+def load(name: str, seed: int):
+    if name == "diabetes":
+        return (*load_diabetes(return_X_y=True), "regression")
+    if name.startswith("friedman"):
+        make, noise = {"friedman1": (make_friedman1, 1.0), "friedman2": (make_friedman2, 100.0),
+                       "friedman3": (make_friedman3, 0.1)}[name]
+        return (*make(400, noise=noise, random_state=100 + seed), "regression")
+    if name == "regimes":
+        from moensemble.datasets import make_regimes
+
+        return (*make_regimes(500, random_state=100 + seed), "regression")
+    if name == "breast_cancer400":
+        X, y = load_breast_cancer(return_X_y=True)
+        rows = np.random.default_rng(seed).choice(len(y), 400, replace=False)
+        return X[rows], y[rows], "classification"
+    return (*load_wine(return_X_y=True), "classification")
+
+
+class Capture:
+    """Keeps the search's runner (every trial's bag)."""
+
+    def __enter__(self):
+        self.original = auto_module._BaseAuto._finish
+        capture = self
+
+        def finish(est, runner, *args, **kwargs):
+            capture.runner = runner
+            return capture.original(est, runner, *args, **kwargs)
+
+        auto_module._BaseAuto._finish = finish
+        return self
+
+    def __exit__(self, *exc):
+        auto_module._BaseAuto._finish = self.original
+
+
+def scores(task, model, X, y, classes):
+    if task == "regression":
+        return r2_score(y, model.predict(X)), np.nan
+    proba = model.predict_proba(X)
+    return accuracy_score(y, classes[proba.argmax(axis=1)]), log_loss(y, proba, labels=classes)
+
+
+def run(name, seed, variant, params, budget):
+    X, y, task = load(name, seed)
+    stratify = y if task == "classification" else None
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=stratify,
+                                              random_state=seed)
+    cls = AutoClassifier if task == "classification" else AutoRegressor
+    tic = time.perf_counter()
+    with Capture() as capture, threadpool_limits(limits=1):
+        auto = cls(time_budget=budget, progress_bar=False, random_state=seed, n_jobs=1,
+                   **params).fit(X_tr, y_tr)
+    fit_s = time.perf_counter() - tic
+    classes = getattr(auto, "classes_", None)
+    score, loss = scores(task, auto, X_te, y_te, classes)
+    records = {r.name: r for r in capture.runner.records if r.state == "COMPLETE" and r.bag}
+    best = max(records.values(), key=lambda r: r.score)
+    single = TrialEnsemble(members_of({best.name: 1.0}, records), {best.name: 1.0}, classes)
+    best_score, best_loss = scores(task, single, X_te, y_te, classes)
+    levels = [r.level for r in records.values()]
+    extra = {}
+    if classes is not None:  # the same ensemble without the blend's temperature
+        extra["blend T"] = auto.best_estimator_.temperature
+        auto.best_estimator_.temperature = 1.0
+        extra["ll, blend T=1"] = scores(task, auto, X_te, y_te, classes)[1]
+        auto.best_estimator_.temperature = extra["blend T"]
+    for label, (n_iter, metric, n_bags, level1) in RESELECT.items():
+        if metric == "log_loss" and task == "regression":
+            continue
+        pool = sorted((r for r in records.values() if not level1 or r.level == 1),
+                      key=lambda r: -r.score)[:MAX_SELECTION_POOL]
+        temps = {r.name: fit_temperature(r.bag.oof, capture.runner.target)
+                 if classes is not None else 1.0 for r in pool}
+        weights = ensemble_selection(
+            [temper(r.bag.oof, temps[r.name]) for r in pool], capture.runner.target, task,
+            n_iter, metric=metric or auto._selection_metric(), n_bags=n_bags,
+            random_state=seed, classes=classes)
+        chosen = {r.name: float(w) for r, w in zip(pool, weights, strict=True) if w > 0}
+        members = members_of(chosen, records)
+        for n in chosen:
+            members[n].temperature = temps[n]
+        ens = TrialEnsemble(members, chosen, classes)
+        extra[label], extra[label + " ll"] = scores(task, ens, X_te, y_te, classes)
+    return {"data": name, "seed": seed, "variant": variant, "score": score, "log_loss": loss,
+            "best_trial": best.name, "best_score": best_score, "best_log_loss": best_loss,
+            "trials": len(records), "level2": sum(v >= 2 for v in levels),
+            "n_folds": len(capture.runner.folds), "fit/budget": fit_s / budget, **extra}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=30.0)
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--variants", default="base,cv8,cap,cv8+cap")
+    parser.add_argument("--out", default=None, help="CSV of the rows")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    import torch
+
+    torch.set_num_threads(1)
+    rows = []
+    for name in args.sets.split(","):
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for variant in args.variants.split(","):
+                rows.append(run(name, seed, variant, VARIANTS[variant], args.budget))
+                print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1,
+                                                        float_format="%.4f"), flush=True)
+                if args.out:
+                    pd.DataFrame(rows).to_csv(args.out, index=False)
+    table = pd.DataFrame(rows)
+    print(table.pivot_table(index=["data", "seed"], columns="variant", values="score")
+          .to_string(float_format="%.4f"))
+    print(table.groupby("variant")[["score", "fit/budget"]].mean().to_string())
+
+
+if __name__ == "__main__":
+    main()
