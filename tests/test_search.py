@@ -518,3 +518,18 @@ def test_weighted_and_stacking_spaces():
     assert params["final_estimator"][-1].C == 0.5
     with pytest.raises(ValueError, match="final_estimator"):
         stacking_space(study.ask(), final_estimator="svm")
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_the_automl_moe_space_draws_no_router_lasso_on_sparse_input(sparse):
+    from moensemble.search.families import FAMILIES, SearchContext
+
+    context = SearchContext(task="classification", members=[], inner_cv=2, memory=None,
+                            n_jobs=1, random_state=0, sparse=sparse, n_samples=500,
+                            n_features=2000)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = set()
+    for _ in range(30):
+        params = FAMILIES["moe"].space(study.ask(), context, "moe__")
+        drawn.add(params.get("moe__router_l1", 0.0))
+    assert (drawn == {0.0}) == sparse

@@ -191,7 +191,7 @@ def _make_moe(context: SearchContext) -> BaseEstimator:
 
 def _space_moe(trial, context, prefix):
     params = moe_space(trial, n_experts=(2, 16), expert_width=(16, 128), max_epochs=(10, 80),
-                       prefix=prefix)
+                       prefix=prefix, sparse=context.sparse)
     return {f"moe__{k}": v for k, v in params.items()}
 
 
