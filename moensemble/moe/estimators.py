@@ -237,7 +237,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         zeroed by ``router_l1`` stay out), and the experts train on. The minibatch top-k
         training only reaches the ``k`` experts a router already picks. Needs the
         competitive mixture on a single MoE layer (``mixture='likelihood'``, or ``'auto'``
-        for a classifier with ``top_k >= 2``) on the raw features. ``0``: off. Losses in
+        for a classifier with ``top_k >= 2``) on the raw features. ``0``: off. At most one
+        round runs per epoch (rounds due at the same epoch run once). Losses in
         the history as ``gate_refit_loss`` (MoE quality page, hidden-regime grid).
 
     Attributes
