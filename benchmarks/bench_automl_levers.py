@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from bench_automl import Capture  # this folder is on sys.path when run as a script
 from sklearn.datasets import (
     load_breast_cancer,
     load_diabetes,
@@ -32,7 +33,6 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from moensemble.search import AutoClassifier, AutoRegressor
-from moensemble.search import auto as auto_module
 from moensemble.search.final import MAX_SELECTION_POOL
 from moensemble.search.runner import members_of
 from moensemble.search.selection import (
@@ -78,24 +78,6 @@ def load(name: str, seed: int):
         rows = np.random.default_rng(seed).choice(len(y), 400, replace=False)
         return X[rows], y[rows], "classification"
     return (*load_wine(return_X_y=True), "classification")
-
-
-class Capture:
-    """Keeps the search's runner (every trial's bag)."""
-
-    def __enter__(self):
-        self.original = auto_module._BaseAuto._finish
-        capture = self
-
-        def finish(est, runner, *args, **kwargs):
-            capture.runner = runner
-            return capture.original(est, runner, *args, **kwargs)
-
-        auto_module._BaseAuto._finish = finish
-        return self
-
-    def __exit__(self, *exc):
-        auto_module._BaseAuto._finish = self.original
 
 
 def scores(task, model, X, y, classes):
