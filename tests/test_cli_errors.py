@@ -80,6 +80,10 @@ CASES = {
     "compare --models ,": (
         lambda f: _compare(f, "ok", "--target", "label", "--models", " , "),
         r"--models ' , ' names no model"),
+    "compare unknown option": (lambda f: _compare(f, "ok", "--target", "label", "--bogus"),
+                               r"unrecognized arguments: --bogus \(see moensemble compare"),
+    "tune unknown option": (lambda f: _tune(f, "ok", "--target", "label", "--bogus", "3"),
+                            r"unrecognized arguments: --bogus 3 \(see moensemble tune"),
     "tune --random-state -1": (
         lambda f: _tune(f, "ok", "--target", "label", "--random-state", "-1", "--n-trials", "1"),
         r"argument --random-state: expected a seed between 0 and 2\*\*32 - 1"),

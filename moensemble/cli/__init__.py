@@ -39,7 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # named by the subcommand that was given them, as its other errors
+            parser.subcommands.get(args.command, parser).error(
+                f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, or an argparse usage error (already printed)
         return int(exc.code or 0)
     if args.command is None:
@@ -90,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     compare.register(commands)
     tune.register(commands)  # `moensemble tune`: a worker of a shared Optuna study
+    parser.subcommands = commands.choices  # name -> its parser, for main's usage errors
     return parser
 
 
