@@ -6,8 +6,8 @@ neighbourhoods share a rule share a regime. The neighbourhoods must be taken whe
 regimes live: in the few input features the router's group lasso (``router_l1``) keeps
 strongest. :class:`LocalRulePartition` does this once, at the end of the lasso's selection
 half: for the ``r = 1..max_features`` strongest features of the gate it clusters the local
-rules into ``n_experts`` groups, keeps the ``r`` whose groups are best fitted by one
-linear model each (held-out rows of each group), refits the router's linear map on those
+rules into ``n_experts`` groups (from a few random draws of anchors), keeps the partition
+whose groups are best fitted by one linear model each (held-out rows of each group), refits the router's linear map on those
 ``r`` features to the groups, and freezes the router for a while so that the experts
 follow the new partition; then the usual training goes on. It replaces the partition the
 minibatch training locked into (an optimisation failure: each row's gradient only reaches
@@ -15,6 +15,8 @@ the ``k`` experts its router already picks).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import scipy.sparse as sp
@@ -118,16 +120,22 @@ class LocalRulePartition(Callback):
     max_features : int, default=4
         The partition is searched in the 1..``max_features`` strongest gate features.
     n_anchors, n_neighbors : int, default=300, 80
+    n_draws : int, default=3
+        Anchor draws (and k-means starts) per number of features; the partition of the
+        best :func:`partition_score` over all of them is kept (one draw varied by several
+        points at K=8 on the regime grid).
     """
 
     def __init__(self, classification: bool, at: float = 0.5, freeze: float = 0.2,
-                 max_features: int = 4, n_anchors: int = 300, n_neighbors: int = 80) -> None:
+                 max_features: int = 4, n_anchors: int = 300, n_neighbors: int = 80,
+                 n_draws: int = 3) -> None:
         self.classification = classification
         self.at = at
         self.freeze = freeze
         self.max_features = max_features
         self.n_anchors = n_anchors
         self.n_neighbors = n_neighbors
+        self.n_draws = n_draws
 
     def on_train_begin(self, net, **kwargs) -> None:
         # From the fit's forked torch RNG: reproducible under the estimator's random_state.
@@ -161,10 +169,10 @@ class LocalRulePartition(Callback):
         norms = router.linear.weight.detach().norm(dim=0).cpu().numpy()
         order = np.argsort(-norms)[: max(1, min(self.max_features, int((norms > 0).sum())))]
         best = None
-        for r in range(1, len(order) + 1):
+        for r, draw in itertools.product(range(1, len(order) + 1), range(self.n_draws)):
             groups = local_rule_groups(X, T, order[:r], len(net.module_.experts),
                                        n_anchors=self.n_anchors,
-                                       n_neighbors=self.n_neighbors, seed=self.seed_)
+                                       n_neighbors=self.n_neighbors, seed=self.seed_ + draw)
             score = partition_score(X, T, groups, classification=self.classification,
                                     seed=self.seed_)
             if best is None or score > best[0]:
