@@ -7,11 +7,11 @@ regimes live: in the few input features the router's group lasso (``router_l1``)
 strongest. :class:`LocalRulePartition` does this once, at the end of the lasso's selection
 half: for the ``r = 1..max_features`` strongest features of the gate it clusters the local
 rules into ``n_experts`` groups (from a few random draws of anchors), keeps the partition
-whose groups are best fitted by one linear model each (held-out rows of each group), refits the router's linear map on those
-``r`` features to the groups, and freezes the router for a while so that the experts
-follow the new partition; then the usual training goes on. It replaces the partition the
-minibatch training locked into (an optimisation failure: each row's gradient only reaches
-the ``k`` experts its router already picks).
+whose groups are best fitted by one linear model each (held-out rows of each group),
+refits the router's linear map on its ``r`` features to the groups, and freezes the router
+for a while so that the experts follow the new partition; then the usual training goes
+on. It replaces the partition the minibatch training locked into (an optimisation
+failure: each row's gradient only reaches the ``k`` experts its router already picks).
 """
 
 from __future__ import annotations
