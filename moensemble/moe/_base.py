@@ -20,6 +20,7 @@ from .._validation import IntInterval, check_precision, resolve_device
 from ._em import GateRefit, check_em_rounds
 from ._growth import GrowthMixin, kmeans_router_init
 from ._introspect import RoutingIntrospection
+from ._partition import LocalRulePartition, check_repartition
 from .blocks import build_network, check_expert_widths
 from .embeddings import D_EMBEDDING, NUM_EMBEDDINGS, check_num_embedding, embed_input
 from .modality import build_block_experts, set_expert_blocks
@@ -87,6 +88,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         "router_l1": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_init": [IntInterval(1, None, closed="left")],
         "em_rounds": [IntInterval(0, None, closed="left")],
+        "repartition": [StrOptions({"none", "local_rules"})],
     }
 
     def __init__(
@@ -136,6 +138,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         router_l1: float | str = "auto",
         n_init: int = 1,
         em_rounds: int = 0,
+        repartition: str = "none",
     ) -> None:
         self.n_experts = n_experts
         self.top_k = top_k
@@ -181,6 +184,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         self.router_l1 = router_l1
         self.n_init = n_init
         self.em_rounds = em_rounds
+        self.repartition = repartition
 
     # -- fitting ------------------------------------------------------------------------
     def _check_params(self) -> tuple[tuple[int, ...], str]:
@@ -291,6 +295,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         set_expert_blocks(self, X.shape[1])  # expert_blocks_, expert_block_of_
         self.router_lr_scale_ = _router_lr_scale(self.router_lr_scale, X)
         self.router_l1_ = self._router_l1(X)
+        check_repartition(self.repartition, self.router_l1_, self._uses_blocks(),
+                          self.num_embedding, X)
         self.batch_size_ = _batch_size(self.batch_size, len(train))
         self.dense_history_ = None
         devices = [device] if device.startswith("cuda") else []
@@ -465,6 +471,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
             router_lr = self.lr * self.router_lr_scale_
             start = 0.5 if l1 > 0 else 0.0  # after the lasso's selection half
             callbacks.append(("gate_refit", GateRefit(self.em_rounds, router_lr, start)))
+        if getattr(self, "repartition", "none") != "none" and max_epochs is None:
+            callbacks.append(("repartition", LocalRulePartition(self._is_classification())))
         if self.early_stopping:
             callbacks.append(
                 (

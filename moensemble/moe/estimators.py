@@ -240,6 +240,18 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         for a classifier with ``top_k >= 2``) on the raw features. ``0``: off. At most one
         round runs per epoch (rounds due at the same epoch run once). Losses in
         the history as ``gate_refit_loss`` (MoE quality page, hidden-regime grid).
+    repartition : {'none', 'local_rules'}, default='none'
+        ``'local_rules'``: at the end of the lasso's selection half, the gate is
+        re-partitioned from the rows' local linear rules (``moe/_partition.py``): ridge fits
+        on neighbourhoods of 300 random rows in the 1-4 strongest gate features, clustered
+        into ``n_experts`` groups (3 draws each; the partition whose groups one linear
+        model each fits best on held-out rows is kept); the router is refitted to the
+        groups on those features and frozen for a fifth of the epochs while the experts
+        follow, then the training goes on. For data of hidden regimes with their own
+        linear rules. Needs the router's group lasso (``router_l1`` > 0, as ``'auto'`` on
+        dense tables of >= 10 features), dense ``X`` and a single MoE layer on the raw
+        features. The number of features used is in the history as
+        ``repartition_features``.
 
     Attributes
     ----------

@@ -1,0 +1,83 @@
+"""The gate re-partitioned from the rows' local linear rules (``repartition='local_rules'``,
+issue 13): the pieces recover hidden regimes, the estimator uses them, bad setups fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.metrics import adjusted_rand_score
+
+from moensemble.datasets import make_regime_classification
+from moensemble.moe import MoEClassifier, MoERegressor
+from moensemble.moe._partition import local_rule_groups, partition_score
+
+
+@pytest.fixture(scope="module")
+def regimes():
+    # 4 regimes set by the first 2 of 10 features, each its own linear rule.
+    X, y, r = make_regime_classification(3000, n_features=10, n_regimes=4, noise=0.1,
+                                         return_regimes=True, random_state=0)
+    return X, y, r
+
+
+def test_local_rules_find_the_regimes_in_the_routing_features(regimes):
+    X, y, r = regimes
+    T = np.eye(2)[y]
+    right = local_rule_groups(X, T, np.array([0, 1]), 4, seed=0)
+    wrong = local_rule_groups(X, T, np.array([6, 7]), 4, seed=0)
+    assert adjusted_rand_score(r, right) > 0.5
+    assert adjusted_rand_score(r, wrong) < 0.1
+    # The score that picks the number of features prefers the true partition's groups.
+    scores = [partition_score(X, T, g, classification=True) for g in (right, wrong, r)]
+    assert scores[2] > scores[1] + 0.05 and scores[0] > scores[1] + 0.05
+
+
+def test_repartition_refits_the_gate_on_its_strongest_features(regimes):
+    X, y, r = regimes
+    params = dict(n_experts=4, top_k=2, max_epochs=10, lr=1e-2, random_state=0)
+    est = MoEClassifier(**params, repartition="local_rules").fit(X, y)
+    used = [row["repartition_features"] for row in est.history_
+            if "repartition_features" in row]
+    assert len(used) == 1 and 1 <= used[0] <= 4  # once, at the end of the selection half
+    router = est.net_.module_.router
+    assert router.linear.weight.requires_grad  # unfrozen after its frozen epochs
+    norms = router.linear.weight.detach().norm(dim=0).numpy()
+    assert set(np.argsort(-norms)[:2]) == {0, 1}  # the routing features lead the gate
+    indices, gates = est.route(X)
+    top = indices[np.arange(len(X)), gates.argmax(1)]
+    assert adjusted_rand_score(r, top) > 0.4  # the experts' rows follow the regimes
+    # Reproducible, and clone keeps the option.
+    again = clone(est).fit(X, y)
+    np.testing.assert_allclose(again.predict_proba(X[:50]), est.predict_proba(X[:50]))
+
+
+def test_repartition_regressor_runs_its_value_rules():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 10))
+    y = np.where(X[:, 0] > 0, X[:, 2] - X[:, 3], X[:, 4] + X[:, 5])
+    est = MoERegressor(n_experts=2, max_epochs=6, lr=1e-2, router_l1=0.5,
+                       repartition="local_rules", random_state=0).fit(X, y)
+    assert [row["repartition_features"] for row in est.history_
+            if "repartition_features" in row] != []
+    assert est.score(X, y) > 0.5
+
+
+@pytest.mark.parametrize("params, X_kind", [
+    ({"router_l1": 0.0}, "dense"),
+    ({"router_l1": 0.5}, "sparse"),
+    ({"router_l1": 0.5, "encoder": (8,)}, "dense"),
+])
+def test_repartition_needs_a_lasso_gate_on_dense_raw_features(regimes, params, X_kind):
+    X, y, _ = regimes
+    X = sp.csr_matrix(X[:200]) if X_kind == "sparse" else X[:200]
+    est = MoEClassifier(max_epochs=2, repartition="local_rules", **params)
+    with pytest.raises(ValueError, match="repartition"):
+        est.fit(X, y[:200])
+
+
+def test_repartition_rejects_unknown_values(regimes):
+    X, y, _ = regimes
+    with pytest.raises(ValueError, match="repartition"):
+        MoEClassifier(repartition="kmeans").fit(X[:100], y[:100])
