@@ -533,3 +533,22 @@ def test_the_automl_moe_space_draws_no_router_lasso_on_sparse_input(sparse):
         params = FAMILIES["moe"].space(study.ask(), context, "moe__")
         drawn.add(params.get("moe__router_l1", 0.0))
     assert (drawn == {0.0}) == sparse
+
+
+def test_moe_space_draws_repartition_only_where_it_applies():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = {True: set(), False: set()}
+    for _ in range(40):
+        params = moe_space(study.ask(), repartition=("none", "local_rules"))
+        applies = params["router_l1"] != 0.0 and params["encoder"] is None and (
+            params["num_embedding"] is None)
+        drawn[applies].add(params["repartition"])
+    assert drawn[True] == {"none", "local_rules"} and drawn[False] <= {"none"}
+    # The default draws none; a single choice is taken where it applies.
+    assert moe_space(study.ask())["repartition"] == "none"
+    fixed = moe_space(study.ask(), encoder=None, router_l1=0.8, repartition="local_rules")
+    assert fixed["repartition"] == "local_rules"
+    for space in (dict(sparse=True), dict(encoder=64)):
+        assert moe_space(study.ask(), repartition="local_rules", **space)["repartition"] == "none"
+    with pytest.raises(ValueError, match="repartition.*unknown choices"):
+        moe_space(study.ask(), repartition="kmeans")
