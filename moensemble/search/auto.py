@@ -70,6 +70,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         "families": [list, tuple],
         "base_estimators": [list, None],
         "cv": ["cv_object", StrOptions({"auto"})],
+        "n_repeats": [IntInterval(1, None, closed="left"), StrOptions({"auto"})],
         "inner_cv": [IntInterval(2, None, closed="left")],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "max_trials": [IntInterval(1, None, closed="left"), None],
@@ -104,6 +105,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         families: Sequence[str | Family] = DEFAULT_FAMILIES,
         base_estimators: list | None = None,
         cv: Any = 5,
+        n_repeats: int | str = 1,
         inner_cv: int = 3,
         scoring: Any = None,
         max_trials: int | None = None,
@@ -132,6 +134,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         self.families = families
         self.base_estimators = base_estimators
         self.cv = cv
+        self.n_repeats = n_repeats
         self.inner_cv = inner_cv
         self.scoring = scoring
         self.max_trials = max_trials
@@ -178,7 +181,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         X, y = self._validate_input(X, y)
         seed = seed_from(self.random_state)
         folds = self._folds(X, y, seed)
-        self.n_splits_ = len(folds)
+        self.n_splits_ = len(folds) // self.n_repeats_
         objectives = ["score", self.cost] if self.multi_objective else ["score"]
         memory, tmpdir = self._memory()
         oof_dir = tempfile.mkdtemp(prefix="moensemble-oof-")  # the trials' OOF, memory-mapped
@@ -230,7 +233,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
             context=context, deadline=deadline - reserve, budget=budget,
             error_score=self.error_score, max_trials=self.max_trials, study=self.study_,
             families=families, objectives=objectives, X_native=self._X_native, store=store,
-            max_level2_share=self.max_level2_share,
+            max_level2_share=self.max_level2_share, n_repeats=self.n_repeats_,
         )
 
     def _search(self, runner: Runner, context: SearchContext, families) -> None:
@@ -380,6 +383,14 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         (stratified) folds seeded by ``random_state``); 'auto' is 8 folds under 1,000 rows
         (each fold model sees 7/8 of the rows, and the out-of-fold predictions that drive
         the selection are less noisy), else 5.
+    n_repeats : int >= 1 or 'auto', default=1
+        Repeated bagging (AutoGluon's ``num_bag_sets``): the ``cv`` folds are drawn this
+        many times anew (``RepeatedStratifiedKFold`` / ``RepeatedKFold``), every trial is
+        fitted on all of them, its out-of-fold predictions are the mean over the repeats
+        (less noisy for the selection) and its bag holds every fold model. A trial costs
+        ``cv * n_repeats`` fits. 'auto': more repeats while the rows are few and the
+        budget is long (see :func:`~moensemble.search.inputs.auto_repeats`). Needs an
+        int ``cv`` or 'auto' when above 1.
     inner_cv : int, default=3
         Folds of the gated family's own out-of-fold fits.
     scoring : str, callable or None, default=None
@@ -467,7 +478,9 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         The search phase's trials.
     n_features_in_ : int
     n_splits_ : int
-        Number of outer folds every trial was fitted on.
+        Number of outer folds of one repeat.
+    n_repeats_ : int
+        Repeats of the outer folds every trial was fitted on (``n_repeats`` resolved).
     fit_time_ : float
         Seconds the fit took.
     classes_ : ndarray of shape (n_classes,)
