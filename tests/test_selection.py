@@ -181,3 +181,40 @@ def test_bags_stop_at_the_time_limit():
     rows = np.sort(np.random.RandomState(0).choice(200, 100, replace=False))
     half = ensemble_selection([p[rows] for p in preds], target[rows], "regression", 25)
     np.testing.assert_allclose(one_bag, half)  # exactly the first bag's selection
+
+
+def test_bagging_over_trials_lets_each_bag_pick_among_a_share_of_them():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 3, 300)
+    good = np.eye(3)[target] * 0.7 + 0.1
+    weak = _calibrated_but_weaker(rng, target)
+    all_trials = ensemble_selection([weak, good], target, "classification", 10, n_bags=20,
+                                    random_state=0)
+    np.testing.assert_allclose(all_trials, [0.0, 1.0])  # every bag sees the good trial
+    halves = ensemble_selection([weak, good], target, "classification", 10, n_bags=20,
+                                random_state=0, trial_fraction=0.5)
+    assert halves.sum() == pytest.approx(1.0)
+    # a bag holds one of the two: the weak one wins the bags that miss the good one
+    assert 0.2 < halves[0] < 0.8
+
+
+def test_gain_within_noise_tells_a_real_gain_from_a_few_rows():
+    from moensemble.search.selection import gain_within_noise, per_row_gain
+
+    target = np.arange(400) % 2
+
+    def wrong_on(rows):
+        proba = np.eye(2)[target] * 0.8 + 0.1
+        proba[rows] = proba[rows, ::-1]
+        return proba
+
+    single = wrong_on(np.arange(0, 400, 4))  # wrong on every 4th row
+    close = wrong_on(np.arange(4, 400, 4))  # right on just one row more
+    better = wrong_on(np.arange(0, 400, 40))  # wrong on every 40th row
+    assert per_row_gain(close, single, target, "classification", "accuracy").sum() == 1
+    assert gain_within_noise(close, single, target, "classification", "accuracy")
+    assert not gain_within_noise(better, single, target, "classification", "accuracy")
+    assert gain_within_noise(single, single, target, "classification", "accuracy", n_std=0.0)
+    y = np.linspace(0, 1, 400).reshape(-1, 1)
+    assert not gain_within_noise(y + 0.01, y + 0.3, y, "regression")
+    assert gain_within_noise(y + 0.3, y + 0.01, y, "regression")  # a loss is no gain
