@@ -98,22 +98,52 @@ def scores(task, model, X, y, classes):
 
 
 def split(name, seed):
-    X, y, task = load(name, seed)
+    if name in ("digits", "wordnet_tfidf"):  # bench_automl's sets (the text as TF-IDF)
+        import bench_automl
+
+        X, y, task, text = bench_automl.load(name)
+    else:
+        (X, y, task), text = load(name, seed), False
     stratify = y if task == "classification" else None
-    return (*train_test_split(X, y, test_size=0.25, stratify=stratify, random_state=seed),
-            task)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=stratify,
+                                              random_state=seed)
+    if text:  # features learned on the training part only, as in bench_automl
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=20000)
+        X_tr, X_te = tfidf.fit_transform(X_tr), tfidf.transform(X_te)
+    return X_tr, X_te, y_tr, y_te, task
 
 
 def single(name, seed):
     """The best single model by 5-fold CV (bench_automl's), on this split's hold-out."""
     X_tr, X_te, y_tr, y_te, task = split(name, seed)
     with threadpool_limits(limits=1):
-        row = best_single(task, X_tr, y_tr, X_te, y_te, False, seed)
+        row = best_single(task, X_tr, y_tr, X_te, y_te, name == "wordnet_tfidf", seed)
     return {"data": name, "seed": seed, "variant": "best single", "score": row[2],
             "log_loss": row[3], "best_trial": row[1], "fit/budget": np.nan}
 
 
-def run(name, seed, variant, params, budget):
+def dump(path, records, auto, target, X_te, y_te, classes, **about) -> None:
+    """Every finished trial's OOF and hold-out predictions (its bag's average, untempered),
+    so that other selections and guards can be scored later without a new fit."""
+    import pickle
+
+    everyone = TrialEnsemble(members_of({n: 1.0 for n in records}, records), {}, classes)
+    memo: dict = {}
+    trials = [{"name": r.name, "family": r.family, "level": r.level, "score": r.score,
+               "oof": np.asarray(r.bag.oof, dtype=np.float32),
+               "test": everyone.trial_predictions(X_te, r.name, memo)}
+              for r in records.values()]
+    members = auto.best_estimator_.members
+    with open(path, "wb") as f:
+        pickle.dump({**about, "classes": classes, "target": target, "y_test": y_te,
+                     "trials": trials, "weights": dict(auto.ensemble_weights_),
+                     "temperatures": {n: members[n].temperature for n in members},
+                     "blend_temperature": auto.best_estimator_.temperature}, f)
+
+
+def run(name, seed, variant, params, budget, dump_dir=None):
     X_tr, X_te, y_tr, y_te, task = split(name, seed)
     cls = AutoClassifier if task == "classification" else AutoRegressor
     tic = time.perf_counter()
@@ -135,6 +165,9 @@ def run(name, seed, variant, params, budget):
         extra["ll, blend T=1"] = scores(task, auto, X_te, y_te, classes)[1]
         auto.best_estimator_.temperature = extra["blend T"]
     target = capture.runner.target
+    if dump_dir is not None:
+        dump(f"{dump_dir}/{name}_{seed}_{variant}.pkl", records, auto, target, X_te, y_te,
+             classes, data=name, seed=seed, variant=variant, task=task, score=score)
     blend = sum(w * (temper(records[n].bag.oof, auto.best_estimator_.members[n].temperature)
                      if classes is not None else records[n].bag.oof.astype(np.float64))
                 for n, w in auto.ensemble_weights_.items())
@@ -173,9 +206,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--sets", default=",".join(SETS),
-                        help=f"comma-separated, of {SETS} and breast_cancer (all 569 rows)")
+                        help=f"comma-separated, of {SETS}, breast_cancer (all 569 rows), digits "
+                        "and wordnet_tfidf (as in bench_automl)")
     parser.add_argument("--variants", default="base,cv8,cap,cv8+cap")
     parser.add_argument("--out", default=None, help="CSV of the rows")
+    parser.add_argument("--dump", default=None,
+                        help="folder: per fit, a pickle of every trial's OOF and hold-out "
+                             "predictions (for offline selections)")
     parser.add_argument("--best-single", action="store_true",
                         help="also the best single model by 5-fold CV, per split")
     args = parser.parse_args()
@@ -190,7 +227,8 @@ def main() -> None:
             if args.best_single:
                 rows.append(single(name, seed))
             for variant in todo:
-                rows.append(run(name, seed, variant, VARIANTS[variant], args.budget))
+                rows.append(run(name, seed, variant, VARIANTS[variant], args.budget,
+                                args.dump))
                 print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format="%.4f"),
                       flush=True)
                 if args.out:
