@@ -148,3 +148,37 @@ def test_bad_n_repeats_is_refused_by_name(params, error, match):
     X, y = make_classification(60, 4, random_state=0)
     with pytest.raises(error, match=match):
         AutoClassifier(max_trials=1, progress_bar=False, **params).fit(X, y)
+
+
+# --------------------------------------------------------------------------- blend_guard
+def test_blend_guard_keeps_the_best_level1_trial_unless_the_blend_gains_beyond_noise():
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = make_classification(300, 8, n_informative=5, random_state=0)
+    members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
+               ("knn", KNeighborsClassifier(15))]
+    common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
+                  random_state=0)
+    free = AutoClassifier(**common).fit(X, y)
+    assert len(free.ensemble_weights_) > 1 and np.isnan(free.blend_gain_)
+    strict = AutoClassifier(blend_guard=1e6, **common).fit(X, y)
+    board = strict.leaderboard_.set_index("name")
+    best = board[board["level"].eq(1)]["score"].idxmax()
+    assert strict.ensemble_weights_.to_dict() == {best: 1.0}
+    assert np.isfinite(strict.blend_gain_) and strict.blend_gain_ < 1e6
+    assert "kept alone" in board.loc[best, "note"]
+    lone = strict.best_estimator_
+    alone = lone.trial_predictions(X, best)  # its bag's average, untempered
+    np.testing.assert_array_equal(lone.predict(X), strict.classes_[alone.argmax(axis=1)])
+    # the same gain decides: a threshold under it keeps the blend of the free fit
+    assert strict.blend_gain_ > 0  # on these rows the blend does gain a little
+    loose = AutoClassifier(blend_guard=strict.blend_gain_ - 1e-6, **common).fit(X, y)
+    assert loose.ensemble_weights_.to_dict() == free.ensemble_weights_.to_dict()
+
+
+@pytest.mark.parametrize("value", [-0.5, "noise", [1.0]])
+def test_bad_blend_guard_is_refused_by_name(value):
+    X, y = make_classification(60, 4, random_state=0)
+    with pytest.raises(InvalidParameterError, match="blend_guard"):
+        AutoClassifier(max_trials=1, progress_bar=False, blend_guard=value).fit(X, y)

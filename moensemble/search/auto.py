@@ -78,6 +78,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         "ensemble_metric": [StrOptions(set(get_scorer_names()) | {"log_loss", "squared_error"}),
                             callable, None],
         "ensemble_bags": [IntInterval(1, None, closed="left")],
+        "blend_guard": [Interval(Real, 0, None, closed="left"), None],
         "temperature_scaling": ["boolean"],
         "stack_levels": [IntInterval(0, 2, closed="both")],
         "stack_passthrough": ["boolean"],
@@ -112,6 +113,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         ensemble_size: int = 25,
         ensemble_metric: Any = None,
         ensemble_bags: int = 20,
+        blend_guard: float | None = None,
         temperature_scaling: bool = True,
         stack_levels: int = 1,
         stack_passthrough: bool = False,
@@ -141,6 +143,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         self.ensemble_size = ensemble_size
         self.ensemble_metric = ensemble_metric
         self.ensemble_bags = ensemble_bags
+        self.blend_guard = blend_guard
         self.temperature_scaling = temperature_scaling
         self.stack_levels = stack_levels
         self.stack_passthrough = stack_passthrough
@@ -407,6 +410,12 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         Bagged ensemble selection (Caruana et al. 2006): the picks run this many times,
         each on a random half of the rows, and the weights are averaged (steadier on
         small data); 1 is one selection on all rows.
+    blend_guard : float >= 0 or None, default=None
+        Keep the best level-1 trial alone (not the blend) unless the blend's mean
+        out-of-fold gain over it, per row (correct answers under accuracy, squared error in
+        regression, log loss otherwise), exceeds this many standard errors of that mean:
+        on small data the selection's gain is mostly noise. 0 keeps the blend only when it
+        gains at all; None always blends. ``blend_gain_`` is the gain measured.
     temperature_scaling : bool, default=True
         Classification: temper each trial's probabilities by one temperature fitted on
         its out-of-fold log loss before the selection and in the final average, so that
@@ -459,6 +468,9 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         The final ensemble: weighted trials, each a bag of fold models (or refit).
     ensemble_weights_ : pandas.Series
         Weight of each selected trial, by name.
+    blend_gain_ : float
+        With ``blend_guard``: the blend's out-of-fold gain over the best level-1 trial in
+        standard errors (NaN otherwise).
     ensemble_score_ : float
         Out-of-fold score of the final ensemble (on the rows the weights were chosen on,
         so slightly optimistic).

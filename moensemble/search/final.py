@@ -20,6 +20,7 @@ from moensemble.search.selection import (
     TrialEnsemble,
     ensemble_selection,
     fit_temperature,
+    gain_in_standard_errors,
     prediction_loss,
     score_predictions,
     temper,
@@ -60,8 +61,9 @@ class FinalModel:
             oof, runner.target, self._task, self.ensemble_size, metric=self._selection_metric(),
             n_bags=self.ensemble_bags, random_state=runner.context.random_state,
             classes=classes, time_limit=self._selection_seconds(runner))
-        chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
         blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
+        weights, blended = self._guard(done, oof, weights, blended, runner.target)
+        chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
         # the average of several tempered trials is flatter than each: one more temperature
         # on the blend sharpens it back (log loss; the argmax, so accuracy, stays)
         blend_t = fit_temperature(blended, runner.target) \
@@ -96,6 +98,32 @@ class FinalModel:
             board = self.leaderboard_
             self.pareto_front_ = board[board["name"].isin(front)].reset_index(drop=True)
         return notes
+
+    def _guard(self, done: list, oof: list, weights: np.ndarray, blended: np.ndarray,
+               target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``blend_guard``: the best level-1 trial alone unless the blend beats it by more
+        than ``blend_guard`` standard errors out of fold.
+
+        The reference is a level-1 trial: a level-2 trial's out-of-fold score is optimistic
+        (it learnt on predictions of models that saw its test folds). ``blend_gain_`` is the
+        gain in standard errors (NaN without a guard or a level-1 trial).
+        """
+        self.blend_gain_ = np.nan
+        level1 = [i for i, r in enumerate(done) if r.level == 1]  # done: best first
+        if self.blend_guard is None or not level1:
+            return weights, blended
+        best = level1[0]
+        single = np.asarray(oof[best], dtype=np.float64)
+        self.blend_gain_ = gain_in_standard_errors(blended, single, target, self._task,
+                                                   self._selection_metric())
+        if self.blend_gain_ > self.blend_guard:
+            return weights, blended
+        kept = np.zeros_like(weights)
+        kept[best] = 1.0
+        done[best].note = (done[best].note + "; " if done[best].note else "") + (
+            f"kept alone: the blend's out-of-fold gain was {self.blend_gain_:.2f} standard "
+            f"errors (blend_guard={self.blend_guard})")
+        return kept, single
 
     def _above_chance(self, done: list, runner: Runner, y, classes) -> list:
         """The trials that score above a constant prediction (class shares, or the mean).
@@ -153,6 +181,7 @@ class FinalModel:
         self.best_trial_, self.best_family_ = best.name, best.family
         self.best_params_ = dict(best.params)
         self.best_score_ = self.ensemble_score_ = np.nan  # its folds are not all predicted
+        self.blend_gain_ = np.nan
         self.ensemble_weights_ = pd.Series({best.name: 1.0}, name="weight")
         row = {"name": "ensemble", "family": "ensemble", "phase": "final", "level": 2,
                "state": "COMPLETE", "score": self.best_score_, "weight": 1.0,

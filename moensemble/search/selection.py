@@ -36,6 +36,7 @@ __all__ = [
     "TrialEnsemble",
     "ensemble_selection",
     "fit_temperature",
+    "gain_in_standard_errors",
     "gain_within_noise",
     "per_row_gain",
     "prediction_loss",
@@ -225,12 +226,22 @@ def per_row_gain(blend: np.ndarray, single: np.ndarray, target: np.ndarray, task
     return ((single - target) ** 2 - (blend - target) ** 2).sum(axis=1)
 
 
+def gain_in_standard_errors(blend: np.ndarray, single: np.ndarray, target: np.ndarray,
+                            task: str, metric: Any = None) -> float:
+    """The blend's mean per-row gain over ``single`` (:func:`per_row_gain`) divided by the
+    standard error of that mean (0 when they never differ)."""
+    gain = per_row_gain(blend, single, target, task, metric)
+    mean, spread = float(gain.mean()), float(gain.std(ddof=1)) / np.sqrt(len(gain))
+    if spread == 0.0:
+        return 0.0 if mean == 0.0 else float(np.copysign(np.inf, mean))
+    return mean / spread
+
+
 def gain_within_noise(blend: np.ndarray, single: np.ndarray, target: np.ndarray, task: str,
                       metric: Any = None, n_std: float = 1.0) -> bool:
     """Whether the blend's mean per-row gain over ``single`` is at most ``n_std`` standard
     errors (of that mean): then the blend has not shown it is better than the one trial."""
-    gain = per_row_gain(blend, single, target, task, metric)
-    return float(gain.mean()) <= n_std * float(gain.std(ddof=1)) / np.sqrt(len(gain))
+    return gain_in_standard_errors(blend, single, target, task, metric) <= n_std
 
 
 # --------------------------------------------------------------------------- temperature
