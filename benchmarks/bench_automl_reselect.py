@@ -33,6 +33,7 @@ from moensemble.search.selection import (
 #: level-1 trial (a level-2 trial's out-of-fold score is optimistic).
 RULES = {
     "default": (25, 20, 1.0, None, 0.0),
+    "1 bag": (25, 1, 1.0, None, 0.0),
     "10 picks": (10, 20, 1.0, None, 0.0),
     "trial bags": (25, 20, 0.5, None, 0.0),
     "guard best 1se": (25, 20, 1.0, "best", 1.0),

@@ -218,3 +218,32 @@ def test_gain_within_noise_tells_a_real_gain_from_a_few_rows():
     y = np.linspace(0, 1, 400).reshape(-1, 1)
     assert not gain_within_noise(y + 0.01, y + 0.3, y, "regression")
     assert gain_within_noise(y + 0.3, y + 0.01, y, "regression")  # a loss is no gain
+
+
+def test_the_bagged_selection_keeps_its_share_of_the_budget_past_the_deadline(monkeypatch):
+    """A search that ran into the reserve still gets all its bags (not one half-row bag)."""
+    import moensemble.search.final as final
+    from moensemble.search import bagging
+
+    X, y = make_classification(200, 6, random_state=0)
+    seen = {}
+    original = final.ensemble_selection
+
+    def spy(*args, **kwargs):
+        seen["time_limit"] = kwargs["time_limit"]
+        return original(*args, **kwargs)
+
+    real, late = bagging.clock, [0.0]
+    monkeypatch.setattr(final, "ensemble_selection", spy)
+    monkeypatch.setattr(bagging, "clock", lambda: real() + late[0])
+    members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB())]
+    auto = AutoClassifier(time_budget=40, base_estimators=members, families=(), cv=3,
+                          progress_bar=False, random_state=0)
+
+    def search(runner, *args):  # the portfolio, then the last trial ends past the deadline
+        runner.run_portfolio(members)
+        late[0] = 3600.0
+
+    monkeypatch.setattr(auto, "_search", search)
+    auto.fit(X, y)
+    assert seen["time_limit"] == pytest.approx(final.MIN_SELECTION_SHARE * 40)

@@ -26,10 +26,15 @@ from moensemble.search.selection import (
     temper,
 )
 
-__all__ = ["MAX_SELECTION_POOL", "FinalModel"]
+__all__ = ["MAX_SELECTION_POOL", "MIN_SELECTION_SHARE", "FinalModel"]
 
 #: Ensemble selection runs over this many best trials (its cost grows with the pool).
 MAX_SELECTION_POOL = 50
+#: The bagged selection always gets this share of the budget, even when the last trial
+#: ran into the reserve: on a loaded machine the search often ended past it, and the
+#: selection ran one bag on half the rows instead of 20 (breast cancer at 60 s: 0.9510
+#: where the 20 bags over the same trials give 0.9580); 20 bags took 0.07-0.43 s there.
+MIN_SELECTION_SHARE = 0.01
 
 
 class FinalModel:
@@ -147,9 +152,11 @@ class FinalModel:
         return kept or done[:1]
 
     def _selection_seconds(self, runner: Runner) -> float:
-        """What is left of the budget for the bags (half of it with ``refit_full``)."""
+        """What is left of the budget for the bags (half of it with ``refit_full``), and at
+        least ``MIN_SELECTION_SHARE`` of the budget."""
         left = max(runner.deadline - _bagging.clock(), 0.0)
-        return left / 2 if self.refit_full else left
+        left = left / 2 if self.refit_full else left
+        return max(left, MIN_SELECTION_SHARE * runner.budget)
 
     def _selection_metric(self):
         """``ensemble_metric``, else the search's ``scoring`` (None: accuracy / R²)."""
