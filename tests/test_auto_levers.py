@@ -65,7 +65,7 @@ def test_blend_temperature_sharpens_the_average_without_changing_predictions():
     members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
                ("knn", KNeighborsClassifier(15))]
     common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
-                  random_state=0)
+                  random_state=0, blend_guard=None)  # always a blend
     auto = AutoClassifier(**common).fit(X, y)
     ensemble = auto.best_estimator_
     assert len(ensemble.weights) > 1 and ensemble.temperature < 1.0  # an average is flat
@@ -160,7 +160,7 @@ def test_blend_guard_keeps_the_best_level1_trial_unless_the_blend_gains_beyond_n
                ("knn", KNeighborsClassifier(15))]
     common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
                   random_state=0)
-    free = AutoClassifier(**common).fit(X, y)
+    free = AutoClassifier(blend_guard=None, **common).fit(X, y)
     assert len(free.ensemble_weights_) > 1 and np.isnan(free.blend_gain_)
     strict = AutoClassifier(blend_guard=1e6, **common).fit(X, y)
     board = strict.leaderboard_.set_index("name")
