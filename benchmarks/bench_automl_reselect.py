@@ -78,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="the levers run's --dump folder")
     parser.add_argument("--csv", default=None, help="the levers run's --out (best single)")
+    parser.add_argument("--out", default=None, help="CSV of the table")
     args = parser.parse_args()
     rows = []
     for path in sorted(glob.glob(f"{args.folder}/*.pkl")):
@@ -97,6 +98,8 @@ def main() -> None:
         singles = lev[lev["variant"] == "best single"].set_index(["data", "seed"])["score"]
         table = table.join(singles.rename("best single"), on=["data", "seed"])
     print(table.to_string(index=False, float_format="%.4f"))
+    if args.out:
+        table.to_csv(args.out, index=False)
     base = table[table["variant"] == table["variant"].iloc[0]].set_index(["data", "seed"])
     print()
     for (variant, data), part in table.groupby(["variant", "data"], sort=False):

@@ -10,6 +10,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils._param_validation import InvalidParameterError
 
 from moensemble.search import AutoClassifier, AutoRegressor
+from moensemble.search.final import AUTO_GUARD_ROWS
 from moensemble.search.inputs import AUTO_CV_FOLDS, AUTO_CV_ROWS, AUTO_REPEAT_ROWS, auto_repeats
 
 
@@ -182,3 +183,15 @@ def test_bad_blend_guard_is_refused_by_name(value):
     X, y = make_classification(60, 4, random_state=0)
     with pytest.raises(InvalidParameterError, match="blend_guard"):
         AutoClassifier(max_trials=1, progress_bar=False, blend_guard=value).fit(X, y)
+
+
+@pytest.mark.parametrize("n_rows, guarded", [(AUTO_GUARD_ROWS - 200, True),
+                                             (AUTO_GUARD_ROWS + 200, False)])
+def test_blend_guard_auto_guards_small_data_only(n_rows, guarded):
+    from sklearn.naive_bayes import GaussianNB
+
+    X, y = make_classification(n_rows, 6, random_state=0)
+    auto = AutoClassifier(base_estimators=[("lr", LogisticRegression()), ("nb", GaussianNB())],
+                          families=(), cv=2, progress_bar=False, random_state=0).fit(X, y)
+    assert auto.blend_guard == "auto"
+    assert np.isfinite(auto.blend_gain_) == guarded

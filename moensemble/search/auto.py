@@ -78,7 +78,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         "ensemble_metric": [StrOptions(set(get_scorer_names()) | {"log_loss", "squared_error"}),
                             callable, None],
         "ensemble_bags": [IntInterval(1, None, closed="left")],
-        "blend_guard": [Interval(Real, 0, None, closed="left"), None],
+        "blend_guard": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
         "temperature_scaling": ["boolean"],
         "stack_levels": [IntInterval(0, 2, closed="both")],
         "stack_passthrough": ["boolean"],
@@ -113,7 +113,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         ensemble_size: int = 25,
         ensemble_metric: Any = None,
         ensemble_bags: int = 20,
-        blend_guard: float | None = 2.0,
+        blend_guard: float | str | None = "auto",
         temperature_scaling: bool = True,
         stack_levels: int = 1,
         stack_passthrough: bool = False,
@@ -410,14 +410,15 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         Bagged ensemble selection (Caruana et al. 2006): the picks run this many times,
         each on a random half of the rows, and the weights are averaged (steadier on
         small data); 1 is one selection on all rows.
-    blend_guard : float >= 0 or None, default=2.0
+    blend_guard : float >= 0, 'auto' or None, default='auto'
         Keep the best level-1 trial alone (not the blend) unless the blend's mean
         out-of-fold gain over it, per row (correct answers under accuracy, squared error in
         regression, log loss otherwise), exceeds this many standard errors of that mean:
         on small data the selection's gain is mostly noise. 0 keeps the blend only when it
-        gains at all; None always blends. ``blend_gain_`` is the gain measured. Over five
-        hold-out splits at 60 s, 2 lifted breast cancer and diabetes and changed nothing on
-        digits, wine and text (``docs/benchmarks/automl.md``).
+        gains at all; None always blends; 'auto' is 2 under 1,000 rows, else None (over
+        five hold-out splits at 60 s, 2 lifted breast cancer and diabetes; on the text set
+        it once kept one trial where the blend was better, ``docs/benchmarks/automl.md``).
+        ``blend_gain_`` is the gain measured.
     temperature_scaling : bool, default=True
         Classification: temper each trial's probabilities by one temperature fitted on
         its out-of-fold log loss before the selection and in the final average, so that

@@ -26,10 +26,15 @@ from moensemble.search.selection import (
     temper,
 )
 
-__all__ = ["MAX_SELECTION_POOL", "MIN_SELECTION_SHARE", "FinalModel"]
+__all__ = ["AUTO_GUARD", "AUTO_GUARD_ROWS", "MAX_SELECTION_POOL", "MIN_SELECTION_SHARE",
+           "FinalModel"]
 
 #: Ensemble selection runs over this many best trials (its cost grows with the pool).
 MAX_SELECTION_POOL = 50
+#: ``blend_guard='auto'``: this many standard errors under ``AUTO_GUARD_ROWS`` rows, else
+#: no guard.
+AUTO_GUARD = 2.0
+AUTO_GUARD_ROWS = 1000
 #: The bagged selection always gets this share of the budget, even when the last trial
 #: ran into the reserve: on a loaded machine the search often ended past it, and the
 #: selection ran one bag on half the rows instead of 20 (breast cancer at 60 s: 0.9510
@@ -115,19 +120,22 @@ class FinalModel:
         """
         self.blend_gain_ = np.nan
         level1 = [i for i, r in enumerate(done) if r.level == 1]  # done: best first
-        if self.blend_guard is None or not level1:
+        guard = self.blend_guard
+        if guard == "auto":
+            guard = AUTO_GUARD if len(target) < AUTO_GUARD_ROWS else None
+        if guard is None or not level1:
             return weights, blended
         best = level1[0]
         single = np.asarray(oof[best], dtype=np.float64)
         self.blend_gain_ = gain_in_standard_errors(blended, single, target, self._task,
                                                    self._selection_metric())
-        if self.blend_gain_ > self.blend_guard:
+        if self.blend_gain_ > guard:
             return weights, blended
         kept = np.zeros_like(weights)
         kept[best] = 1.0
         done[best].note = (done[best].note + "; " if done[best].note else "") + (
             f"kept alone: the blend's out-of-fold gain was {self.blend_gain_:.2f} standard "
-            f"errors (blend_guard={self.blend_guard})")
+            f"errors (blend_guard={self.blend_guard!r})")
         return kept, single
 
     def _above_chance(self, done: list, runner: Runner, y, classes) -> list:
