@@ -415,7 +415,7 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         out-of-fold gain over it, per row (correct answers under accuracy, squared error in
         regression, log loss otherwise), exceeds this many standard errors of that mean:
         on small data the selection's gain is mostly noise. 0 keeps the blend only when it
-        gains at all; None always blends; 'auto' is 2 under 1,000 rows, else None (over
+        gains at all; None always blends; 'auto' is 2 under 2,000 rows, else None (over
         five hold-out splits at 60 s, 2 lifted breast cancer and diabetes; on the text set
         it once kept one trial where the blend was better, ``docs/benchmarks/automl.md``).
         ``blend_gain_`` is the gain measured.
