@@ -112,14 +112,29 @@ def test_repeated_oof_is_the_mean_of_each_repeats_oof():
         bag_on_folds(LogisticRegression(), X, y, folds[:8], n_repeats=3, **common)
 
 
-def test_n_repeats_fits_each_member_once_per_fold_of_every_repeat():
+def test_n_repeats_fits_each_member_once_per_fold_of_every_repeat(monkeypatch):
+    from sklearn.tree import DecisionTreeRegressor
+
+    import moensemble.search.auto as auto_module
+
+    seen = {}
+    original = auto_module._BaseAuto._finish
+
+    def finish(est, runner, *args, **kwargs):
+        seen["records"] = [r for r in runner.records if r.bag is not None]
+        return original(est, runner, *args, **kwargs)
+
+    monkeypatch.setattr(auto_module._BaseAuto, "_finish", finish)
     X, y = make_regression(120, 5, noise=1.0, random_state=0)
     CountingRidge.fits.clear()
-    auto = AutoRegressor(n_repeats=3, cv=4, base_estimators=[("ridge", CountingRidge())],
-                         families=("weighted",), max_trials=3, progress_bar=False,
-                         random_state=0).fit(X, y)
+    members = [("ridge", CountingRidge()), ("tree", DecisionTreeRegressor(max_depth=3))]
+    auto = AutoRegressor(n_repeats=3, cv=4, base_estimators=members, families=("weighted",),
+                         max_trials=3, progress_bar=False, random_state=0).fit(X, y)
     assert (auto.n_repeats_, auto.n_splits_) == (3, 4)
     assert CountingRidge.fits == [90] * 12  # 3/4 of the rows, 4 folds x 3 repeats, no refit
+    levels = {r.name: r.level for r in seen["records"]}
+    assert sorted(levels.values()) == [1, 1, 2]  # the combiner too is scored on all 12 folds
+    assert all(len(r.bag.models) == len(r.bag.fold_scores) == 12 for r in seen["records"])
     assert len(auto.best_estimator_.members["ridge"].models) == 12
     assert auto.score(X, y) > 0.9
 
