@@ -108,8 +108,9 @@ def test_repeated_oof_is_the_mean_of_each_repeats_oof():
     assert not np.allclose(each[0].oof, each[1].oof)  # the repeats' folds differ
     assert len(repeated.models) == len(repeated.fold_scores) == 9
     np.testing.assert_allclose(repeated.fold_scores, sum((b.fold_scores for b in each), []))
-    with pytest.raises(ValueError, match="n_repeats"):
-        bag_on_folds(LogisticRegression(), X, y, folds[:8], n_repeats=3, **common)
+    for bad in (3, 0):
+        with pytest.raises(ValueError, match="n_repeats"):
+            bag_on_folds(LogisticRegression(), X, y, folds[:8], n_repeats=bad, **common)
 
 
 def test_n_repeats_fits_each_member_once_per_fold_of_every_repeat(monkeypatch):

@@ -247,9 +247,9 @@ def bag_on_folds(
 
     method = "predict_proba" if classes is not None and hasattr(estimator, "predict_proba") \
         else "predict"
-    per_repeat = len(folds) // n_repeats
-    if n_repeats < 1 or per_repeat * n_repeats != len(folds):
+    if n_repeats < 1 or len(folds) % n_repeats:
         raise ValueError(f"`n_repeats`={n_repeats} must divide the {len(folds)} folds.")
+    per_repeat = len(folds) // n_repeats
     total = np.zeros(bag.oof.shape)
     fold_scores = []
     for r in range(n_repeats):  # each repeat's test folds partition the rows
