@@ -126,31 +126,42 @@ def metrics(task, y_test, pred, proba=None, classes=None):
     return accuracy_score(y_test, pred), loss
 
 
-def baselines(task, X_train, y_train, X_test, y_test, sparse, seed):
-    from sklearn.ensemble import StackingClassifier, StackingRegressor
-    from sklearn.linear_model import LogisticRegression, RidgeCV
-
+def single_members(task, sparse, seed, raw_table):
+    """The best-single candidates: the portfolio's linear, k-NN, boosting and forests."""
     members = [(n, e) for n, e in default_portfolio(task, sparse=sparse, non_negative=True,
                                                     random_state=seed, n_jobs=1)
                if n in (SINGLE_SPARSE if sparse else SINGLE)]
-    if isinstance(X_train, pd.DataFrame):  # a raw table: each member behind the encoder
+    if raw_table:  # a raw table: each member behind the encoder
         from sklearn.pipeline import make_pipeline
 
         from moensemble import TableEncoder
 
         members = [(n, make_pipeline(TableEncoder(sparse_output=False, random_state=seed), e))
                    for n, e in members]
+    return members
+
+
+def best_single(task, X_train, y_train, X_test, y_test, sparse, seed):
+    """The candidate with the best 5-fold CV score, refit: (model, choice, score, loss, s)."""
+    members = single_members(task, sparse, seed, isinstance(X_train, pd.DataFrame))
     splitter = (StratifiedKFold if task == "classification" else KFold)(5, shuffle=True,
                                                                         random_state=seed)
-    rows = []
     tic = time.perf_counter()
     cv = {n: cross_val_score(clone(e), X_train, y_train, cv=splitter).mean() for n, e in members}
     best = max(cv, key=cv.get)
     model = clone(dict(members)[best]).fit(X_train, y_train)
     proba = model.predict_proba(X_test) if task == "classification" else None
-    rows.append(("best single", best, *metrics(task, y_test, model.predict(X_test), proba,
-                                               getattr(model, "classes_", None)),
-                 time.perf_counter() - tic))
+    return ("best single", best, *metrics(task, y_test, model.predict(X_test), proba,
+                                          getattr(model, "classes_", None)),
+            time.perf_counter() - tic)
+
+
+def baselines(task, X_train, y_train, X_test, y_test, sparse, seed):
+    from sklearn.ensemble import StackingClassifier, StackingRegressor
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+
+    members = single_members(task, sparse, seed, isinstance(X_train, pd.DataFrame))
+    rows = [best_single(task, X_train, y_train, X_test, y_test, sparse, seed)]
     tic = time.perf_counter()
     if task == "classification":
         stack = StackingClassifier([(n, clone(e)) for n, e in members],
@@ -332,6 +343,8 @@ def main() -> None:
                         help="skip best single / sklearn stacking")
     parser.add_argument("--refit-full", action="store_true",
                         help="a second fit with refit_full=True: its score and predict time")
+    parser.add_argument("--seeds", default="0",
+                        help="comma-separated hold-out split seeds (each also seeds the fit)")
     args = parser.parse_args()
     if args.autogluon and not os.path.exists(args.autogluon):
         print(f"no AutoGluon python at {args.autogluon}; skipping it", file=sys.stderr)
@@ -342,13 +355,16 @@ def main() -> None:
 
     torch.set_num_threads(1)
     frames = []
+    seeds = [int(s) for s in args.seeds.split(",")]
     for budget in [float(b) for b in args.budgets.split(",")]:
         for name in args.sets.split(","):
-            frame, latency = run(name, budget, args)
-            frames.append(frame)
-            print(frame.to_string(index=False, float_format="%.4f"), flush=True)
-            print("predict seconds per row: " + ", ".join(
-                f"{k} {v * 1e3:.3f} ms" for k, v in latency.items()), flush=True)
+            for seed in seeds:
+                frame, latency = run(name, budget, args, seed)
+                frame.insert(2, "seed", seed)
+                frames.append(frame)
+                print(frame.to_string(index=False, float_format="%.4f"), flush=True)
+                print("predict seconds per row: " + ", ".join(
+                    f"{k} {v * 1e3:.3f} ms" for k, v in latency.items()), flush=True)
     table = pd.concat(frames, ignore_index=True)
     print("\nheld-out score (accuracy; R² for diabetes), 25 % split\n")
     try:
@@ -356,6 +372,23 @@ def main() -> None:
     except ImportError:
         print(table.to_string(index=False, float_format="%.4f"))
     print("\n" + versus_best_trial(table))
+    if len(seeds) > 1:
+        print("\n" + paired_over_seeds(table))
+
+
+def paired_over_seeds(table: pd.DataFrame) -> str:
+    """Ours minus the best single model, paired per split seed: mean, wins / ties / losses."""
+    lines = []
+    for (data, budget), rows in table.groupby(["data", "budget"], sort=False):
+        wide = rows.pivot_table(index="seed", columns="model", values="score")
+        if not {"ours: ensemble", "best single"} <= set(wide.columns):
+            continue
+        diff = wide["ours: ensemble"] - wide["best single"]
+        lines.append(f"{data} {budget:g} s, {len(diff)} splits: ours - best single mean "
+                     f"{diff.mean():+.4f} (min {diff.min():+.4f}, max {diff.max():+.4f}); "
+                     f"{int((diff > 1e-12).sum())} better, {int((diff.abs() <= 1e-12).sum())} "
+                     f"tied, {int((diff < -1e-12).sum())} worse")
+    return "paired over split seeds\n" + "\n".join(lines)
 
 
 def versus_best_trial(table: pd.DataFrame) -> str:
@@ -363,12 +396,13 @@ def versus_best_trial(table: pd.DataFrame) -> str:
     by accuracy (R²) on every set, and by log loss on the classification sets (accuracy ties
     at 1.0 say nothing)."""
     lines, counts = [], {"score": [0, 0, 0], "log_loss": [0, 0, 0]}
-    for (data, budget), rows in table.groupby(["data", "budget"], sort=False):
+    for (data, budget, seed), rows in table.groupby(["data", "budget", "seed"], sort=False):
         rows = rows.set_index("model")
         if not {"ours: ensemble", "ours: best single trial"} <= set(rows.index):
             continue
         ens, best = rows.loc["ours: ensemble"], rows.loc["ours: best single trial"]
-        parts = [f"{data} {budget:g} s: score {ens['score']:.4f} vs {best['score']:.4f}"]
+        parts = [f"{data} {budget:g} s seed {seed}: score {ens['score']:.4f} vs "
+                 f"{best['score']:.4f}"]
         for metric, sign in (("score", 1), ("log_loss", -1)):
             if np.isnan(ens[metric]):
                 continue

@@ -184,7 +184,7 @@ def test_final_ensemble_is_greedy_selection_over_every_trial(task):
     X, y = task
     auto = AutoClassifier(time_budget=120, base_estimators=MEMBERS, families=(), cv=3,
                           ensemble_size=25, ensemble_metric="log_loss", ensemble_bags=1,
-                          temperature_scaling=False, progress_bar=False,
+                          temperature_scaling=False, blend_guard=None, progress_bar=False,
                           random_state=0).fit(X, y)
     board = auto.leaderboard_.set_index("name")
     trials = board.drop(index="ensemble")
@@ -231,7 +231,8 @@ def test_ensemble_trials_reuse_the_out_of_fold_predictions(task, tmp_path, clock
                           base_estimators=members, cv=3, max_trials=8, progress_bar=False,
                           random_state=0).fit(X, y)
     board = auto.leaderboard_
-    level2 = board[board["level"].eq(2) & board["state"].eq("COMPLETE")]
+    level2 = board[board["level"].eq(2) & board["state"].eq("COMPLETE")
+                   & board["family"].ne("ensemble")]
     assert len(level2) >= 3 and set(level2["family"]) == {"weighted", "stacking"}
     level1 = set(board.loc[board["level"].eq(1), "name"])
     assert all(2 <= len(inputs) and set(inputs) <= level1 for inputs in level2["inputs"])

@@ -1,4 +1,4 @@
-"""AutoML small-data levers: ``cv='auto'`` and the cap on level-2 trials."""
+"""AutoML small-data levers: ``cv='auto'``, the cap on level-2 trials, ``n_repeats``."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold
 from sklearn.utils._param_validation import InvalidParameterError
 
 from moensemble.search import AutoClassifier, AutoRegressor
-from moensemble.search.inputs import AUTO_CV_FOLDS, AUTO_CV_ROWS
+from moensemble.search.final import AUTO_GUARD_ROWS
+from moensemble.search.inputs import AUTO_CV_FOLDS, AUTO_CV_ROWS, AUTO_REPEAT_ROWS, auto_repeats
 
 
 @pytest.mark.parametrize("n_rows, folds", [(AUTO_CV_ROWS - 200, AUTO_CV_FOLDS),
@@ -64,7 +66,7 @@ def test_blend_temperature_sharpens_the_average_without_changing_predictions():
     members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
                ("knn", KNeighborsClassifier(15))]
     common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
-                  random_state=0)
+                  random_state=0, blend_guard=None)  # always a blend
     auto = AutoClassifier(**common).fit(X, y)
     ensemble = auto.best_estimator_
     assert len(ensemble.weights) > 1 and ensemble.temperature < 1.0  # an average is flat
@@ -76,3 +78,136 @@ def test_blend_temperature_sharpens_the_average_without_changing_predictions():
     np.testing.assert_array_equal(tempered.argmax(axis=1), flat.argmax(axis=1))
     plain = AutoClassifier(temperature_scaling=False, **common).fit(X, y)
     assert plain.best_estimator_.temperature == 1.0
+
+
+# --------------------------------------------------------------------------- n_repeats
+class CountingRidge(Ridge):
+    """Ridge that counts its fits (one shared list: clones count too)."""
+
+    fits: list = []
+
+    def fit(self, X, y, sample_weight=None):
+        CountingRidge.fits.append(len(X))
+        return super().fit(X, y, sample_weight)
+
+
+def test_repeated_oof_is_the_mean_of_each_repeats_oof():
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    from moensemble.search.bagging import bag_on_folds
+
+    X, y = make_classification(150, 6, random_state=0)
+    folds = list(RepeatedStratifiedKFold(n_splits=3, n_repeats=3, random_state=0).split(X, y))
+    common = dict(classes=np.unique(y), scorer=get_scorer("accuracy"), n_columns=2)
+    repeated = bag_on_folds(LogisticRegression(), X, y, folds, n_repeats=3, **common)
+    each = [bag_on_folds(LogisticRegression(), X, y, folds[3 * r:3 * r + 3], **common)
+            for r in range(3)]
+    np.testing.assert_allclose(repeated.oof, np.mean([b.oof for b in each], axis=0),
+                               rtol=1e-6)
+    assert not np.allclose(each[0].oof, each[1].oof)  # the repeats' folds differ
+    assert len(repeated.models) == len(repeated.fold_scores) == 9
+    np.testing.assert_allclose(repeated.fold_scores, sum((b.fold_scores for b in each), []))
+    for bad in (3, 0):
+        with pytest.raises(ValueError, match="n_repeats"):
+            bag_on_folds(LogisticRegression(), X, y, folds[:8], n_repeats=bad, **common)
+
+
+def test_n_repeats_fits_each_member_once_per_fold_of_every_repeat(monkeypatch):
+    from sklearn.tree import DecisionTreeRegressor
+
+    import moensemble.search.auto as auto_module
+
+    seen = {}
+    original = auto_module._BaseAuto._finish
+
+    def finish(est, runner, *args, **kwargs):
+        seen["records"] = [r for r in runner.records if r.bag is not None]
+        return original(est, runner, *args, **kwargs)
+
+    monkeypatch.setattr(auto_module._BaseAuto, "_finish", finish)
+    X, y = make_regression(120, 5, noise=1.0, random_state=0)
+    CountingRidge.fits.clear()
+    members = [("ridge", CountingRidge()), ("tree", DecisionTreeRegressor(max_depth=3))]
+    auto = AutoRegressor(n_repeats=3, cv=4, base_estimators=members, families=("weighted",),
+                         max_trials=3, progress_bar=False, random_state=0).fit(X, y)
+    assert (auto.n_repeats_, auto.n_splits_) == (3, 4)
+    assert CountingRidge.fits == [90] * 12  # 3/4 of the rows, 4 folds x 3 repeats, no refit
+    levels = {r.name: r.level for r in seen["records"]}
+    assert sorted(levels.values()) == [1, 1, 2]  # the combiner too is scored on all 12 folds
+    assert all(len(r.bag.models) == len(r.bag.fold_scores) == 12 for r in seen["records"])
+    assert len(auto.best_estimator_.members["ridge"].models) == 12
+    assert auto.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("n_rows, budget, repeats", [
+    (AUTO_REPEAT_ROWS - 100, 60, 3), (AUTO_REPEAT_ROWS - 100, 30, 1),
+    (AUTO_REPEAT_ROWS - 100, 10, 1), (AUTO_REPEAT_ROWS + 100, 600, 1),
+])
+def test_n_repeats_auto_repeats_while_rows_are_few_and_the_budget_allows(n_rows, budget,
+                                                                        repeats):
+    assert auto_repeats(n_rows, budget) == repeats
+    X, y = make_regression(n_rows, 3, noise=1.0, random_state=0)
+    auto = AutoRegressor(time_budget=budget, n_repeats="auto", cv=2,
+                         base_estimators=[("ridge", Ridge())], families=(), max_trials=1,
+                         progress_bar=False, random_state=0).fit(X, y)
+    assert auto.n_repeats_ == repeats
+    assert len(auto.best_estimator_.members["ridge"].models) == 2 * repeats
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"n_repeats": 0}, InvalidParameterError, "n_repeats"),
+    ({"n_repeats": True}, InvalidParameterError, "n_repeats"),
+    ({"n_repeats": "many"}, InvalidParameterError, "n_repeats"),
+    ({"n_repeats": 2, "cv": KFold(3)}, ValueError, "n_repeats.*int `cv`"),
+])
+def test_bad_n_repeats_is_refused_by_name(params, error, match):
+    X, y = make_classification(60, 4, random_state=0)
+    with pytest.raises(error, match=match):
+        AutoClassifier(max_trials=1, progress_bar=False, **params).fit(X, y)
+
+
+# --------------------------------------------------------------------------- blend_guard
+def test_blend_guard_keeps_the_best_level1_trial_unless_the_blend_gains_beyond_noise():
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = make_classification(300, 8, n_informative=5, random_state=0)
+    members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
+               ("knn", KNeighborsClassifier(15))]
+    common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
+                  random_state=0)
+    free = AutoClassifier(blend_guard=None, **common).fit(X, y)
+    assert len(free.ensemble_weights_) > 1 and np.isnan(free.blend_gain_)
+    strict = AutoClassifier(blend_guard=1e6, **common).fit(X, y)
+    board = strict.leaderboard_.set_index("name")
+    best = board[board["level"].eq(1)]["score"].idxmax()
+    assert strict.ensemble_weights_.to_dict() == {best: 1.0}
+    assert np.isfinite(strict.blend_gain_) and strict.blend_gain_ < 1e6
+    assert "kept alone" in board.loc[best, "note"]
+    lone = strict.best_estimator_
+    alone = lone.trial_predictions(X, best)  # its bag's average, untempered
+    np.testing.assert_array_equal(lone.predict(X), strict.classes_[alone.argmax(axis=1)])
+    # the same gain decides: a threshold under it keeps the blend of the free fit
+    assert strict.blend_gain_ > 0  # on these rows the blend does gain a little
+    loose = AutoClassifier(blend_guard=strict.blend_gain_ - 1e-6, **common).fit(X, y)
+    assert loose.ensemble_weights_.to_dict() == free.ensemble_weights_.to_dict()
+
+
+@pytest.mark.parametrize("value", [-0.5, "noise", [1.0]])
+def test_bad_blend_guard_is_refused_by_name(value):
+    X, y = make_classification(60, 4, random_state=0)
+    with pytest.raises(InvalidParameterError, match="blend_guard"):
+        AutoClassifier(max_trials=1, progress_bar=False, blend_guard=value).fit(X, y)
+
+
+@pytest.mark.parametrize("n_rows, guarded", [(AUTO_GUARD_ROWS - 200, True),
+                                             (AUTO_GUARD_ROWS + 200, False)])
+def test_blend_guard_auto_guards_small_data_only(n_rows, guarded):
+    from sklearn.naive_bayes import GaussianNB
+
+    X, y = make_classification(n_rows, 6, random_state=0)
+    auto = AutoClassifier(base_estimators=[("lr", LogisticRegression()), ("nb", GaussianNB())],
+                          families=(), cv=2, progress_bar=False, random_state=0).fit(X, y)
+    assert auto.blend_guard == "auto"
+    assert np.isfinite(auto.blend_gain_) == guarded

@@ -33,7 +33,7 @@ def test_boosting_reads_the_native_view_and_linear_the_one_hot(Auto, task):
                                              native=True)]
     n_trials = names.index("hist_gb") + 1  # the portfolio up to histogram boosting
     auto = Auto(families=(), max_trials=n_trials, cv=2, time_budget=120, progress_bar=False,
-                random_state=0).fit(train, y_train)
+                blend_guard=None, random_state=0).fit(train, y_train)  # a blend of both
     board = auto.leaderboard_.set_index("name")
     assert board.loc["hist_gb", "state"] == "COMPLETE"
     ens = auto.best_estimator_

@@ -17,7 +17,7 @@ def test_text_members_run_first_and_naive_bayes_gets_a_temperature():
     X = sp.csr_matrix(rng.poisson(rates[y]).astype(np.float64))  # word counts
     text = [n for n, _ in default_portfolio("classification", sparse=True,
                                             non_negative=True)][:5]
-    auto = AutoClassifier(time_budget=120, families=(), cv=3, max_trials=5,
+    auto = AutoClassifier(time_budget=120, families=(), cv=3, max_trials=5, blend_guard=None,
                           progress_bar=False, random_state=0).fit(X, y)
     board = auto.leaderboard_.set_index("name")
     assert (board.loc[text, "state"] == "COMPLETE").all()

@@ -181,3 +181,69 @@ def test_bags_stop_at_the_time_limit():
     rows = np.sort(np.random.RandomState(0).choice(200, 100, replace=False))
     half = ensemble_selection([p[rows] for p in preds], target[rows], "regression", 25)
     np.testing.assert_allclose(one_bag, half)  # exactly the first bag's selection
+
+
+def test_bagging_over_trials_lets_each_bag_pick_among_a_share_of_them():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 3, 300)
+    good = np.eye(3)[target] * 0.7 + 0.1
+    weak = _calibrated_but_weaker(rng, target)
+    all_trials = ensemble_selection([weak, good], target, "classification", 10, n_bags=20,
+                                    random_state=0)
+    np.testing.assert_allclose(all_trials, [0.0, 1.0])  # every bag sees the good trial
+    halves = ensemble_selection([weak, good], target, "classification", 10, n_bags=20,
+                                random_state=0, trial_fraction=0.5)
+    assert halves.sum() == pytest.approx(1.0)
+    # a bag holds one of the two: the weak one wins the bags that miss the good one
+    assert 0.2 < halves[0] < 0.8
+
+
+def test_gain_within_noise_tells_a_real_gain_from_a_few_rows():
+    from moensemble.search.selection import gain_within_noise, per_row_gain
+
+    target = np.arange(400) % 2
+
+    def wrong_on(rows):
+        proba = np.eye(2)[target] * 0.8 + 0.1
+        proba[rows] = proba[rows, ::-1]
+        return proba
+
+    single = wrong_on(np.arange(0, 400, 4))  # wrong on every 4th row
+    close = wrong_on(np.arange(4, 400, 4))  # right on just one row more
+    better = wrong_on(np.arange(0, 400, 40))  # wrong on every 40th row
+    assert per_row_gain(close, single, target, "classification", "accuracy").sum() == 1
+    assert gain_within_noise(close, single, target, "classification", "accuracy")
+    assert not gain_within_noise(better, single, target, "classification", "accuracy")
+    assert gain_within_noise(single, single, target, "classification", "accuracy", n_std=0.0)
+    y = np.linspace(0, 1, 400).reshape(-1, 1)
+    assert not gain_within_noise(y + 0.01, y + 0.3, y, "regression")
+    assert gain_within_noise(y + 0.3, y + 0.01, y, "regression")  # a loss is no gain
+
+
+def test_the_bagged_selection_keeps_its_share_of_the_budget_past_the_deadline(monkeypatch):
+    """A search that ran into the reserve still gets all its bags (not one half-row bag)."""
+    import moensemble.search.final as final
+    from moensemble.search import bagging
+
+    X, y = make_classification(200, 6, random_state=0)
+    seen = {}
+    original = final.ensemble_selection
+
+    def spy(*args, **kwargs):
+        seen["time_limit"] = kwargs["time_limit"]
+        return original(*args, **kwargs)
+
+    real, late = bagging.clock, [0.0]
+    monkeypatch.setattr(final, "ensemble_selection", spy)
+    monkeypatch.setattr(bagging, "clock", lambda: real() + late[0])
+    members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB())]
+    auto = AutoClassifier(time_budget=40, base_estimators=members, families=(), cv=3,
+                          progress_bar=False, random_state=0)
+
+    def search(runner, *args):  # the portfolio, then the last trial ends past the deadline
+        runner.run_portfolio(members)
+        late[0] = 3600.0
+
+    monkeypatch.setattr(auto, "_search", search)
+    auto.fit(X, y)
+    assert seen["time_limit"] == pytest.approx(final.MIN_SELECTION_SHARE * 40)

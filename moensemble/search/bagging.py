@@ -171,6 +171,7 @@ def bag_on_folds(
     n_columns: int,
     on_fold: Callable[[int, Bag], None] | None = None,
     store: OOFStore | None = None,
+    n_repeats: int = 1,
 ) -> Bag:
     """Fit a clone of ``estimator`` on each outer fold; keep the models and the OOF.
 
@@ -184,7 +185,8 @@ def bag_on_folds(
     X, y
         Training data (rows selected per fold).
     folds : list of (train, test) index arrays
-        The search's outer folds; the test folds partition the rows.
+        The search's outer folds: ``n_repeats`` consecutive groups of folds whose test
+        folds each partition the rows (one group: plain k-fold).
     classes : ndarray or None
         Class labels (classification): the OOF are probabilities in this order.
     scorer : callable
@@ -200,6 +202,10 @@ def bag_on_folds(
         ``on_fold(k, bag)`` after each fold (a pruner's report; it may raise).
     store : OOFStore or None
         Where the out-of-fold predictions are written (None: in RAM).
+    n_repeats : int, default=1
+        Repeated k-fold (scikit-learn's ``RepeatedKFold`` order): the out-of-fold
+        predictions are the mean over the repeats of each repeat's, and every fold model
+        of every repeat is in the bag.
 
     Raises
     ------
@@ -241,23 +247,36 @@ def bag_on_folds(
 
     method = "predict_proba" if classes is not None and hasattr(estimator, "predict_proba") \
         else "predict"
-    result = evaluate_folds(estimator, X, y, folds, method=method, classes=classes,
-                            fold_callbacks=before, on_fold_end=_then(after, on_fold, bag, scorer),
-                            return_estimators=False)
-    oof = _columns(result.oof, classes, n_columns)
-    if not np.all(np.isfinite(oof)):
-        bad = [k for k, (_, test) in enumerate(folds) if not np.all(np.isfinite(oof[test]))]
-        raise NonFinitePredictions(f"fold(s) {bad} predicted NaN or infinity")
-    bag.oof[:] = oof
+    if n_repeats < 1 or len(folds) % n_repeats:
+        raise ValueError(f"`n_repeats`={n_repeats} must divide the {len(folds)} folds.")
+    per_repeat = len(folds) // n_repeats
+    total = np.zeros(bag.oof.shape)
+    fold_scores = []
+    for r in range(n_repeats):  # each repeat's test folds partition the rows
+        offset = r * per_repeat
+        group = folds[offset:offset + per_repeat]
+        result = evaluate_folds(
+            estimator, X, y, group, method=method, classes=classes,
+            fold_callbacks=lambda k, o=offset: before(k + o),
+            on_fold_end=_then(after, on_fold, bag, scorer, offset), return_estimators=False)
+        oof = _columns(result.oof, classes, n_columns)
+        if not np.all(np.isfinite(oof)):
+            bad = [offset + k for k, (_, test) in enumerate(group)
+                   if not np.all(np.isfinite(oof[test]))]
+            raise NonFinitePredictions(f"fold(s) {bad} predicted NaN or infinity")
+        total += oof
+        fold_scores += [score_predictions(scorer, oof[test], _safe_indexing(y, test), classes)
+                        for _, test in group]
+    bag.oof[:] = total / n_repeats
     if isinstance(bag.oof, np.memmap):
         bag.oof.flush()  # on disk now: its pages may leave RAM
-    bag.fold_scores = [score_predictions(scorer, oof[test], _safe_indexing(y, test), classes)
-                       for _, test in folds]
+    bag.fold_scores = fold_scores
     return bag
 
 
-def _then(after, on_fold, bag, scorer):
+def _then(after, on_fold, bag, scorer, offset=0):
     def hook(k, model, X_test, y_test, result):
+        k += offset  # the fold's number over all repeats
         after(k, model, X_test, y_test, result)
         if on_fold is not None:  # a running score for the pruner (one more predict)
             bag.fold_scores.append(float(scorer(model, X_test, y_test)))

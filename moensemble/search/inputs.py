@@ -13,15 +13,38 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold, check_cv
+from sklearn.model_selection import (
+    KFold,
+    RepeatedKFold,
+    RepeatedStratifiedKFold,
+    StratifiedKFold,
+    check_cv,
+)
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["AUTO_CV_FOLDS", "AUTO_CV_ROWS", "InputsMixin"]
+__all__ = ["AUTO_CV_FOLDS", "AUTO_CV_ROWS", "AUTO_REPEAT_ROWS", "InputsMixin", "auto_repeats"]
 
 #: ``cv='auto'``: this many folds under ``AUTO_CV_ROWS`` rows (AutoGluon bags with 8), else 5.
 AUTO_CV_FOLDS = 8
 AUTO_CV_ROWS = 1000
+#: ``n_repeats='auto'``: repeats only under this many rows, one per ``AUTO_REPEAT_SECONDS``
+#: of budget, at most ``AUTO_MAX_REPEATS``.
+AUTO_REPEAT_ROWS = 1000
+AUTO_REPEAT_SECONDS = 20.0
+AUTO_MAX_REPEATS = 3
+
+
+def auto_repeats(n_rows: int, time_budget: float) -> int:
+    """``n_repeats='auto'``: repeats of the outer folds for ``n_rows`` and the budget.
+
+    One repeat per ``AUTO_REPEAT_SECONDS`` of ``time_budget`` (at most
+    ``AUTO_MAX_REPEATS``) under ``AUTO_REPEAT_ROWS`` rows, where single fits are cheap and
+    the out-of-fold predictions noisiest; else 1.
+    """
+    if n_rows >= AUTO_REPEAT_ROWS:
+        return 1
+    return int(np.clip(time_budget // AUTO_REPEAT_SECONDS, 1, AUTO_MAX_REPEATS))
 
 
 def _needs_encoding(X) -> bool:
@@ -92,14 +115,29 @@ class InputsMixin:
         return views
 
     def _folds(self, X, y, seed):
+        """The outer folds (``n_repeats_`` k-fold partitions one after another)."""
         n_folds = self.cv
         if isinstance(n_folds, str):  # 'auto': more folds on small data
             n_folds = AUTO_CV_FOLDS if len(y) < AUTO_CV_ROWS else 5
-        if isinstance(n_folds, Integral):
-            splitter = StratifiedKFold if self._task == "classification" else KFold
+        repeats = self.n_repeats
+        if isinstance(repeats, str):
+            repeats = auto_repeats(len(y), float(self.time_budget))
+        if repeats > 1 and not isinstance(n_folds, Integral):
+            raise ValueError(
+                f"`n_repeats`={self.n_repeats!r} draws the folds anew per repeat, so it "
+                f"needs an int `cv` or 'auto'; got cv={self.cv!r}. Give n_repeats=1 with a "
+                "splitter (a RepeatedKFold splitter's folds overlap, which is not supported)."
+            )
+        self.n_repeats_ = int(repeats)
+        classification = self._task == "classification"
+        if isinstance(n_folds, Integral) and repeats > 1:
+            splitter = RepeatedStratifiedKFold if classification else RepeatedKFold
+            cv = splitter(n_splits=n_folds, n_repeats=repeats, random_state=seed)
+        elif isinstance(n_folds, Integral):
+            splitter = StratifiedKFold if classification else KFold
             cv = splitter(n_folds, shuffle=True, random_state=seed)
         else:
-            cv = check_cv(self.cv, y, classifier=self._task == "classification")
+            cv = check_cv(self.cv, y, classifier=classification)
         try:
             return list(cv.split(X, y))
         except ValueError as exc:

@@ -74,8 +74,10 @@ class Runner:
     def __init__(self, *, X, y, target, folds, classes, n_columns, scorer, context: SearchContext,
                  deadline: float, budget: float, error_score, max_trials, study=None,
                  families: dict[str, Family] | None = None, objectives=("score",),
-                 X_native=None, store=None, max_level2_share: float | None = None) -> None:
+                 X_native=None, store=None, max_level2_share: float | None = None,
+                 n_repeats: int = 1) -> None:
         self.X, self.y, self.target, self.folds = X, y, target, folds
+        self.n_repeats = n_repeats  # ``folds`` is this many k-fold partitions, one after another
         self.views = {"encoded": X} if X_native is None else {"encoded": X, "native": X_native}
         self.classes, self.n_columns, self.scorer = classes, n_columns, scorer
         self.context, self.deadline, self.budget = context, deadline, budget
@@ -160,7 +162,7 @@ class Runner:
                                    classes=self.classes, scorer=self.scorer,
                                    deadline=self.deadline, fold_estimate=fold_estimate,
                                    n_columns=self.n_columns, on_fold=on_fold,
-                                   store=self.store)
+                                   store=self.store, n_repeats=self.n_repeats)
         except optuna.TrialPruned as exc:
             record.state, record.note = "PRUNED", f"pruned: {exc}"
         except TrialOutOfTime as exc:
@@ -243,7 +245,7 @@ class Runner:
         by_name = {r.name: r for r in self.records}
         for name in sorted(members, key=lambda n: by_name[n].level):
             r, member = by_name[name], members[name]
-            n_folds = len(self.folds)
+            n_folds = len(self.folds) // self.n_repeats  # one repeat's folds
             expected = 1.3 * float(np.mean(r.bag.fit_times)) * n_folds / max(n_folds - 1, 1)
             if _bagging.clock() + expected > self.deadline:
                 r.note = (r.note + "; " if r.note else "") + "bag kept: no time to refit"

@@ -36,6 +36,9 @@ __all__ = [
     "TrialEnsemble",
     "ensemble_selection",
     "fit_temperature",
+    "gain_in_standard_errors",
+    "gain_within_noise",
+    "per_row_gain",
     "prediction_loss",
     "score_predictions",
     "selection_loss",
@@ -97,7 +100,8 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
                        n_iter: int = 25, *, metric: Any = None, n_bags: int = 1,
                        bag_fraction: float = 0.5, random_state: Any = None,
                        classes: np.ndarray | None = None,
-                       time_limit: float | None = None) -> np.ndarray:
+                       time_limit: float | None = None,
+                       trial_fraction: float = 1.0) -> np.ndarray:
     """Weights of greedy ensemble selection with replacement over aligned predictions.
 
     Parameters
@@ -127,6 +131,9 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     time_limit : float or None
         Seconds for the bags: no new bag starts past it (at least one runs), and the
         weights average the bags done.
+    trial_fraction : float in (0, 1], default=1.0
+        Bagging over trials (Caruana et al. 2006): each bag selects among a random
+        share of the trials (at least one), so that no bag's noise fixes the weights.
 
     Returns
     -------
@@ -161,13 +168,16 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     if n_bags <= 1:
         return select(preds, target)
     rng = check_random_state(random_state)
-    n_rows = preds.shape[1]
+    n_trials, n_rows = preds.shape[:2]
     size = max(1, int(round(bag_fraction * n_rows)))
-    weights = np.zeros(len(preds))
+    n_drawn = max(1, int(round(trial_fraction * n_trials)))
+    weights = np.zeros(n_trials)
     done = 0
     while done < n_bags:
         rows = np.sort(rng.choice(n_rows, size, replace=False))
-        weights += select(preds[:, rows], target[rows])
+        trials = np.sort(rng.choice(n_trials, n_drawn, replace=False)) if n_drawn < n_trials \
+            else np.arange(n_trials)
+        weights[trials] += select(preds[trials][:, rows], target[rows])
         done += 1
         if time_limit is not None and time.monotonic() - start > time_limit:
             break
@@ -196,6 +206,42 @@ def _batch_loss(metric: Any, task: str):
         return lambda cands, target: ((cands - target.reshape(1, cands.shape[1], -1)) ** 2
                                       ).mean(axis=(1, 2), dtype=np.float64)
     return None
+
+
+def per_row_gain(blend: np.ndarray, single: np.ndarray, target: np.ndarray, task: str,
+                 metric: Any = None) -> np.ndarray:
+    """Per row, how much better ``blend`` is than ``single`` (positive: the blend).
+
+    Accuracy: correct minus correct; other classification metrics: log loss; regression:
+    squared error (summed over the outputs).
+    """
+    if task == "classification":
+        if metric == "accuracy":
+            return (np.argmax(blend, axis=1) == target).astype(float) \
+                - (np.argmax(single, axis=1) == target).astype(float)
+        rows = np.arange(len(target))
+        return np.log(np.clip(blend[rows, target], _EPS, 1.0)) \
+            - np.log(np.clip(single[rows, target], _EPS, 1.0))
+    target = target.reshape(len(blend), -1)
+    return ((single - target) ** 2 - (blend - target) ** 2).sum(axis=1)
+
+
+def gain_in_standard_errors(blend: np.ndarray, single: np.ndarray, target: np.ndarray,
+                            task: str, metric: Any = None) -> float:
+    """The blend's mean per-row gain over ``single`` (:func:`per_row_gain`) divided by the
+    standard error of that mean (0 when they never differ)."""
+    gain = per_row_gain(blend, single, target, task, metric)
+    mean, spread = float(gain.mean()), float(gain.std(ddof=1)) / np.sqrt(len(gain))
+    if spread == 0.0:
+        return 0.0 if mean == 0.0 else float(np.copysign(np.inf, mean))
+    return mean / spread
+
+
+def gain_within_noise(blend: np.ndarray, single: np.ndarray, target: np.ndarray, task: str,
+                      metric: Any = None, n_std: float = 1.0) -> bool:
+    """Whether the blend's mean per-row gain over ``single`` is at most ``n_std`` standard
+    errors (of that mean): then the blend has not shown it is better than the one trial."""
+    return gain_in_standard_errors(blend, single, target, task, metric) <= n_std
 
 
 # --------------------------------------------------------------------------- temperature
