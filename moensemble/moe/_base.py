@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,6 +16,13 @@ from skorch.callbacks import EarlyStopping
 from skorch.helper import predefined_split
 
 from .._validation import IntInterval, check_precision, resolve_device
+from ._defaults import (
+    final_loss,
+    mostly_nonzero,
+    resolve_batch_size,
+    resolve_router_lr_scale,
+    warn_far_from_unit_scale,
+)
 from ._em import GateRefit, check_em_rounds
 from ._growth import GrowthMixin, kmeans_router_init
 from ._introspect import RoutingIntrospection
@@ -234,7 +240,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         if self.router_l1 != "auto":
             return float(self.router_l1)
         raw = not self._uses_blocks() and self.num_embedding is None
-        return 0.8 if raw and X.shape[1] >= 10 and _mostly_nonzero(X) else 0.0
+        return 0.8 if raw and X.shape[1] >= 10 and mostly_nonzero(X) else 0.0
 
     def _check_blocks(self) -> None:
         widths = self._encoder_widths()
@@ -288,16 +294,16 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         check_num_embedding(self.num_embedding, self.init, self.grow_steps, X)
         check_em_rounds(self.em_rounds, self._module_mixture(), self._uses_blocks(),
                         self.num_embedding)
-        _warn_far_from_unit_scale(X)
+        warn_far_from_unit_scale(X)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train, valid = self._split(X, y, seed)
         self.n_experts_ = self.n_experts if self.experts is None else len(self.experts)
         set_expert_blocks(self, X.shape[1])  # expert_blocks_, expert_block_of_
-        self.router_lr_scale_ = _router_lr_scale(self.router_lr_scale, X)
+        self.router_lr_scale_ = resolve_router_lr_scale(self.router_lr_scale, X)
         self.router_l1_ = self._router_l1(X)
         check_repartition(self.repartition, self.router_l1_, self._uses_blocks(),
                           self.num_embedding, X)
-        self.batch_size_ = _batch_size(self.batch_size, len(train))
+        self.batch_size_ = resolve_batch_size(self.batch_size, len(train))
         self.dense_history_ = None
         devices = [device] if device.startswith("cuda") else []
         # Fork the RNG so fitting is reproducible without touching the user's torch seed.
@@ -307,7 +313,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
                 init_seed = seed if i == 0 else (seed + 7919 * i) % np.iinfo(np.int32).max
                 net = self._fit_one(net_cls, criterion, train, valid, device, out_features,
                                     hidden, init_seed)
-                self.init_losses_.append(_final_loss(net))
+                self.init_losses_.append(final_loss(net))
                 if self.init_losses_[-1] <= min(self.init_losses_):
                     self.net_ = net
         self._finish_fit(X)
@@ -549,58 +555,3 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = self.num_embedding is None  # embeddings: dense only
         return tags
-
-
-def _final_loss(net) -> float:
-    """What ``n_init`` compares: the best validation loss with early stopping, else the
-    last complete epoch's training loss; inf when training stopped inside the first
-    epoch (e.g. on an interrupt) or the loss is NaN (float16 steps that all overflowed)."""
-    for key, pick in (("valid_loss", min), ("train_loss", lambda losses: losses[-1])):
-        losses = [row[key] for row in net.history if key in row]
-        if losses:
-            loss = float(pick(losses))
-            return float("inf") if np.isnan(loss) else loss
-    return float("inf")
-
-
-def _batch_size(batch_size, n_train: int) -> int:
-    """``batch_size`` resolved: 'auto' is ``min(128, max(16, n_train // 8))``, at least 8 steps
-    an epoch on small tables (128 rows a step left iris one step an epoch: 0.816 accuracy
-    against 0.983, wine 0.963 against 0.993; 1,024 training rows or more get 128)."""
-    return min(128, max(16, n_train // 8)) if batch_size == "auto" else int(batch_size)
-
-
-def _mostly_nonzero(X) -> bool:
-    """Dense, with at least half of its entries (of the first 10,000 rows) nonzero."""
-    if sp.issparse(X):
-        return False
-    head = np.asarray(X[:10_000])
-    return np.count_nonzero(head) >= 0.5 * head.size
-
-
-def _warn_far_from_unit_scale(X) -> None:
-    """Warn where dense features are far from unit scale: the MoE uses them as given, and
-    spreads of 1e6 or 1e-6 left a default ``MoEClassifier`` at 0.76 and 0.50 accuracy where
-    the same table at unit scale reached 0.89 (a ``MoERegressor`` at 1e8 predicted R^2 of
-    -1e13)."""
-    if sp.issparse(X) or X.shape[0] < 2:
-        return
-    spread = np.nanstd(np.asarray(X[:10_000], dtype=np.float64), axis=0)
-    largest = float(spread.max(initial=0.0))
-    if largest > 1e3 or 0 < largest < 1e-3:
-        warnings.warn(
-            f"X's features are far from unit scale (largest column standard deviation "
-            f"{largest:.3g}): the MoE uses features as given, so training may fail. Scale "
-            "them first, e.g. make_pipeline(StandardScaler(), MoEClassifier()).",
-            UserWarning, stacklevel=5,
-        )
-
-
-def _router_lr_scale(scale, X) -> float:
-    """``router_lr_scale`` resolved: 'auto' is what measured best per kind of input
-    (docs/guide/moe-quality.md): 10 on dense tables, 1 where most entries are zero (CSR
-    text, or a dense TF-IDF block: 10 cost 7.7 points on compare's text job and 2.7 on
-    ``make_modality_table``)."""
-    if scale != "auto":
-        return float(scale)
-    return 10.0 if _mostly_nonzero(X) else 1.0
