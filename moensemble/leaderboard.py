@@ -226,9 +226,8 @@ def default_models(
         and training with one expert twice as wide as each of the MoE's ``top_k=2`` experts
         (so it runs the parameters the MoE runs per row, less the router's).
     moe_params : dict or None, default=None
-        Parameters set on the MoE after the defaults (for example
-        ``{"optimizer": "lazy_adam"}``), so also on its copies in the ensembles and on
-        ``mlp``.
+        Parameters set on the MoE after the defaults (for example ``{"max_epochs": 10}``),
+        so also on its copies in the ensembles and on ``mlp``.
     random_state : int or None, default=0
 
     Returns
@@ -348,7 +347,7 @@ def _moe(task: str, *, sparse: bool, quick: bool, random_state: int | None) -> B
     model = _set_present(est(), n_experts=8, top_k=2, router="topk", gating="expert",
                          init="random", router_init="random", encoder=None, n_layers=1,
                          activation="relu", gate_dropout=0.0, shared_expert=False,
-                         z_loss_coef=1e-3, optimizer="adam", weight_decay=0.0,
+                         z_loss_coef=1e-3, optimizer="auto", weight_decay=0.0,
                          router_lr_scale=1.0, early_stopping=False, random_state=random_state)
     if quick:
         # Measured on 3,000 WordNet glosses (TF-IDF, the CLI's 3 folds), 20 epochs: 32-unit

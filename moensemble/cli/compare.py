@@ -341,7 +341,6 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
                               random_state=args.random_state)
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=args.max_features,
                             ngram_range=(1, 2), dtype=np.float32)
-    moe_params = _moe_params(dataset, tfidf) if dataset["text"] else None
     numeric = make_pipeline(SimpleImputer(), MinMaxScaler(clip=True))
     if dataset["text"] and not dataset["numeric"]:
         features, sparse = tfidf, True
@@ -354,34 +353,7 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
     else:
         features, sparse = make_pipeline(SimpleImputer()), False
     return default_models(dataset["task"], features=features, sparse=sparse, quick=True,
-                          moe_members=True, mlp=True, moe_params=moe_params,
-                          random_state=args.random_state)
-
-
-#: From this many TF-IDF columns on, compare's MoE (and its dense peer) train with
-#: ``optimizer='lazy_adam'`` (CatchUpAdam): its step costs the batch's columns, not the table.
-#: On the 3,918 columns of the default 3,000 glosses it was 0.6 points below Adam, no faster
-#: (docs/guide/scale.md); on the 20,000 of --n-samples 20000, see docs/guide/compare.md.
-LAZY_ADAM_MIN_COLUMNS = 10_000
-
-
-def _moe_params(dataset: dict, tfidf) -> dict | None:
-    """``{'optimizer': 'lazy_adam'}`` when the TF-IDF of all the texts is that wide.
-
-    The vocabulary of every row (no labels) sets only how the MoE steps; each fold's TF-IDF
-    is still fitted on that fold's training rows.
-    """
-    from sklearn.base import clone
-
-    X = dataset.get("X")
-    if X is None:  # a description of the data only: the default optimizer
-        return None
-    texts = X[dataset["text_column"]] if isinstance(X, pd.DataFrame) else X
-    try:
-        width = len(clone(tfidf).fit(texts).vocabulary_)
-    except ValueError:  # an empty vocabulary: the models' own TF-IDF will say so
-        return None
-    return {"optimizer": "lazy_adam"} if width >= LAZY_ADAM_MIN_COLUMNS else None
+                          moe_members=True, mlp=True, random_state=args.random_state)
 
 
 def select_models(models: list, names: str | None,
