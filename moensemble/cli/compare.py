@@ -313,7 +313,8 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
     """Default models behind the features as sklearn pipelines.
 
     A table (``--data``) goes through a :class:`~moensemble.TableEncoder`; the bundled
-    glosses through TF-IDF.
+    glosses through TF-IDF. Above 10,000 rows the work of each fit is bounded as the rows
+    grow (:func:`moensemble.leaderboard.scaled_settings`).
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -338,7 +339,7 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
                 sparse_threshold=0.0)
         return default_models(dataset["task"], features=encoder, sparse=dataset["text"],
                               quick=True, moe_members=True, mlp=True,
-                              random_state=args.random_state)
+                              n_rows=_n_rows(dataset), random_state=args.random_state)
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=args.max_features,
                             ngram_range=(1, 2), dtype=np.float32)
     numeric = make_pipeline(SimpleImputer(), MinMaxScaler(clip=True))
@@ -353,7 +354,14 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
     else:
         features, sparse = make_pipeline(SimpleImputer()), False
     return default_models(dataset["task"], features=features, sparse=sparse, quick=True,
-                          moe_members=True, mlp=True, random_state=args.random_state)
+                          moe_members=True, mlp=True, n_rows=_n_rows(dataset),
+                          random_state=args.random_state)
+
+
+def _n_rows(dataset: dict) -> int | None:
+    """Rows of the data (None for a description of the data without its rows)."""
+    y = dataset.get("y")
+    return None if y is None else len(y)
 
 
 def select_models(models: list, names: str | None,
