@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from joblib import Memory
-from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -33,16 +33,17 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
-from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_consistent_length, check_memory
 
 from moensemble._compare_jobs import SharedFitModel, run_parallel, share_memory
+from moensemble._default_models import FULL_COST_ROWS, default_models, scaled_settings
 from moensemble._validation import check_estimators
 from moensemble.folds import evaluate_folds, max_violation, predict_aligned
 
-__all__ = ["compare", "default_models", "make_folds", "max_violation", "METRICS"]
+__all__ = ["compare", "default_models", "scaled_settings", "make_folds", "max_violation",
+           "METRICS", "FULL_COST_ROWS"]
 
 #: Metrics reported for each task, and whether higher is better. The first one ranks.
 METRICS: dict[str, dict[str, bool]] = {
@@ -182,213 +183,6 @@ def compare(
     board.attrs["fold_scores"] = folds_df.drop(columns="estimator", errors="ignore").to_dict(
         "records")
     return (board, folds_df) if return_folds else board
-
-
-def default_models(
-    task: str = "classification",
-    *,
-    features: BaseEstimator | None = None,
-    sparse: bool = False,
-    n_components: int = 100,
-    cv: int = 3,
-    quick: bool = False,
-    moe_members: bool = False,
-    mlp: bool = False,
-    moe_params: dict | None = None,
-    random_state: int | None = 0,
-) -> list[tuple[str, BaseEstimator]]:
-    """Build the default contestants: strong single members, three ensembles of them, an MoE.
-
-    Parameters
-    ----------
-    task : {'classification', 'regression'}, default='classification'
-    features : transformer or None, default=None
-        A first step put in front of every model (for example a ``TfidfVectorizer`` for raw
-        texts, or a ``ColumnTransformer``). ``None``: ``X`` is already numeric.
-    sparse : bool, default=False
-        Whether the model input (after ``features``) is sparse, such as TF-IDF. Members that
-        need dense input then get a ``TruncatedSVD(n_components)`` step, the others take the
-        sparse matrix directly; when False, linear members get a ``StandardScaler``.
-    n_components : int, default=100
-        Dimensions kept by the ``TruncatedSVD`` of dense-only members (sparse input only).
-    cv : int, default=3
-        Inner folds of the weighted, stacked and gated ensembles (one shuffled
-        ``StratifiedKFold`` / ``KFold`` seeded by ``random_state``, shared by all three).
-    quick : bool, default=False
-        Smaller forests and fewer MoE epochs, for a run of a minute or two.
-    moe_members : bool, default=False
-        Also add ``weighted_moe`` and ``stacked_moe``: the weighted and stacked ensembles
-        with the MoE as one more member (same inner folds and cache, so the other members'
-        out-of-fold predictions are shared; the MoE is fitted once per inner fold and once
-        on all rows, for both ensembles together).
-    mlp : bool, default=False
-        Also add ``mlp``: the MoE's dense peer of equal active parameters, the same network
-        and training with one expert twice as wide as each of the MoE's ``top_k=2`` experts
-        (so it runs the parameters the MoE runs per row, less the router's).
-    moe_params : dict or None, default=None
-        Parameters set on the MoE after the defaults (for example
-        ``{"optimizer": "lazy_adam"}``), so also on its copies in the ensembles and on
-        ``mlp``.
-    random_state : int or None, default=0
-
-    Returns
-    -------
-    models : list of (str, estimator)
-        ``[*members, ("weighted", ...), ("stacked", ...), ("moe", ...), ("gated", ...)]``
-        (the gated ensemble: a learned top-2 router over the members), then
-        ``weighted_moe`` and ``stacked_moe`` with ``moe_members``, then ``mlp`` with ``mlp``;
-        each is a
-        :class:`~sklearn.pipeline.Pipeline` starting with ``features`` when it is given.
-    """
-    if task not in METRICS:
-        raise ValueError(f"`task` must be 'classification' or 'regression'; got {task!r}.")
-    members = _members(task, sparse=sparse, n_components=n_components, quick=quick,
-                       random_state=random_state)
-    # One splitter for every ensemble: the same inner folds, so that in `compare` their
-    # shared cache fits each member once per fold for all three.
-    splitter = StratifiedKFold if task == "classification" else KFold
-    inner = splitter(cv, shuffle=True, random_state=random_state)
-    models = [*members, *_ensembles(task, members, cv=inner, random_state=random_state)]
-    moe_model = _moe(task, sparse=sparse, quick=quick, random_state=random_state)
-    if moe_params:
-        prefix = "model__" if isinstance(moe_model, Pipeline) else ""
-        moe_model.set_params(**{f"{prefix}{k}": v for k, v in moe_params.items()})
-    models.append(("moe", moe_model))
-    models.append(("gated", _gated(task, members, cv=inner, random_state=random_state)))
-    if moe_members:
-        with_moe = [*members, ("moe", clone(moe_model))]
-        models += [(f"{name}_moe", est) for name, est in
-                   _ensembles(task, with_moe, cv=inner, random_state=random_state)]
-    if mlp:
-        models.append(("mlp", _dense_peer(moe_model)))
-    if features is not None:
-        models = [(name, Pipeline([("features", clone(features)), (name, est)]))
-                  for name, est in models]
-    return models
-
-
-# ---- default models --------------------------------------------------------------------------
-
-
-def _members(task: str, *, sparse: bool, n_components: int, quick: bool,
-             random_state: int | None) -> list[tuple[str, BaseEstimator]]:
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
-    from sklearn.linear_model import LogisticRegression, RidgeCV
-    from sklearn.naive_bayes import ComplementNB
-    from sklearn.preprocessing import StandardScaler
-
-    n_trees = 100 if quick else 300
-    # Dense-only members see a low-rank projection of sparse input; tabular input is used as is.
-    def dense(est: BaseEstimator) -> BaseEstimator:
-        if not sparse:
-            return est
-        return Pipeline([("svd", TruncatedSVD(n_components, random_state=random_state)),
-                         ("model", est)])
-
-    def scaled(est: BaseEstimator) -> BaseEstimator:
-        # Sparse TF-IDF rows are already unit-norm; centring would densify them.
-        return est if sparse else Pipeline([("scale", StandardScaler()), ("model", est)])
-
-    if task == "classification":
-        members = [
-            ("logreg", scaled(LogisticRegression(C=10.0 if sparse else 1.0, max_iter=300))),
-            ("extra_trees", dense(ExtraTreesClassifier(n_trees, n_jobs=1,
-                                                       random_state=random_state))),
-        ]
-        if sparse:
-            # Naive Bayes needs non-negative counts or TF-IDF: a strong, cheap text member.
-            members.insert(1, ("naive_bayes", ComplementNB(alpha=0.3)))
-        return members
-    return [
-        ("ridge", scaled(RidgeCV(alphas=np.logspace(-3, 3, 13)))),
-        ("extra_trees", dense(ExtraTreesRegressor(n_trees, n_jobs=1, random_state=random_state))),
-    ]
-
-
-def _ensembles(task: str, members: list, *, cv,
-               random_state: int | None) -> list[tuple[str, BaseEstimator]]:
-    from moensemble import ensemble
-
-    kind = "Classifier" if task == "classification" else "Regressor"
-    models = []
-    for name, cls in [("weighted", f"WeightedEnsemble{kind}"),
-                      ("stacked", f"StackingEnsemble{kind}")]:
-        est = getattr(ensemble, cls)([(n, clone(e)) for n, e in members])
-        # The bases are refit on all rows, as the single members are: bagging the fold
-        # models instead (trained on (cv-1)/cv of the rows) cost the weighted ensemble
-        # 0.5 points of accuracy on 3,000 glosses, so it trailed its own best member.
-        models.append((name, _set_present(est, cv=cv, random_state=random_state)))
-    if task == "classification":
-        # Out-of-fold probabilities of many classes are small numbers: sklearn's C=1
-        # under-fits them (stacking 0.465 vs 0.491 accuracy with C=10 on 3,000 glosses).
-        from sklearn.linear_model import LogisticRegression
-
-        models[1][1].set_params(final_estimator=LogisticRegression(C=10.0, max_iter=500))
-    return models
-
-
-def _gated(task: str, members: list, *, cv, random_state: int | None) -> BaseEstimator:
-    from moensemble import gated
-
-    kind = "Classifier" if task == "classification" else "Regressor"
-    # top-2: on 3,000 glosses (TF-IDF, the CLI's outer folds, unshuffled inner folds) 0.495
-    # accuracy against 0.489 for top-1, in half its fit time; 0.490 in the default run.
-    est = getattr(gated, f"GatedEnsemble{kind}")([(n, clone(e)) for n, e in members],
-                                                  router="topk", top_k=2)
-    return _set_present(est, cv=cv, random_state=random_state)
-
-
-def _moe(task: str, *, sparse: bool, quick: bool, random_state: int | None) -> BaseEstimator:
-    from moensemble import moe
-
-    est = moe.MoEClassifier if task == "classification" else moe.MoERegressor
-    # Every choice written out, so that a change of the estimator's defaults leaves the
-    # leaderboard's MoE (and the README's numbers) as measured.
-    model = _set_present(est(), n_experts=8, top_k=2, router="topk", gating="expert",
-                         init="random", router_init="random", encoder=None, n_layers=1,
-                         activation="relu", gate_dropout=0.0, shared_expert=False,
-                         z_loss_coef=1e-3, optimizer="adam", weight_decay=0.0,
-                         router_lr_scale=1.0, early_stopping=False, random_state=random_state)
-    if quick:
-        # Measured on 3,000 WordNet glosses (TF-IDF, the CLI's 3 folds), 20 epochs: 32-unit
-        # experts 0.460 accuracy / 2.151 log loss (a bottleneck below 41 classes), 64 units
-        # + dropout 0.3 0.478 / 2.053, 128 units + dropout 0.3 0.489 / 1.973 (the best log
-        # loss of the leaderboard) at 6.6 s a fold, 256 units 0.492 / 2.038 at 14.7 s.
-        model = _set_present(model, expert_hidden=(128,), dropout=0.3, batch_size=256,
-                             lr=3e-3, max_epochs=20)
-    if sparse:
-        # The text router collapses onto 2 of 8 experts with the load-balancing loss (load
-        # violation 2.83 on the main job's folds); the DeepSeek-V3 bias, nudged 0.02 a batch,
-        # keeps all 8 live (violation 0.50 on the first fold) at no cost in accuracy (0.493
-        # vs 0.489 there). The cooperative mixture stays: the likelihood one scored 0.482 on
-        # that fold. docs/guide/moe-quality.md has the measurements.
-        model = _set_present(model, mixture="logits", balance="bias", bias_update_rate=0.02)
-    if sparse:
-        return model
-    from sklearn.preprocessing import StandardScaler
-
-    return Pipeline([("scale", StandardScaler()), ("model", model)])
-
-
-def _dense_peer(moe_model: BaseEstimator) -> BaseEstimator:
-    """The MoE with one expert as wide as its ``top_k`` experts side by side: a dense MLP of
-    equal active parameters (less the router's), trained the same way (one expert balances
-    trivially)."""
-    peer = clone(moe_model)
-    prefix = "model__" if isinstance(peer, Pipeline) else ""
-    params = peer.get_params()
-    widths = params[f"{prefix}expert_hidden"]
-    widths = (widths,) if isinstance(widths, int) else tuple(widths)
-    wide = tuple(params[f"{prefix}top_k"] * w for w in widths)
-    return peer.set_params(**{f"{prefix}n_experts": 1, f"{prefix}top_k": 1,
-                              f"{prefix}expert_hidden": wide})
-
-
-def _set_present(estimator: BaseEstimator, **params) -> BaseEstimator:
-    """Set the ``params`` that ``estimator`` has; ignore the others."""
-    known = estimator.get_params(deep=False)
-    return estimator.set_params(**{k: v for k, v in params.items() if k in known})
 
 
 # ---- input -----------------------------------------------------------------------------------

@@ -238,26 +238,20 @@ def test_write_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "new results\n"
 
 
-def test_moe_steps_lazily_only_on_a_wide_vocabulary(monkeypatch):
+def test_moe_optimizer_is_the_estimators_auto_everywhere():
+    # No special case in compare: the MoE, its copies in the ensembles and its dense peer
+    # train with optimizer='auto' ('lazy_adam' on a TF-IDF of >= LAZY_ADAM_MIN_COLUMNS
+    # columns, resolved on each fit's own features).
     from moensemble.cli import build_parser
     from moensemble.cli import compare as compare_cli
     from moensemble.cli.common import load_data
 
     args = build_parser().parse_args(["compare", "--n-samples", "300"])
     dataset = load_data(args)
-
-    def optimizers(models):
-        found = {}
-        for name, est in models:
-            for part in [est[-1], *[m for _, m in getattr(est[-1], "estimators", [])]]:
-                if "optimizer" in part.get_params(deep=False):
-                    found[name] = part.get_params()["optimizer"]
-        return found
-
-    narrow = optimizers(compare_cli.build_models(dataset, args))
-    assert set(narrow.values()) == {"adam"}
-    monkeypatch.setattr(compare_cli, "LAZY_ADAM_MIN_COLUMNS", 100)
-    wide = optimizers(compare_cli.build_models(dataset, args))
-    # The MoE, its copies in the ensembles and its dense peer: all the same training.
-    assert set(wide) == {"moe", "stacked_moe", "weighted_moe", "mlp"} == set(narrow)
-    assert set(wide.values()) == {"lazy_adam"}
+    found = {}
+    for name, est in compare_cli.build_models(dataset, args):
+        for part in [est[-1], *[m for _, m in getattr(est[-1], "estimators", [])]]:
+            if "optimizer" in part.get_params(deep=False):
+                found[name] = part.get_params()["optimizer"]
+    assert set(found) == {"moe", "stacked_moe", "weighted_moe", "mlp"}
+    assert set(found.values()) == {"auto"}

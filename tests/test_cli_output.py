@@ -244,3 +244,52 @@ def test_compare_fits_with_the_threads_asked_for_here_and_in_fold_workers(csv, t
             assert torch.get_num_threads() == 2  # restored
     finally:
         torch.set_num_threads(before)
+
+
+def _fit_settings(models: list) -> dict:
+    """What the row-scaled settings touch, read from compare's built models."""
+    from moensemble.folds import final_step
+
+    found: dict = {}
+    for name, est in models:
+        final = final_step(est)
+        params = final.get_params()
+        if name in ("weighted", "stacked", "gated", "stacked_moe", "weighted_moe"):
+            found[f"{name}.cv"] = params["cv"].get_n_splits()
+        if name in ("moe", "mlp", "gated"):
+            found[f"{name}.max_epochs"] = params["max_epochs"]
+        if name == "stacked_moe":
+            found["stacked_moe.moe.max_epochs"] = dict(final.estimators)["moe"].max_epochs
+        if name == "extra_trees":
+            found["extra_trees.n_estimators"] = params["n_estimators"]
+        if name == "logreg":
+            found["logreg"] = (params["solver"], params["max_iter"])
+    return found
+
+
+def test_the_models_of_a_large_run_bound_their_work_and_a_small_run_is_unchanged():
+    from moensemble.leaderboard import FULL_COST_ROWS, default_models, scaled_settings
+
+    args = argparse.Namespace(max_features=100, random_state=0)
+    small = _fit_settings(build_models({**_dataset(True), "y": np.zeros(FULL_COST_ROWS)}, args))
+    assert small == _fit_settings(build_models(_dataset(True), args))  # rows unknown: the same
+    assert small == {"weighted.cv": 3, "stacked.cv": 3, "gated.cv": 3, "stacked_moe.cv": 3,
+                     "weighted_moe.cv": 3, "moe.max_epochs": 20, "mlp.max_epochs": 20,
+                     "gated.max_epochs": 100, "stacked_moe.moe.max_epochs": 20,
+                     "extra_trees.n_estimators": 100, "logreg": ("lbfgs", 300)}
+    # the default small board: every parameter of every model as without n_rows
+    for (_, a), (_, b) in zip(default_models(sparse=True, quick=True, n_rows=3000),
+                              default_models(sparse=True, quick=True), strict=True):
+        assert repr(a.get_params()) == repr(b.get_params())
+    # the whole bundled set: 2 inner folds for every ensemble, fewer epochs and trees, saga
+    whole = _fit_settings(build_models({**_dataset(True), "y": np.zeros(117_659)}, args))
+    assert whole == {"weighted.cv": 2, "stacked.cv": 2, "gated.cv": 2, "stacked_moe.cv": 2,
+                     "weighted_moe.cv": 2, "moe.max_epochs": 4, "mlp.max_epochs": 4,
+                     "gated.max_epochs": 10, "stacked_moe.moe.max_epochs": 4,
+                     "extra_trees.n_estimators": 25, "logreg": ("saga", 30)}
+    # in between, epochs shrink with the rows: each MoE fit sees at least the rows it saw at
+    # FULL_COST_ROWS (epochs x rows), and never fewer than the floor of 4 epochs
+    for n in (FULL_COST_ROWS + 1, 20_000, 40_000, 80_000):
+        epochs = scaled_settings(n)["moe_max_epochs"]
+        assert epochs * n >= 20 * FULL_COST_ROWS and epochs >= 4
+        assert scaled_settings(n)["gated_max_epochs"] * n >= 100 * FULL_COST_ROWS

@@ -12,9 +12,11 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from moensemble.moe import MoEClassifier, MoERegressor
 from moensemble.moe.sparse import (
+    LAZY_ADAM_MIN_COLUMNS,
     CatchUpAdam,
     SparseInputLinear,
     csr_batch,
+    resolve_optimizer,
     sparse_linear,
     sparse_stacked_linear,
 )
@@ -260,3 +262,69 @@ def test_one_batch_predict_is_skorchs_predict(sparse_input):
     np.testing.assert_allclose(one_batch, skorch, rtol=1e-6, atol=1e-7)
     rows = np.vstack([clf.predict_proba(X[i : i + 1]) for i in range(5)])
     np.testing.assert_allclose(rows, clf.predict_proba(X[:5]), rtol=1e-5, atol=1e-6)
+
+
+# ---- optimizer='auto' (the default) -----------------------------------------------------------
+
+
+def test_auto_is_lazy_adam_from_the_column_threshold_on_sparse_input_only():
+    narrow = sp.csr_matrix((4, LAZY_ADAM_MIN_COLUMNS - 1), dtype=np.float32)
+    wide = sp.csr_matrix((4, LAZY_ADAM_MIN_COLUMNS), dtype=np.float32)
+    assert resolve_optimizer("auto", 0.0, narrow) == "adam"
+    assert resolve_optimizer("auto", 0.0, wide) == "lazy_adam"
+    assert resolve_optimizer("auto", 1e-4, wide) == "adam"  # the lazy step cannot decay
+    assert resolve_optimizer("auto", 0.0, np.zeros((4, LAZY_ADAM_MIN_COLUMNS))) == "adam"
+    assert resolve_optimizer("sgd", 0.0, wide) == "sgd"  # an explicit choice stays
+
+
+def _wide_text_task(n=120, seed=0):
+    """A CSR task of LAZY_ADAM_MIN_COLUMNS columns whose label depends on a few of them."""
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, LAZY_ADAM_MIN_COLUMNS, density=2e-3, format="csr", random_state=seed,
+                  dtype=np.float32)
+    y = rng.integers(0, 3, n)
+    X = sp.csr_matrix(X + sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), y)),
+                                        shape=X.shape))
+    return X, y
+
+
+@pytest.mark.parametrize("kind,expected", [("dense", "adam"), ("narrow_csr", "adam"),
+                                           ("wide_csr", "lazy_adam")])
+def test_default_optimizer_is_auto_and_resolves_by_input(kind, expected):
+    if kind == "wide_csr":
+        X, y = _wide_text_task()
+    else:
+        X, y = _text_task(n=120)
+        X = X.toarray() if kind == "dense" else X
+    clf = MoEClassifier(n_experts=3, expert_hidden=(8,), max_epochs=3, random_state=0)
+    assert clf.optimizer == "auto"
+    clf.fit(X, y)
+    assert clf.optimizer_ == expected and clf.optimizer == "auto"
+    # the lazy path: CatchUpAdam steps the first layer beside the main optimizer
+    assert ("sparse_optimizer" in clf.net_._optimizers) == (expected == "lazy_adam")
+    if kind == "wide_csr":
+        assert clf.score(X, y) > 0.9  # it learns (the label is one column of three)
+
+
+def test_auto_with_weight_decay_on_wide_sparse_input_is_adam_not_an_error():
+    X, y = _wide_text_task()
+    clf = MoEClassifier(n_experts=3, expert_hidden=(8,), max_epochs=1, weight_decay=1e-4,
+                        random_state=0).fit(X, y)
+    assert clf.optimizer_ == "adam" and clf.net_._optimizers == ["optimizer"]
+
+
+def test_a_bad_optimizer_names_the_parameter_and_the_valid_values():
+    X, y = _text_task(n=60)
+    with pytest.raises(ValueError, match=r"'optimizer' parameter .*'auto'"):
+        MoEClassifier(optimizer="lazy").fit(X, y)
+
+
+def test_a_model_fitted_with_auto_on_wide_text_round_trips(tmp_path):
+    X, y = _wide_text_task()
+    est = MoEClassifier(n_experts=3, expert_hidden=(8,), max_epochs=2,
+                        random_state=0).fit(X, y)
+    assert est.optimizer_ == "lazy_adam"
+    back = load(save(est, tmp_path / "auto.moe"))
+    assert back.optimizer == "auto" and back.optimizer_ == "lazy_adam"
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))

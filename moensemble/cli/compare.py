@@ -98,7 +98,8 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      "weighted_moe (the weighted ensemble with the MoE as a member) and mlp "
                      "(the MoE's dense peer: one expert of equal active parameters)")
     options.add_argument("--cv", type=fold_count, default=DEFAULT_CV, metavar="K",
-                     help="outer cross-validation folds (the ensembles use 3 inner folds)")
+                     help="outer cross-validation folds (the ensembles use 3 inner folds; "
+                     "above 10,000 rows 2, with fewer epochs and trees: see the compare guide)")
     options.add_argument("--max-features", type=positive_int, default=20000, metavar="N",
                      help="TF-IDF vocabulary size")
     options.add_argument("--n-jobs", type=n_jobs, default=1, metavar="N",
@@ -313,7 +314,8 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
     """Default models behind the features as sklearn pipelines.
 
     A table (``--data``) goes through a :class:`~moensemble.TableEncoder`; the bundled
-    glosses through TF-IDF.
+    glosses through TF-IDF. Above 10,000 rows the work of each fit is bounded as the rows
+    grow (:func:`moensemble.leaderboard.scaled_settings`).
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -338,10 +340,9 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
                 sparse_threshold=0.0)
         return default_models(dataset["task"], features=encoder, sparse=dataset["text"],
                               quick=True, moe_members=True, mlp=True,
-                              random_state=args.random_state)
+                              n_rows=_n_rows(dataset), random_state=args.random_state)
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=args.max_features,
                             ngram_range=(1, 2), dtype=np.float32)
-    moe_params = _moe_params(dataset, tfidf) if dataset["text"] else None
     numeric = make_pipeline(SimpleImputer(), MinMaxScaler(clip=True))
     if dataset["text"] and not dataset["numeric"]:
         features, sparse = tfidf, True
@@ -354,34 +355,14 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
     else:
         features, sparse = make_pipeline(SimpleImputer()), False
     return default_models(dataset["task"], features=features, sparse=sparse, quick=True,
-                          moe_members=True, mlp=True, moe_params=moe_params,
+                          moe_members=True, mlp=True, n_rows=_n_rows(dataset),
                           random_state=args.random_state)
 
 
-#: From this many TF-IDF columns on, compare's MoE (and its dense peer) train with
-#: ``optimizer='lazy_adam'`` (CatchUpAdam): its step costs the batch's columns, not the table.
-#: On the 3,918 columns of the default 3,000 glosses it was 0.6 points below Adam, no faster
-#: (docs/guide/scale.md); on the 20,000 of --n-samples 20000, see docs/guide/compare.md.
-LAZY_ADAM_MIN_COLUMNS = 10_000
-
-
-def _moe_params(dataset: dict, tfidf) -> dict | None:
-    """``{'optimizer': 'lazy_adam'}`` when the TF-IDF of all the texts is that wide.
-
-    The vocabulary of every row (no labels) sets only how the MoE steps; each fold's TF-IDF
-    is still fitted on that fold's training rows.
-    """
-    from sklearn.base import clone
-
-    X = dataset.get("X")
-    if X is None:  # a description of the data only: the default optimizer
-        return None
-    texts = X[dataset["text_column"]] if isinstance(X, pd.DataFrame) else X
-    try:
-        width = len(clone(tfidf).fit(texts).vocabulary_)
-    except ValueError:  # an empty vocabulary: the models' own TF-IDF will say so
-        return None
-    return {"optimizer": "lazy_adam"} if width >= LAZY_ADAM_MIN_COLUMNS else None
+def _n_rows(dataset: dict) -> int | None:
+    """Rows of the data (None for a description of the data without its rows)."""
+    y = dataset.get("y")
+    return None if y is None else len(y)
 
 
 def select_models(models: list, names: str | None,

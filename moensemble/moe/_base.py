@@ -38,7 +38,7 @@ from .net import (
     collate_batch,
 )
 from .routing import ROUTERS, make_router
-from .sparse import check_lazy_adam
+from .sparse import check_lazy_adam, resolve_optimizer
 from .variants import build_experts, describe_spec_error
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
@@ -76,7 +76,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "router_lr_scale": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [IntInterval(1, None, closed="left"), StrOptions({"auto"})],
-        "optimizer": [StrOptions(set(OPTIMIZERS)), callable],
+        "optimizer": [StrOptions({"auto", *OPTIMIZERS}), callable],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -126,7 +126,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         lr: float = 1e-3,
         router_lr_scale: float | str = "auto",
         batch_size: int | str = "auto",
-        optimizer="adam",
+        optimizer="auto",
         weight_decay: float = 0.0,
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
@@ -290,7 +290,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
                 "features, which must be dense; X is sparse. Give an `encoder` (e.g. "
                 "encoder=(256,)): its first layer is the one that meets the sparse features."
             )
-        self._lazy_sparse = check_lazy_adam(self.optimizer, self.weight_decay, X)
+        self.optimizer_ = resolve_optimizer(self.optimizer, self.weight_decay, X)
+        self._lazy_sparse = check_lazy_adam(self.optimizer_, self.weight_decay, X)
         check_num_embedding(self.num_embedding, self.init, self.grow_steps, X)
         check_em_rounds(self.em_rounds, self._module_mixture(), self._uses_blocks(),
                         self.num_embedding)
@@ -490,11 +491,13 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
             )
         if user_callbacks:
             callbacks += list(self.callbacks or [])
-        optimizer = OPTIMIZERS.get(self.optimizer, self.optimizer)
-        extra = {"optimizer__momentum": 0.9} if self.optimizer == "sgd" else {}
+        name = getattr(self, "optimizer_", None) or resolve_optimizer(self.optimizer,
+                                                                       self.weight_decay, None)
+        optimizer = OPTIMIZERS.get(name, name)
+        extra = {"optimizer__momentum": 0.9} if name == "sgd" else {}
         if getattr(self, "_lazy_sparse", False):
             extra["sparse_adam"] = True
-        if self.optimizer in ("adam", "adamw", "lazy_adam"):
+        if name in ("adam", "adamw", "lazy_adam"):
             # The same update in fused kernels: 5-8x faster steps on CPU, which dominate
             # an epoch on wide (e.g. 100k-column sparse) input (benchmarks/bench_moe.py).
             extra["optimizer__fused"] = True

@@ -143,7 +143,11 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         steps an epoch (iris: 0.983 accuracy against 0.816 with 128, wine 0.993 against
         0.963, breast cancer 0.965 against 0.970, diabetes R^2 0.374 against 0.365; 3
         splits); 128 from 1,024 training rows. The value used is ``batch_size_``.
-    optimizer : {'adam', 'adamw', 'sgd', 'lazy_adam'} or torch optimizer class, default='adam'
+    optimizer : {'auto', 'adam', 'adamw', 'sgd', 'lazy_adam'} or torch optimizer class, \
+            default='auto'
+        ``'auto'``: ``'lazy_adam'`` on sparse X of at least
+        :data:`~moensemble.moe.sparse.LAZY_ADAM_MIN_COLUMNS` (10,000) columns when
+        ``weight_decay=0``, ``'adam'`` otherwise; the value used is ``optimizer_``.
         ``'sgd'`` uses momentum 0.9. ``'lazy_adam'``: on sparse X the first layers take
         sparse gradients and only the rows of the batch's columns are stepped, each first
         catching up on the momentum steps Adam would have given it while it was skipped
@@ -280,6 +284,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         The router's learning-rate scale used (``router_lr_scale``, ``'auto'`` resolved).
     batch_size_ : int
         The rows per training step used (``batch_size``, ``'auto'`` resolved).
+    optimizer_ : str or torch optimizer class
+        The optimizer used (``optimizer``, ``'auto'`` resolved).
     router_l1_ : float
         The group-lasso strength used (``router_l1``, ``'auto'`` resolved).
     init_losses_ : list of float
@@ -395,7 +401,7 @@ class MoERegressor(RegressorMixin, _BaseMoE):
     ----------
     n_features_in_, feature_names_in_, net_, history_, expert_load_, router_entropy_,
     overflow_fraction_, n_active_params_, n_experts_, dense_history_, expert_blocks_,
-    expert_block_of_, block_load_, router_lr_scale_, init_losses_ :
+    expert_block_of_, block_load_, router_lr_scale_, optimizer_, init_losses_ :
         As in :class:`MoEClassifier`.
 
     Examples
