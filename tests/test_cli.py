@@ -255,3 +255,18 @@ def test_moe_optimizer_is_the_estimators_auto_everywhere():
                 found[name] = part.get_params()["optimizer"]
     assert set(found) == {"moe", "stacked_moe", "weighted_moe", "mlp"}
     assert set(found.values()) == {"auto"}
+
+
+@pytest.mark.parametrize("command", ["compare", "tune"])
+def test_n_samples_all_takes_every_row_of_the_bundled_set(command):
+    from moensemble.cli import build_parser
+    from moensemble.cli.common import load_data
+
+    extra = ["--storage", "journal:x.log", "--study-name", "s"] if command == "tune" else []
+    args = build_parser().parse_args([command, "--n-samples", "ALL", *extra])
+    assert args.n_samples == "all"
+    dataset = load_data(args)
+    # 117,659 glosses, less any class too small for the folds.
+    assert len(dataset["y"]) > 117_000
+    sized = load_data(build_parser().parse_args([command, "--n-samples", "500", *extra]))
+    assert len(sized["y"]) <= 500

@@ -80,6 +80,9 @@ CASES = {
     "compare --models ,": (
         lambda f: _compare(f, "ok", "--target", "label", "--models", " , "),
         r"--models ' , ' names no model"),
+    "compare --n-samples many": (
+        lambda f: _compare(f, "ok", "--target", "label", "--n-samples", "many"),
+        r"argument --n-samples: expected a positive integer or 'all', got 'many'"),
     "compare unknown option": (lambda f: _compare(f, "ok", "--target", "label", "--bogus"),
                                r"unrecognized arguments: --bogus \(see moensemble compare"),
     "tune unknown option": (lambda f: _tune(f, "ok", "--target", "label", "--bogus", "3"),

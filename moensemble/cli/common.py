@@ -67,6 +67,25 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 positive_int = int_at_least(1)
+
+#: ``--n-samples all``: every row (the whole bundled set: 117,659 glosses).
+ALL_ROWS = "all"
+
+
+def sample_count(text: str) -> int | str:
+    """``--n-samples``: a positive integer, or 'all' for every row."""
+    if text.strip().lower() == ALL_ROWS:
+        return ALL_ROWS
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'all', got {text!r}") from None
+
+
+def subset_size(args: argparse.Namespace) -> int | None:
+    """The rows ``--n-samples`` asks for; None for every row (not given, or 'all')."""
+    return None if args.n_samples in (None, ALL_ROWS) else args.n_samples
 #: Folds: a cross-validation needs at least two.
 fold_count = int_at_least(2)
 
@@ -161,7 +180,7 @@ def load_data(args: argparse.Namespace) -> dict:
 def _bundled(args: argparse.Namespace) -> dict:
     from moensemble.datasets import load_wordnet_glosses
 
-    n_samples = args.n_samples or DEFAULT_N_SAMPLES
+    n_samples = None if args.n_samples == ALL_ROWS else args.n_samples or DEFAULT_N_SAMPLES
     try:
         texts, labels = load_wordnet_glosses(n_samples=n_samples, return_X_y=True,
                                              random_state=args.random_state)
@@ -231,8 +250,8 @@ def _from_frame(frame: pd.DataFrame, args: argparse.Namespace) -> dict:
     task, y, keep, rare = target_of(frame, args)
     frame = frame.loc[keep]
     notes += [rare.strip(" ()")] if rare else []
-    if args.n_samples and args.n_samples < len(y):
-        frame, y = _subsample(frame, y, args.n_samples, task, args.random_state)
+    if subset_size(args) and subset_size(args) < len(y):
+        frame, y = _subsample(frame, y, subset_size(args), task, args.random_state)
     X = frame.drop(columns=args.target)
     if args.text_column and not args.features:
         X = X[args.text_column].to_numpy(dtype=object)

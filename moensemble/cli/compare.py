@@ -33,7 +33,9 @@ from moensemble.cli.common import (
     positive_int,
     printer,
     read_table,
+    sample_count,
     seed,
+    subset_size,
     target_of,
 )
 
@@ -86,9 +88,9 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       "each encoded by its detected kind)")
     data.add_argument("--task", choices=["auto", "classification", "regression"],
                       default="auto", help="'auto': regression when the target is continuous")
-    data.add_argument("--n-samples", type=positive_int, metavar="N",
-                      help=f"stratified subset of N rows (bundled data: {DEFAULT_N_SAMPLES}; "
-                      "your file: all rows)")
+    data.add_argument("--n-samples", type=sample_count, metavar="N",
+                      help=f"stratified subset of N rows, or 'all' (bundled data: "
+                      f"{DEFAULT_N_SAMPLES} of its 117,659; your file: all rows)")
     options = compare.add_argument_group("run")
     options.add_argument("--models", metavar="NAMES",
                      help="comma-separated models to run (default: all the default ones): "
@@ -212,8 +214,8 @@ def load_table(args: argparse.Namespace) -> dict:
         raise UserError(f"no feature column of {args.data.name} has a value.")
     task, y, keep, note = target_of(frame, args)
     X = X.loc[keep]
-    if args.n_samples and args.n_samples < len(y):
-        X, y = _subsample(X, y, args.n_samples, task, args.random_state)
+    if subset_size(args) and subset_size(args) < len(y):
+        X, y = _subsample(X, y, subset_size(args), task, args.random_state)
     text = [c for c, kind in kinds.items() if kind == "text"]
     what = f"{np.unique(y).size} classes" if task == "classification" else "regression"
     return {

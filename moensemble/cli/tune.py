@@ -31,6 +31,7 @@ from moensemble.cli.common import (
     positive_int,
     positive_seconds,
     printer,
+    sample_count,
     seed,
 )
 
@@ -95,8 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     data.add_argument("--features", nargs="+", metavar="COL", default=[])
     data.add_argument("--task", choices=["auto", "classification", "regression"],
                       default="auto")
-    data.add_argument("--n-samples", type=positive_int, metavar="N", default=None,
-                      help="stratified subset of N rows (bundled data: 1000)")
+    data.add_argument("--n-samples", type=sample_count, metavar="N", default=None,
+                      help="stratified subset of N rows, or 'all' (bundled data: 1000)")
     data.add_argument("--cv", type=fold_count, default=3, metavar="K",
                       help="cross-validation folds every trial is scored on (stratified for "
                       "classification)")
