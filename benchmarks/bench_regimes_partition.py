@@ -36,82 +36,16 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
-from sklearn.neighbors import NearestNeighbors
 from skorch.callbacks import Callback
 
 from moensemble.datasets import make_regime_classification
 from moensemble.moe import MoEClassifier
+from moensemble.moe._partition import fit_router_to, local_rule_groups, partition_score
 
 N_TEST = 2000
-
-
-def local_rule_groups(X, y, keep, n_groups, *, n_anchors=300, n_neighbors=80, ridge=1.0,
-                      seed=0) -> np.ndarray:
-    """Each row's group: k-means over local ridge rules of anchors' neighbourhoods in
-    ``X[:, keep]``, a row taking its nearest anchor's group."""
-    rng = np.random.default_rng(seed)
-    Z = X[:, keep]
-    Z = (Z - Z.mean(0)) / (Z.std(0) + 1e-9)
-    anchors = rng.choice(len(X), min(n_anchors, len(X)), replace=False)
-    nbrs = NearestNeighbors(n_neighbors=min(n_neighbors, len(X))).fit(Z)
-    idx = nbrs.kneighbors(Z[anchors], return_distance=False)  # (A, m)
-    Xa = np.concatenate([X[idx], np.ones(idx.shape + (1,))], -1)  # (A, m, d+1)
-    Y = np.eye(int(y.max()) + 1)[y[idx]]  # (A, m, C)
-    Y = Y - Y.mean(1, keepdims=True)
-    gram = np.einsum("amf,amg->afg", Xa, Xa) + ridge * np.eye(Xa.shape[-1])
-    W = np.linalg.solve(gram, np.einsum("amf,amc->afc", Xa, Y))[:, :-1]  # (A, d, C)
-    W = W.reshape(len(anchors), -1)
-    W /= np.linalg.norm(W, axis=1, keepdims=True) + 1e-9
-    labels = KMeans(n_groups, n_init=4, random_state=seed).fit_predict(W)
-    nearest = NearestNeighbors(n_neighbors=1).fit(Z[anchors]).kneighbors(
-        Z, return_distance=False)[:, 0]
-    return labels[nearest]
-
-
-def partition_score(X, y, groups, ridge=1.0, seed=0) -> float:
-    """Held-out accuracy of one ridge classifier per group (70 / 30 split of each group's
-    rows): how well the partition's groups each follow one linear rule."""
-    rng = np.random.default_rng(seed)
-    n_classes = int(y.max()) + 1
-    right = total = 0
-    for g in np.unique(groups):
-        rows = rng.permutation(np.flatnonzero(groups == g))
-        cut = int(0.7 * len(rows))
-        if cut < 5 or len(rows) - cut < 1:
-            continue
-        tr, te = rows[:cut], rows[cut:]
-        A = np.c_[X[tr], np.ones(len(tr))]
-        W = np.linalg.solve(A.T @ A + ridge * np.eye(A.shape[1]),
-                            A.T @ np.eye(n_classes)[y[tr]])
-        pred = (np.c_[X[te], np.ones(len(te))] @ W).argmax(1)
-        right += int((pred == y[te]).sum())
-        total += len(te)
-    return right / max(total, 1)
-
-
-def fit_gate_to(router, X, keep, groups, steps=300, lr=0.05) -> None:
-    """The router's linear map refitted on ``keep`` to ``groups`` (softmax regression)."""
-    x = torch.as_tensor(X, dtype=torch.float32)
-    target = torch.as_tensor(groups, dtype=torch.long)
-    mask = torch.zeros(X.shape[1])
-    mask[torch.as_tensor(keep)] = 1.0
-    weight = torch.zeros_like(router.linear.weight, requires_grad=True)
-    bias = torch.zeros_like(router.linear.bias, requires_grad=True)
-    opt = torch.optim.Adam([weight, bias], lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ (weight * mask).T + bias, target)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        router.linear.weight.copy_(weight * mask)
-        router.linear.bias.copy_(bias)
-        noise = getattr(router, "noise", None)
-        if noise is not None:
-            noise.weight.zero_()
-            noise.bias.zero_()
+# The prototype's steps (local_rule_groups, partition_score, fit_router_to) are the ones the
+# estimator's repartition='local_rules' runs.
 
 
 class LocalRulePartition(Callback):
@@ -126,6 +60,7 @@ class LocalRulePartition(Callback):
         at = max(1, round(self.at * net.max_epochs))
         if epoch == at:
             X, y = np.asarray(dataset_train.X), np.asarray(dataset_train.y)
+            T = np.eye(int(y.max()) + 1)[y]  # one-hot labels: the local rules' targets
             norms = router.linear.weight.detach().norm(dim=0).numpy()
             keep = np.flatnonzero(norms > 0)
             if self.top > 0:  # only the gate's strongest features
@@ -136,18 +71,18 @@ class LocalRulePartition(Callback):
                 best = None
                 for r in range(1, min(-self.top, len(keep)) + 1):
                     cand = np.argsort(-norms)[:r]
-                    g = local_rule_groups(X, y, cand, len(net.module_.experts),
+                    g = local_rule_groups(X, T, cand, len(net.module_.experts),
                                           n_anchors=self.anchors, n_neighbors=self.neighbors,
                                           seed=self.seed)
-                    score = partition_score(X, y, g, seed=self.seed)
+                    score = partition_score(X, T, g, classification=True, seed=self.seed)
                     if best is None or score > best[0]:
                         best = (score, cand)
                 keep = best[1]
             net.history.record("partition_top", [int(j) for j in np.argsort(-norms)[:3]])
-            groups = local_rule_groups(X, y, keep, len(net.module_.experts),
+            groups = local_rule_groups(X, T, keep, len(net.module_.experts),
                                        n_anchors=self.anchors, n_neighbors=self.neighbors,
                                        seed=self.seed)
-            fit_gate_to(router, X, keep, groups)
+            fit_router_to(router, X, keep, groups)
             net.history.record("partition_features", len(keep))
             if self.freeze:
                 router.requires_grad_(False)

@@ -15,7 +15,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .sparse import check_lazy_adam
+from .sparse import check_lazy_adam, resolve_optimizer
 from .variants import split_expert, upcycle
 
 # Relative noise on upcycled / split expert copies: enough to break the tie between copies,
@@ -130,7 +130,8 @@ class GrowthMixin:
     def _grow(self, X, y: np.ndarray, n_new: int, max_epochs: int | None):
         """``grow`` on validated ``X`` and encoded / standardised ``y``."""
         net_cls, criterion = self._net_spec()
-        self._lazy_sparse = check_lazy_adam(self.optimizer, self.weight_decay, X)
+        self.optimizer_ = resolve_optimizer(self.optimizer, self.weight_decay, X)
+        self._lazy_sparse = check_lazy_adam(self.optimizer_, self.weight_decay, X)
         module, device = self.net_.module_, self.net_.device
         load = list(np.asarray(self.expert_load_, dtype=float))
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))

@@ -297,9 +297,8 @@ def resolve_optimizer(optimizer, weight_decay: float, X):
 
 
 def check_lazy_adam(optimizer, weight_decay: float, X) -> bool:
-    """Whether ``optimizer`` (``'auto'`` resolved on ``X``) takes the sparse-gradient path:
-    ``'lazy_adam'`` on sparse ``X`` only."""
-    optimizer = resolve_optimizer(optimizer, weight_decay, X)
+    """Whether ``optimizer`` (resolved: :func:`resolve_optimizer`) takes the sparse-gradient
+    path: ``'lazy_adam'`` on sparse ``X`` only."""
     lazy = isinstance(optimizer, str) and optimizer == "lazy_adam" and sp.issparse(X)
     if lazy and weight_decay > 0:
         raise ValueError(
