@@ -151,6 +151,10 @@ def run_cell(K: int, d: int, noise: float, n_train: int, seed: int, args) -> dic
         est.fit(Xtr, ytr)
         row[name] = est.score(Xte, yte)
         row[f"{name}_s"] = time.perf_counter() - start
+        kept = [r["repartition_kept"] for r in getattr(est, "history_", [])
+                if "repartition_kept" in r]
+        if kept:  # repartition='auto': whether the new partition replaced the gate's
+            row[f"{name}_kept_s"] = float(np.mean(kept))  # (``_s``: out of the accuracies)
         if name == "moe":  # the MLP is sized after the fitted default MoE
             mlp = equal_mlp(moe.n_active_params_, d, 2, seed)
             start = time.perf_counter()
@@ -181,6 +185,9 @@ def run_tables(args) -> None:
                 name = "moe" if i == 0 else f"moe[{i - 1}]"
                 est = MoEClassifier(random_state=seed, **params).fit(Xtr, ytr)
                 row[name] = est.score(Xte, yte)
+                kept = [r["repartition_kept"] for r in est.history_ if "repartition_kept" in r]
+                if kept:
+                    row[f"{name}_kept"] = float(np.mean(kept))
             rows.append(row)
             print(rows[-1], flush=True)
     print(pd.DataFrame(rows).drop(columns="seed").groupby("table").mean().round(4).to_string())
