@@ -34,7 +34,7 @@ cost elsewhere.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_regimes.py [--seeds 2] [--n-train 3000 20000]
 [--grid small|full|noise|issue] [--K 8] [--variant "{'mixture': 'logits'}"] [--no-pytabkit]
-[--pytabkit-models realmlp] [--tables]``
+[--pytabkit-models realmlp] [--tables [--only breast_cancer]]``
 """
 
 from __future__ import annotations
@@ -175,6 +175,8 @@ def run_tables(args) -> None:
                   "make_classification": make_classification(
                       3000, 20, n_informative=10, random_state=seed)}
         for table, (X, y) in tables.items():
+            if args.only and table not in args.only:
+                continue
             Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed,
                                                   stratify=y)
             scaler = StandardScaler().fit(Xtr)
@@ -215,6 +217,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tables", action="store_true",
                         help="the MoE contestants on two tables without regimes instead")
+    parser.add_argument("--only", nargs="+", default=None,
+                        choices=["breast_cancer", "make_classification"],
+                        help="with --tables: only these tables")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.tables:
