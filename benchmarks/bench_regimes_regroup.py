@@ -5,8 +5,8 @@ callbacks on ``MoEClassifier(repartition='none')``, without touching the estimat
 
 * ``lr``: the fifth pass's re-partition (``LocalRulePartition``, as ``'local_rules'``);
   ``lr_d=8``: 8 anchor draws (k-means starts) per number of features instead of 3, the best
-  by ``partition_score``; ``lr_a=600``: 600 anchors; ``lr_c=agglo`` / ``lr_c=spectral``:
-  agglomerative (Ward) or spectral clustering of the local rules instead of k-means;
+  by ``partition_score``; ``lr_a=600``: 600 anchors; ``lr_c=agglo``: agglomerative (Ward)
+  clustering of the local rules instead of k-means;
 * ``+rg=0.7`` (``+rg=0.7,0.85``): after the experts have followed the new partition, at
   those fractions of the epochs every expert is scored on every training row
   (``log p_k(y_i | x_i)``), the scores are summed over each row's 30 nearest rows in the
