@@ -34,7 +34,7 @@ cost elsewhere.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_regimes.py [--seeds 2] [--n-train 3000 20000]
 [--grid small|full|noise|issue] [--K 8] [--variant "{'mixture': 'logits'}"] [--no-pytabkit]
-[--pytabkit-models realmlp] [--tables]``
+[--pytabkit-models realmlp] [--tables [--only breast_cancer]]``
 """
 
 from __future__ import annotations
@@ -151,6 +151,10 @@ def run_cell(K: int, d: int, noise: float, n_train: int, seed: int, args) -> dic
         est.fit(Xtr, ytr)
         row[name] = est.score(Xte, yte)
         row[f"{name}_s"] = time.perf_counter() - start
+        kept = [r["repartition_kept"] for r in getattr(est, "history_", [])
+                if "repartition_kept" in r]
+        if kept:  # repartition='auto': whether the new partition replaced the gate's
+            row[f"{name}_kept_s"] = float(np.mean(kept))  # (``_s``: out of the accuracies)
         if name == "moe":  # the MLP is sized after the fitted default MoE
             mlp = equal_mlp(moe.n_active_params_, d, 2, seed)
             start = time.perf_counter()
@@ -171,6 +175,8 @@ def run_tables(args) -> None:
                   "make_classification": make_classification(
                       3000, 20, n_informative=10, random_state=seed)}
         for table, (X, y) in tables.items():
+            if args.only and table not in args.only:
+                continue
             Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed,
                                                   stratify=y)
             scaler = StandardScaler().fit(Xtr)
@@ -181,6 +187,9 @@ def run_tables(args) -> None:
                 name = "moe" if i == 0 else f"moe[{i - 1}]"
                 est = MoEClassifier(random_state=seed, **params).fit(Xtr, ytr)
                 row[name] = est.score(Xte, yte)
+                kept = [r["repartition_kept"] for r in est.history_ if "repartition_kept" in r]
+                if kept:
+                    row[f"{name}_kept"] = float(np.mean(kept))
             rows.append(row)
             print(rows[-1], flush=True)
     print(pd.DataFrame(rows).drop(columns="seed").groupby("table").mean().round(4).to_string())
@@ -208,6 +217,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tables", action="store_true",
                         help="the MoE contestants on two tables without regimes instead")
+    parser.add_argument("--only", nargs="+", default=None,
+                        choices=["breast_cancer", "make_classification"],
+                        help="with --tables: only these tables")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.tables:

@@ -10,8 +10,13 @@ from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
 from moensemble.datasets import make_regime_classification
-from moensemble.moe import MoEClassifier, MoERegressor
-from moensemble.moe._partition import local_rule_groups, partition_score
+from moensemble.moe import MoEClassifier, MoERegressor, _partition
+from moensemble.moe._partition import (
+    LocalRulePartition,
+    local_rule_groups,
+    partition_score,
+    refine_groups,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +37,72 @@ def test_local_rules_find_the_regimes_in_the_routing_features(regimes):
     # The score that picks the number of features prefers the true partition's groups.
     scores = [partition_score(X, T, g, classification=True) for g in (right, wrong, r)]
     assert scores[2] > scores[1] + 0.05 and scores[0] > scores[1] + 0.05
+
+
+def test_refine_cleans_the_local_rules_partition(regimes):
+    X, y, r = regimes
+    T, routing = np.eye(2)[y], np.array([0, 1])
+    for seed in range(3):  # from several anchor draws
+        start = local_rule_groups(X, T, routing, 4, seed=seed)
+        refined = refine_groups(X, T, routing, start)
+        assert adjusted_rand_score(r, refined) > adjusted_rand_score(r, start) + 0.1
+
+
+@pytest.fixture(scope="module")
+def small_table():
+    # 800 rows, 10 features: the gate's lasso is on ('auto'), so the re-partition applies.
+    X, y = make_regime_classification(800, n_features=10, n_regimes=4, random_state=3)
+    return X, y
+
+
+def _history(est, key):
+    return [row[key] for row in est.history_ if key in row]
+
+
+def _fit(X, y, **params):
+    return MoEClassifier(max_epochs=10, random_state=0, **params).fit(X, y)
+
+
+def test_guard_keeps_the_fit_without_option_where_its_loss_is_lower(small_table,
+                                                                     monkeypatch):
+    X, y = small_table
+    plain = _fit(X, y)
+    losses = iter([1.0, 0.5])  # the re-partitioned net's loss, then the net's own
+    monkeypatch.setattr(_partition, "training_loss", lambda net, dataset: next(losses))
+    guarded = _fit(X, y, callbacks=[LocalRulePartition(True, guard=True)])
+    assert _history(guarded, "repartition_kept") == [0]
+    assert _history(guarded, "repartition_losses") == [[0.5, 1.0]]
+    # The trial ran aside and the torch RNG was put back: exactly the fit without it.
+    np.testing.assert_allclose(guarded.predict_proba(X), plain.predict_proba(X))
+
+
+def test_guard_takes_the_repartitioned_net_where_its_loss_is_lower(small_table,
+                                                                   monkeypatch):
+    X, y = small_table
+    unguarded = _fit(X, y, callbacks=[LocalRulePartition(True)])
+    losses = iter([0.5, 1.0])
+    monkeypatch.setattr(_partition, "training_loss", lambda net, dataset: next(losses))
+    guarded = _fit(X, y, callbacks=[LocalRulePartition(True, guard=True)])
+    assert _history(guarded, "repartition_kept") == [1]
+    # The net trained aside is the one the unguarded re-partition trains in place.
+    np.testing.assert_allclose(guarded.predict_proba(X), unguarded.predict_proba(X),
+                               atol=1e-5)
+    assert not np.allclose(guarded.predict_proba(X), _fit(X, y).predict_proba(X), atol=1e-3)
+
+
+def test_auto_compares_real_losses_and_resolves_to_none_where_it_cannot_apply(small_table):
+    X, y = small_table
+    est = _fit(X, y, repartition="auto")
+    assert est.repartition_ == "auto"
+    (kept,), ((old, new),) = _history(est, "repartition_kept"), _history(
+        est, "repartition_losses")
+    assert kept == int(new <= old) and 0 < min(old, new)
+    if not kept:
+        np.testing.assert_allclose(est.predict_proba(X), _fit(X, y).predict_proba(X))
+    for params, X_in in [({"router_l1": 0.0}, X), ({}, sp.csr_matrix(X)),
+                         ({"encoder": (8,)}, X)]:
+        est = MoEClassifier(max_epochs=2, repartition="auto", **params).fit(X_in, y)
+        assert est.repartition_ == "none" and _history(est, "repartition_features") == []
 
 
 def test_repartition_refits_the_gate_on_its_strongest_features(regimes):

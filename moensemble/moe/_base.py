@@ -26,7 +26,7 @@ from ._defaults import (
 from ._em import GateRefit, check_em_rounds
 from ._growth import GrowthMixin, kmeans_router_init
 from ._introspect import RoutingIntrospection
-from ._partition import LocalRulePartition, check_repartition
+from ._partition import check_repartition, make_repartition
 from .blocks import build_network, check_expert_widths
 from .embeddings import D_EMBEDDING, NUM_EMBEDDINGS, check_num_embedding, embed_input
 from .modality import build_block_experts, set_expert_blocks
@@ -94,7 +94,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         "router_l1": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "n_init": [IntInterval(1, None, closed="left")],
         "em_rounds": [IntInterval(0, None, closed="left")],
-        "repartition": [StrOptions({"none", "local_rules"})],
+        "repartition": [StrOptions({"none", "local_rules", "auto"})],
     }
 
     def __init__(
@@ -302,8 +302,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         set_expert_blocks(self, X.shape[1])  # expert_blocks_, expert_block_of_
         self.router_lr_scale_ = resolve_router_lr_scale(self.router_lr_scale, X)
         self.router_l1_ = self._router_l1(X)
-        check_repartition(self.repartition, self.router_l1_, self._uses_blocks(),
-                          self.num_embedding, X)
+        self.repartition_ = check_repartition(self.repartition, self.router_l1_,
+                                              self._uses_blocks(), self.num_embedding, X)
         self.batch_size_ = resolve_batch_size(self.batch_size, len(train))
         self.dense_history_ = None
         devices = [device] if device.startswith("cuda") else []
@@ -478,8 +478,10 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
             router_lr = self.lr * self.router_lr_scale_
             start = 0.5 if l1 > 0 else 0.0  # after the lasso's selection half
             callbacks.append(("gate_refit", GateRefit(self.em_rounds, router_lr, start)))
-        if getattr(self, "repartition", "none") != "none" and max_epochs is None:
-            callbacks.append(("repartition", LocalRulePartition(self._is_classification())))
+        repartition = getattr(self, "repartition_", "none")  # (a model saved before it)
+        if repartition != "none" and max_epochs is None:
+            callbacks.append(("repartition",
+                              make_repartition(repartition, self._is_classification())))
         if self.early_stopping:
             callbacks.append(
                 (

@@ -12,32 +12,37 @@ refits the router's linear map on its ``r`` features to the groups, and freezes 
 for a while so that the experts follow the new partition; then the usual training goes
 on. It replaces the partition the minibatch training locked into (an optimisation
 failure: each row's gradient only reaches the ``k`` experts its router already picks).
+
+``repartition='auto'`` (sixth pass) cleans each candidate by :func:`refine_groups` (hard EM
+of one ridge rule per group) and guards the step: the re-partitioned net trains its frozen
+phase aside and replaces the net only if its training loss is then no higher.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.cluster import KMeans
+from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.neighbors import NearestNeighbors
 from skorch.callbacks import Callback
 
 
 def local_rule_groups(X: np.ndarray, T: np.ndarray, features: np.ndarray, n_groups: int, *,
                       n_anchors: int = 300, n_neighbors: int = 80, ridge: float = 1.0,
-                      seed: int = 0) -> np.ndarray:
-    """Each row's group: k-means over the local ridge rules of ``n_anchors`` random rows'
+                      seed: int = 0, cluster: str = "kmeans") -> np.ndarray:
+    """Each row's group: k-means (``cluster='agglo'``: Ward, measured in the sixth pass,
+    not better) over the local ridge rules of ``n_anchors`` random rows'
     neighbourhoods (their ``n_neighbors`` nearest rows in ``X[:, features]``,
     standardised); a row takes its nearest anchor's group.
 
     ``X: (n, d)``, ``T: (n, m)`` the targets (one-hot labels or standardised values).
     """
     rng = np.random.default_rng(seed)
-    Z = X[:, features]
-    Z = (Z - Z.mean(0)) / (Z.std(0) + 1e-9)
+    Z = standardised(X, features)
     anchors = rng.choice(len(X), min(n_anchors, len(X)), replace=False)
     near = NearestNeighbors(n_neighbors=min(n_neighbors, len(X))).fit(Z)
     idx = near.kneighbors(Z[anchors], return_distance=False)  # (A, m)
@@ -48,7 +53,10 @@ def local_rule_groups(X: np.ndarray, T: np.ndarray, features: np.ndarray, n_grou
     rules = rules.reshape(len(anchors), -1)
     rules /= np.linalg.norm(rules, axis=1, keepdims=True) + 1e-9
     n_groups = min(n_groups, len(anchors))
-    labels = KMeans(n_groups, n_init=4, random_state=seed).fit_predict(rules)
+    if cluster == "agglo":
+        labels = AgglomerativeClustering(n_groups).fit_predict(rules)
+    else:
+        labels = KMeans(n_groups, n_init=4, random_state=seed).fit_predict(rules)
     nearest = NearestNeighbors(n_neighbors=1).fit(Z[anchors]).kneighbors(
         Z, return_distance=False)[:, 0]
     return labels[nearest]
@@ -103,11 +111,81 @@ def fit_router_to(router, X: np.ndarray, features: np.ndarray, groups: np.ndarra
         noise.bias.zero_()
 
 
+def refine_groups(X: np.ndarray, T: np.ndarray, features: np.ndarray, groups: np.ndarray, *,
+                  n_iter: int = 20, n_neighbors: int = 30, ridge: float = 1.0) -> np.ndarray:
+    """Hard EM of linear rules with neighbours: one ridge fit of ``T`` on all features per
+    group, then each row goes to the group whose rule best fits (squared error) its
+    ``n_neighbors`` nearest rows in ``X[:, features]`` (standardised); ``n_iter`` rounds or
+    until nothing moves. A rule fitted on a whole group is far less noisy than one
+    neighbourhood's, so this cleans the local rules' partition."""
+    idx = NearestNeighbors(n_neighbors=min(n_neighbors, len(X))).fit(
+        standardised(X, features)).kneighbors(return_distance=False)
+    idx = np.c_[np.arange(len(X)), idx]  # each row and its neighbours
+    A = np.c_[X, np.ones(len(X))]
+    n_groups = int(groups.max()) + 1
+    for _ in range(n_iter):
+        loss = np.full((len(X), n_groups), np.inf)
+        for g in range(n_groups):
+            rows = groups == g
+            if rows.sum() < 5:  # too few rows for a rule: the group is dropped
+                continue
+            W = np.linalg.solve(A[rows].T @ A[rows] + ridge * np.eye(A.shape[1]),
+                                A[rows].T @ T[rows])
+            loss[:, g] = np.square(A @ W - T).sum(1)
+        new = loss[idx].sum(1).argmin(1)
+        if (new == groups).all():
+            break
+        groups = new
+    return groups
+
+
+def standardised(X: np.ndarray, features: np.ndarray) -> np.ndarray:
+    Z = X[:, features]
+    return (Z - Z.mean(0)) / (Z.std(0) + 1e-9)
+
+
+@torch.no_grad()
+def training_loss(net, dataset, chunk: int = 4096) -> float:
+    """The net's task loss (no auxiliary terms) on every row of ``dataset``, eval mode."""
+    module = net.module_
+    was_training = module.training
+    module.eval()
+    total = 0.0
+    try:
+        for start in range(0, len(dataset), chunk):
+            rows = range(start, min(start + chunk, len(dataset)))
+            xb, yb = dataset.__getitems__(rows)
+            y_pred = net.infer(xb.to(net.device))
+            loss = net.get_loss(y_pred, yb.to(net.device), training=False)
+            total += float(loss) * len(rows)
+    finally:
+        module.train(was_training)
+    return total / max(len(dataset), 1)
+
+
+def _snapshot(net) -> dict:
+    return {"module": copy.deepcopy(net.module_.state_dict()),
+            "optimizer": copy.deepcopy(net.optimizer_.state_dict())}
+
+
+def _restore(net, state: dict) -> None:
+    net.module_.load_state_dict(state["module"])
+    net.optimizer_.load_state_dict(state["optimizer"])
+
+
 class LocalRulePartition(Callback):
     """At the end of epoch ``int(at * max_epochs)``, re-partition the gate from the local
     linear rules (module docstring), then freeze the router for ``freeze`` of the epochs.
 
-    The number of gate features used goes to the history as ``repartition_features``.
+    With ``guard``, both ways are tried from that epoch: the net first trains on for the
+    frozen phase's epochs as it is, then is put back to that epoch, re-partitioned and
+    trained the same number of epochs with its router frozen; whichever reaches the lower
+    training loss (:func:`training_loss`) goes on, so that data without regimes keep the
+    gate they found (at the cost of the phase's epochs, which the fit does not add).
+
+    The number of gate features used goes to the history as ``repartition_features``;
+    with ``guard``, whether the new partition was kept as ``repartition_kept`` and the two
+    losses as ``repartition_losses``.
 
     Parameters
     ----------
@@ -124,11 +202,15 @@ class LocalRulePartition(Callback):
         Anchor draws (and k-means starts) per number of features; the partition of the
         best :func:`partition_score` over all of them is kept (one draw varied by several
         points at K=8 on the regime grid).
+    refine_iter : int, default=0
+        Rounds of :func:`refine_groups` on each candidate partition (0: none).
+    guard : bool, default=False
     """
 
     def __init__(self, classification: bool, at: float = 0.5, freeze: float = 0.2,
                  max_features: int = 4, n_anchors: int = 300, n_neighbors: int = 80,
-                 n_draws: int = 3) -> None:
+                 n_draws: int = 3, refine_iter: int = 0, guard: bool = False,
+                 cluster: str = "kmeans") -> None:
         self.classification = classification
         self.at = at
         self.freeze = freeze
@@ -136,28 +218,74 @@ class LocalRulePartition(Callback):
         self.n_anchors = n_anchors
         self.n_neighbors = n_neighbors
         self.n_draws = n_draws
+        self.refine_iter = refine_iter
+        self.guard = guard
+        self.cluster = cluster
 
     def on_train_begin(self, net, **kwargs) -> None:
-        # From the fit's forked torch RNG: reproducible under the estimator's random_state.
+        # From the fit's forked torch RNG (reproducible under the estimator's random_state),
+        # without moving it: a guarded fit that keeps its gate is the fit without the option.
+        state = torch.get_rng_state()
         self.seed_ = int(torch.randint(2**31 - 1, ()).item())
+        torch.set_rng_state(state)
         self.frozen_until_ = None
+        self.trial_ = None  # the guard's re-partitioned net, waiting for the comparison
 
     def on_epoch_end(self, net, dataset_train=None, **kwargs) -> None:
-        epoch, router = len(net.history), net.module_.router
-        if epoch == max(1, int(self.at * net.max_epochs)) and dataset_train is not None:
-            features = self._repartition(net, dataset_train)
-            net.history.record("repartition_features", len(features))
-            self.frozen_until_ = epoch + max(1, round(self.freeze * net.max_epochs))
-            router.requires_grad_(False)
-        elif self.frozen_until_ is not None and epoch >= self.frozen_until_:
-            self.on_train_end(net)
+        epoch = len(net.history)
+        if self.frozen_until_ is not None and epoch >= self.frozen_until_:
+            self.on_train_end(net)  # the router trains again
+        if dataset_train is None:
+            return
+        phase = max(1, round(self.freeze * net.max_epochs))
+        if epoch == max(1, int(self.at * net.max_epochs)):
+            if self.guard:
+                self._try(net, dataset_train, epoch, phase)
+            else:
+                self._apply(net, dataset_train)
+                self.frozen_until_ = epoch + phase
+        elif self.trial_ is not None and (epoch >= self.trial_["until"]
+                                          or epoch == net.max_epochs):
+            self._decide(net, dataset_train)
 
     def on_train_end(self, net, **kwargs) -> None:
         if self.frozen_until_ is not None:
             net.module_.router.requires_grad_(True)
             self.frozen_until_ = None
 
-    def _repartition(self, net, dataset) -> np.ndarray:
+    def _apply(self, net, dataset) -> None:
+        features = self._repartition(net, dataset)
+        net.history.record("repartition_features", len(features))
+        net.module_.router.requires_grad_(False)
+
+    def _try(self, net, dataset, epoch: int, phase: int) -> None:
+        """The guard's first half: a copy of the net is re-partitioned and trained
+        ``phase`` epochs with its router frozen, aside (the torch RNG put back after, so
+        the main training goes on as without the option); the main net trains those
+        epochs as it is."""
+        start, rng = _snapshot(net), torch.get_rng_state()
+        self._apply(net, dataset)
+        for _ in range(phase):
+            for batch in net.get_iterator(dataset, training=True):
+                net.train_step(batch)
+        net.module_.router.requires_grad_(True)
+        self.trial_ = {"net": _snapshot(net), "loss": training_loss(net, dataset),
+                       "until": epoch + phase}
+        _restore(net, start)
+        torch.set_rng_state(rng)
+
+    def _decide(self, net, dataset) -> None:
+        """The guard: the re-partitioned net replaces the main one if its training loss
+        (after the same number of epochs) is no higher."""
+        old_loss, new_loss = training_loss(net, dataset), self.trial_["loss"]
+        keep = new_loss <= old_loss
+        if keep:
+            _restore(net, self.trial_["net"])
+        net.history.record("repartition_kept", int(keep))
+        net.history.record("repartition_losses", [old_loss, new_loss])
+        self.trial_ = None
+
+    def _targets(self, dataset) -> tuple[np.ndarray, np.ndarray]:
         X = np.asarray(dataset.X, dtype=np.float64)
         y = np.asarray(dataset.y)
         if self.classification:
@@ -165,6 +293,10 @@ class LocalRulePartition(Callback):
         else:
             T = y.reshape(len(y), -1).astype(np.float64)
             T = (T - T.mean(0)) / (T.std(0) + 1e-9)
+        return X, T
+
+    def _repartition(self, net, dataset) -> np.ndarray:
+        X, T = self._targets(dataset)
         router = net.module_.router
         norms = router.linear.weight.detach().norm(dim=0).cpu().numpy()
         order = np.argsort(-norms)[: max(1, min(self.max_features, int((norms > 0).sum())))]
@@ -172,7 +304,10 @@ class LocalRulePartition(Callback):
         for r, draw in itertools.product(range(1, len(order) + 1), range(self.n_draws)):
             groups = local_rule_groups(X, T, order[:r], len(net.module_.experts),
                                        n_anchors=self.n_anchors,
-                                       n_neighbors=self.n_neighbors, seed=self.seed_ + draw)
+                                       n_neighbors=self.n_neighbors, seed=self.seed_ + draw,
+                                       cluster=self.cluster)
+            if self.refine_iter:
+                groups = refine_groups(X, T, order[:r], groups, n_iter=self.refine_iter)
             score = partition_score(X, T, groups, classification=self.classification,
                                     seed=self.seed_)
             if best is None or score > best[0]:
@@ -181,17 +316,30 @@ class LocalRulePartition(Callback):
         return best[1]
 
 
+def make_repartition(mode: str, classification: bool) -> LocalRulePartition:
+    """The callback of ``repartition`` (resolved): ``'local_rules'`` as measured in the fifth
+    pass; ``'auto'`` also cleans each candidate partition by :func:`refine_groups` and keeps
+    it only where it scores above the gate's own partition (``guard``)."""
+    if mode == "auto":
+        return LocalRulePartition(classification, refine_iter=30, guard=True)
+    return LocalRulePartition(classification)
+
+
 def check_repartition(repartition: str, router_l1: float, uses_blocks: bool,
-                      num_embedding, X) -> None:
-    """``repartition='local_rules'`` reads the gate's lasso-selected raw features."""
+                      num_embedding, X) -> str:
+    """``repartition`` resolved; ``'local_rules'`` reads the gate's lasso-selected raw
+    features (a ``ValueError`` where there are none), ``'auto'`` is ``'none'`` there."""
     if repartition == "none":
-        return
+        return "none"
     if router_l1 <= 0 or uses_blocks or num_embedding is not None or sp.issparse(X):
+        if repartition == "auto":
+            return "none"
         raise ValueError(
             "`repartition`='local_rules' takes neighbourhoods in the raw features the "
             "router's group lasso keeps; it needs router_l1 > 0 (or 'auto' resolving to "
             "0.8: a dense, mostly nonzero table of >= 10 features), dense X, no `encoder`, "
             f"`n_layers`=1 and `num_embedding`=None (got router_l1={router_l1}, blocks="
             f"{uses_blocks}, num_embedding={num_embedding!r}, sparse X={sp.issparse(X)}). "
-            "Use repartition='none'."
+            "Use repartition='none' or 'auto'."
         )
+    return repartition

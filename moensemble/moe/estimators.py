@@ -244,7 +244,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         for a classifier with ``top_k >= 2``) on the raw features. ``0``: off. At most one
         round runs per epoch (rounds due at the same epoch run once). Losses in
         the history as ``gate_refit_loss`` (MoE quality page, hidden-regime grid).
-    repartition : {'none', 'local_rules'}, default='none'
+    repartition : {'none', 'local_rules', 'auto'}, default='none'
         ``'local_rules'``: at the end of the lasso's selection half, the gate is
         re-partitioned from the rows' local linear rules (``moe/_partition.py``): ridge fits
         on neighbourhoods of 300 random rows in the 1-4 strongest gate features, clustered
@@ -256,6 +256,13 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         dense tables of >= 10 features), dense ``X`` and a single MoE layer on the raw
         features. The number of features used is in the history as
         ``repartition_features``.
+        ``'auto'``: the same, each candidate partition first cleaned by hard EM of one
+        ridge rule per group, and guarded: the re-partitioned net trains its frozen phase
+        aside and replaces the net only if its training loss is then no higher than the
+        net's own after the same epochs (else the fit is exactly the one without the
+        option; ``repartition_kept`` and ``repartition_losses`` in the history); it costs
+        that phase's epochs again. Where ``'local_rules'`` cannot apply, ``'auto'`` is
+        ``'none'``. The value used is ``repartition_``.
 
     Attributes
     ----------
@@ -288,6 +295,8 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         The optimizer used (``optimizer``, ``'auto'`` resolved).
     router_l1_ : float
         The group-lasso strength used (``router_l1``, ``'auto'`` resolved).
+    repartition_ : str
+        The re-partition used (``repartition``, ``'auto'`` resolved to itself or ``'none'``).
     init_losses_ : list of float
         The final loss of each of the ``n_init`` trainings; ``net_`` is the lowest's.
     n_experts_ : int
