@@ -548,6 +548,8 @@ def test_moe_space_draws_repartition_only_where_it_applies():
     assert moe_space(study.ask())["repartition"] == "none"
     fixed = moe_space(study.ask(), encoder=None, router_l1=0.8, repartition="local_rules")
     assert fixed["repartition"] == "local_rules"
+    guarded = moe_space(study.ask(), encoder=None, router_l1=0.8, repartition="auto")
+    assert guarded["repartition"] == "auto"
     for space in (dict(sparse=True), dict(encoder=64)):
         assert moe_space(study.ask(), repartition="local_rules", **space)["repartition"] == "none"
     with pytest.raises(ValueError, match="repartition.*unknown choices"):

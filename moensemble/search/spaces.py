@@ -173,8 +173,10 @@ def moe_space(
         experts fixed); drawn only where they apply, with the competitive mixture
         (``mixture='likelihood'``) on a single layer (no encoder), else 0.
     repartition : str or sequence of str, default=('none',)
-        Choices among 'none' and 'local_rules' (the gate re-partitioned from the rows'
-        local linear rules once the router's lasso has chosen its features); drawn only
+        Choices among 'none', 'local_rules' (the gate re-partitioned from the rows'
+        local linear rules once the router's lasso has chosen its features) and 'auto'
+        (the same, refined and kept only at a lower training loss; about 1.5 x the fit
+        time, and 'none' wherever 'local_rules' cannot apply); drawn only
         where it applies: a drawn ``router_l1`` other than 0 on a single layer without
         ``encoder`` or ``num_embedding``, input not known to be sparse; else 'none'. The
         default draws none: held out it gained 1.6 points on the hidden-regime grid and
@@ -248,7 +250,7 @@ def moe_space(
         raise ValueError(f"`router_l1` choices must be numbers >= 0 or 'auto'; got {bad}.")
     n_init_r = _as_range(n_init, "n_init", integer=True, low_bound=1)
     em_r = _as_range(em_rounds, "em_rounds", integer=True, low_bound=0)
-    repartitions = _as_choices(repartition, "repartition", allowed=("none", "local_rules"))
+    repartitions = _as_choices(repartition, "repartition", allowed=("none", "local_rules", "auto"))
 
     p = prefix
     params: dict[str, Any] = {}
