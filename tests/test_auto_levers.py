@@ -176,7 +176,7 @@ def test_blend_guard_keeps_the_best_level1_trial_unless_the_blend_gains_beyond_n
     members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
                ("knn", KNeighborsClassifier(15))]
     common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
-                  random_state=0)
+                  random_state=0, guard_estimate="in_sample")  # out of bag: below
     free = AutoClassifier(blend_guard=None, **common).fit(X, y)
     assert len(free.ensemble_weights_) > 1 and np.isnan(free.blend_gain_)
     strict = AutoClassifier(blend_guard=1e6, **common).fit(X, y)
@@ -211,3 +211,26 @@ def test_blend_guard_auto_guards_small_data_only(n_rows, guarded):
                           families=(), cv=2, progress_bar=False, random_state=0).fit(X, y)
     assert auto.blend_guard == "auto"
     assert np.isfinite(auto.blend_gain_) == guarded
+
+
+def test_guard_estimate_reads_the_gain_out_of_bag_unless_told_otherwise():
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = make_classification(300, 8, n_informative=5, random_state=0)
+    members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
+               ("knn", KNeighborsClassifier(15))]
+    common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
+                  random_state=0, blend_guard=0.0)
+    oob = AutoClassifier(**common).fit(X, y)
+    inside = AutoClassifier(guard_estimate="in_sample", **common).fit(X, y)
+    assert oob.guard_estimate == "out_of_bag"
+    assert np.isfinite(oob.blend_gain_) and np.isfinite(inside.blend_gain_)
+    # the in-sample gain grades the rows the weights were chosen on: it is the larger
+    assert inside.blend_gain_ > oob.blend_gain_
+    # one bag has no rows out of it: both read the gain in sample
+    one = {**common, "ensemble_bags": 1}
+    assert AutoClassifier(**one).fit(X, y).blend_gain_ == pytest.approx(
+        AutoClassifier(guard_estimate="in_sample", **one).fit(X, y).blend_gain_)
+    with pytest.raises(InvalidParameterError, match="guard_estimate"):
+        AutoClassifier(max_trials=1, progress_bar=False, guard_estimate="oob").fit(X, y)
