@@ -16,8 +16,10 @@ from moensemble.search.selection import (
     fit_temperature,
     gain_in_standard_errors,
     out_of_bag_gain,
+    per_row_loss,
     prediction_loss,
     selection_loss,
+    simplest_within_one_se,
     temper,
 )
 
@@ -277,3 +279,23 @@ def test_out_of_bag_gain_sees_through_a_selection_that_fits_noise():
     assert np.isnan(out_of_bag_gain(peers, y, "regression", [], single))  # no bags
     one = ensemble_selection(peers, y, "regression", n_bags=1, return_bags=True)
     assert one[1] == [] and one[0].sum() == pytest.approx(1.0)
+
+
+def test_simplest_within_one_se_takes_the_first_close_enough_by_order():
+    target = np.zeros(400, dtype=int)
+
+    def wrong_on(share):  # probabilities wrong on the first ``share`` of the rows
+        pred = np.tile([0.9, 0.1], (400, 1))
+        pred[:int(share * 400)] = [0.1, 0.9]
+        return pred
+
+    # error rates 0.10 (the best), 0.11 and 0.15; one standard error of 0.10 is 0.015
+    preds = [wrong_on(0.15), wrong_on(0.11), wrong_on(0.10)]
+    assert simplest_within_one_se(preds, [0, 1, 2], target, "classification",
+                                  "accuracy") == 1
+    assert simplest_within_one_se(preds, [2, 1, 0], target, "classification",
+                                  "accuracy") == 2  # the best comes first: itself
+    assert simplest_within_one_se(preds[::2], [0, 1], target, "classification",
+                                  "accuracy") == 1  # 0.15 is out of reach
+    np.testing.assert_array_equal(per_row_loss(preds[2], target, "classification",
+                                               "accuracy"), np.r_[np.ones(40), np.zeros(360)])

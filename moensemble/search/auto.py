@@ -80,6 +80,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         "ensemble_bags": [IntInterval(1, None, closed="left")],
         "blend_guard": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
         "guard_estimate": [StrOptions({"out_of_bag", "in_sample"})],
+        "single_choice": [StrOptions({"auto", "best", "one_se"})],
         "temperature_scaling": ["boolean"],
         "stack_levels": [IntInterval(0, 2, closed="both")],
         "stack_passthrough": ["boolean"],
@@ -116,6 +117,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         ensemble_bags: int = 20,
         blend_guard: float | str | None = "auto",
         guard_estimate: str = "out_of_bag",
+        single_choice: str = "auto",
         temperature_scaling: bool = True,
         stack_levels: int = 1,
         stack_passthrough: bool = False,
@@ -147,6 +149,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         self.ensemble_bags = ensemble_bags
         self.blend_guard = blend_guard
         self.guard_estimate = guard_estimate
+        self.single_choice = single_choice
         self.temperature_scaling = temperature_scaling
         self.stack_levels = stack_levels
         self.stack_passthrough = stack_passthrough
@@ -428,6 +431,13 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         not grade its own rows; on diabetes it caught a blend that passed the in-sample
         test and lost on the hold-out); 'in_sample', the final blend on all rows. With
         ``ensemble_bags=1`` it is 'in_sample'.
+    single_choice : {'auto', 'best', 'one_se'}, default='auto'
+        The trial ``blend_guard`` keeps: 'best', the best level-1 trial by out-of-fold
+        score; 'one_se', the first level-1 trial (portfolio order, cheapest first, then
+        search order) whose out-of-fold loss is within one standard error of the best's
+        (glmnet's ``lambda.1se``); 'auto', 'one_se' in classification, 'best' in
+        regression (where the portfolio's second entry, ``kernel_ridge``, measured better
+        than the first, ridge, by less than the rule's margin).
     temperature_scaling : bool, default=True
         Classification: temper each trial's probabilities by one temperature fitted on
         its out-of-fold log loss before the selection and in the final average, so that

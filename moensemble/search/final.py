@@ -24,6 +24,7 @@ from moensemble.search.selection import (
     out_of_bag_gain,
     prediction_loss,
     score_predictions,
+    simplest_within_one_se,
     temper,
 )
 
@@ -117,12 +118,15 @@ class FinalModel:
         """``blend_guard``: the best level-1 trial alone unless the blend beats it by more
         than ``blend_guard`` standard errors out of fold.
 
-        The reference is a level-1 trial: a level-2 trial's out-of-fold score is optimistic
+        The reference is the best level-1 trial: a level-2 trial's out-of-fold score is
+        optimistic
         (it learnt on predictions of models that saw its test folds). With
         ``guard_estimate='out_of_bag'`` (and bags) the gain is read on the rows each bag did
         not select on (:func:`~moensemble.search.selection.out_of_bag_gain`), else on all
         rows. ``blend_gain_`` is the gain in standard errors (NaN without a guard or a
-        level-1 trial).
+        level-1 trial). The trial kept is the best level-1 one or, with ``single_choice``
+        'one_se', the first of the level-1 trials (portfolio order, then search order)
+        within one standard error of it.
         """
         self.blend_gain_ = np.nan
         level1 = [i for i, r in enumerate(done) if r.level == 1]  # done: best first
@@ -141,12 +145,23 @@ class FinalModel:
                                                        metric)
         if self.blend_gain_ > guard:
             return weights, blended
+        choice = self.single_choice
+        if choice == "auto":
+            choice = "one_se" if self._task == "classification" else "best"
+        why = ""
+        if choice == "one_se":
+            first = simplest_within_one_se([oof[i] for i in level1],
+                                           [done[i].number for i in level1], target,
+                                           self._task, metric)
+            if level1[first] != best:
+                why = f"; within one standard error of {done[best].name}, and earlier"
+            best = level1[first]
         kept = np.zeros_like(weights)
         kept[best] = 1.0
         done[best].note = (done[best].note + "; " if done[best].note else "") + (
             f"kept alone: the blend's out-of-fold gain was {self.blend_gain_:.2f} standard "
-            f"errors (blend_guard={self.blend_guard!r}, {self.guard_estimate})")
-        return kept, single
+            f"errors (blend_guard={self.blend_guard!r}, {self.guard_estimate}){why}")
+        return kept, np.asarray(oof[best], dtype=np.float64)
 
     def _above_chance(self, done: list, runner: Runner, y, classes) -> list:
         """The trials that score above a constant prediction (class shares, or the mean).

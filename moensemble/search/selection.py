@@ -40,9 +40,11 @@ __all__ = [
     "gain_within_noise",
     "out_of_bag_gain",
     "per_row_gain",
+    "per_row_loss",
     "prediction_loss",
     "score_predictions",
     "selection_loss",
+    "simplest_within_one_se",
     "temper",
 ]
 
@@ -219,22 +221,41 @@ def _batch_loss(metric: Any, task: str):
     return None
 
 
-def per_row_gain(blend: np.ndarray, single: np.ndarray, target: np.ndarray, task: str,
+def per_row_loss(pred: np.ndarray, target: np.ndarray, task: str,
                  metric: Any = None) -> np.ndarray:
-    """Per row, how much better ``blend`` is than ``single`` (positive: the blend).
-
-    Accuracy: correct minus correct; other classification metrics: log loss; regression:
-    squared error (summed over the outputs).
-    """
+    """Per row, the loss of ``pred``: an error (0 or 1) under accuracy; other
+    classification metrics: log loss; regression: squared error (summed over the outputs)."""
     if task == "classification":
         if metric == "accuracy":
-            return (np.argmax(blend, axis=1) == target).astype(float) \
-                - (np.argmax(single, axis=1) == target).astype(float)
-        rows = np.arange(len(target))
-        return np.log(np.clip(blend[rows, target], _EPS, 1.0)) \
-            - np.log(np.clip(single[rows, target], _EPS, 1.0))
-    target = target.reshape(len(blend), -1)
-    return ((single - target) ** 2 - (blend - target) ** 2).sum(axis=1)
+            return (np.argmax(pred, axis=1) != target).astype(float)
+        return -np.log(np.clip(pred[np.arange(len(target)), target], _EPS, 1.0))
+    return ((pred - target.reshape(len(pred), -1)) ** 2).sum(axis=1)
+
+
+def per_row_gain(blend: np.ndarray, single: np.ndarray, target: np.ndarray, task: str,
+                 metric: Any = None) -> np.ndarray:
+    """Per row, how much better ``blend`` is than ``single`` (positive: the blend), by
+    :func:`per_row_loss`."""
+    return per_row_loss(single, target, task, metric) - per_row_loss(blend, target, task, metric)
+
+
+def simplest_within_one_se(predictions: Sequence[np.ndarray], order: Sequence[float],
+                           target: np.ndarray, task: str, metric: Any = None) -> int:
+    """Index of the first prediction by ``order`` whose mean per-row loss is at most the
+    best one's plus one standard error of that mean (glmnet's ``lambda.1se``, Breiman et
+    al.'s one-standard-error rule).
+
+    The standard error is the best prediction's own (not of paired differences: two
+    near-identical models differ by a tiny paired standard error, so a paired rule would
+    prefer models unlike the best, not simpler ones).
+    """
+    means = [float(per_row_loss(np.asarray(p, dtype=np.float64), target, task, metric).mean())
+             for p in predictions]
+    best = int(np.argmin(means))
+    rows = per_row_loss(np.asarray(predictions[best], dtype=np.float64), target, task, metric)
+    line = means[best] + float(rows.std(ddof=1)) / np.sqrt(len(rows))
+    return next(i for i in sorted(range(len(means)), key=lambda i: order[i])
+                if means[i] <= line)
 
 
 def gain_in_standard_errors(blend: np.ndarray, single: np.ndarray, target: np.ndarray,
