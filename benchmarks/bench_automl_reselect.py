@@ -31,7 +31,8 @@ out-of-fold score, tempered in classification):
 * ``nnls``: regression: non-negative least squares on the out-of-fold predictions
   (Breiman 1996, "Stacked regressions"), normalised to sum to one, then the default guard;
 * ``+extra``: regression: the pool also holds the portfolio's ``kernel_ridge`` (ridge on
-  RBF kernel features) where the fit lacked it, fitted here on the fit's own outer folds.
+  RBF kernel features) where the fit lacked it, fitted here on the fit's own outer folds;
+  ``-kernel_ridge``: a fit that had it, without it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from moensemble.search.selection import (
     fit_temperature,
     gain_in_standard_errors,
     out_of_bag_gain,
+    simplest_within_one_se,
     temper,
 )
 
@@ -94,7 +96,11 @@ def prepare(fit, extra=False):
     """The pool the AutoML selects over: the 50 best trials, tempered (classification)."""
     classification = fit["task"] == "classification"
     target = fit["target"]
-    trials = list(fit["trials"]) + (extra_trials(fit) if extra else [])
+    trials = list(fit["trials"])
+    if extra == "drop":  # a fit with kernel_ridge, as if the portfolio lacked it
+        trials = [t for t in trials if t["name"] not in extra_models(fit["seed"])]
+    elif extra:
+        trials += extra_trials(fit)
     pool = sorted(trials, key=lambda t: -t["score"])[:MAX_SELECTION_POOL]
     temps = [fit_temperature(t["oof"], target) if classification else 1.0 for t in pool]
     oof = [temper(t["oof"], T) if classification else t["oof"].astype(np.float64)
@@ -159,15 +165,14 @@ def simplest_within(fit, P, candidates, n_std):
 
 
 def simplest_unpaired(fit, P, candidates, n_std):
-    """glmnet's ``lambda.1se``: the first by trial order whose out-of-fold loss is at most
-    the best one's plus ``n_std`` standard errors of the best one's mean per-row loss."""
-    best = candidates[0]
-    rows = _row_losses(fit, P["oof"][best])
-    line = rows.mean() + n_std * rows.std(ddof=1) / np.sqrt(len(rows))
-    for i in sorted(candidates, key=lambda i: P["pool"][i]["number"]):
-        if _row_losses(fit, P["oof"][i]).mean() <= line:
-            return i
-    return best
+    """glmnet's ``lambda.1se`` (``single_choice='one_se'``): the first by trial order whose
+    out-of-fold loss is at most the best one's plus one standard error of the best one's
+    mean per-row loss."""
+    assert n_std == 1.0
+    first = simplest_within_one_se([P["oof"][i] for i in candidates],
+                                   [P["pool"][i]["number"] for i in candidates],
+                                   fit["target"], fit["task"], P["metric"])
+    return candidates[first]
 
 
 def _row_losses(fit, pred):
@@ -244,9 +249,12 @@ RULES = {
     "+extra no guard": ({"guard": None}, True),
     "+extra oob guard 2se": ({"oob": True}, True),
     "+extra 1se unpaired": ({"reference": "1se unpaired"}, True),
+    "-kernel_ridge": ({}, "drop"),
+    "-kernel_ridge oob guard 2se": ({"oob": True}, "drop"),
 }
 REGRESSION_ONLY = {"nnls", "nnls no guard", "+extra", "+extra 1se simple", "+extra no guard",
-                   "+extra oob guard 2se", "+extra 1se unpaired"}
+                   "+extra oob guard 2se", "+extra 1se unpaired", "-kernel_ridge",
+                   "-kernel_ridge oob guard 2se"}
 
 
 def main() -> None:
