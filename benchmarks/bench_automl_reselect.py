@@ -66,6 +66,70 @@ def extra_models(seed) -> dict:
                                                            random_state=seed, n_jobs=1)}
 
 
+def candidate_models(seed) -> dict:
+    """Single regression models measured for lever 3 (``--singles``): linear variants,
+    kernels and splines next to the portfolio's ridge and kernel_ridge."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.linear_model import BayesianRidge, ElasticNetCV, LassoCV, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import SplineTransformer, StandardScaler
+    from sklearn.svm import SVR
+
+    from moensemble.search.portfolio import RBFFeatures, model_factory
+
+    def scaled(*steps):
+        return make_pipeline(StandardScaler(), *steps)
+
+    def y_scaled(est):
+        return TransformedTargetRegressor(est, transformer=StandardScaler())
+
+    ridge = model_factory("linear")("regression", sparse=False, random_state=seed, n_jobs=1)
+    out = {"ridge (linear entry)": ridge,
+           "ridge, 61 alphas": scaled(RidgeCV(alphas=np.logspace(-3, 3, 61))),
+           "lasso_cv": scaled(LassoCV(cv=5, random_state=0)),
+           "elastic_net_cv": scaled(ElasticNetCV(l1_ratio=[0.1, 0.5, 0.9, 1.0], cv=5,
+                                                 random_state=0)),
+           "bayesian_ridge": scaled(BayesianRidge()),
+           "svr rbf": scaled(y_scaled(SVR(C=1.0, epsilon=0.1))),
+           "kernel ridge exact": scaled(y_scaled(KernelRidge(alpha=1.0, kernel="rbf",
+                                                             gamma=0.02))),
+           "splines + ridge": scaled(SplineTransformer(n_knots=4),
+                                     RidgeCV(alphas=np.logspace(-3, 3, 13)))}
+    for g in (0.1, 0.2, 0.5, 1.0):
+        out[f"RBF features {g}/d + ridge"] = scaled(
+            RBFFeatures(g, random_state=seed), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    return out
+
+
+def singles(paths) -> None:
+    """Out-of-fold R² (the fit's folds, bag of fold models) and hold-out R² of each
+    ``candidate_models`` entry, and of ridge refit on all rows (the best-single baseline)."""
+    rows = []
+    for path in paths:
+        with open(path, "rb") as f:
+            fit = pickle.load(f)
+        if fit["task"] != "regression" or fit.get("folds") is None:
+            continue
+        X, y, X_te = fit["X_train"], np.asarray(fit["y_train"], dtype=float), fit["X_test"]
+        for name, est in candidate_models(fit["seed"]).items():
+            oof, test = np.zeros(len(y)), np.zeros(len(X_te))
+            for train, held in fit["folds"]:
+                model = clone(est).fit(X[train], y[train])
+                oof[held] = model.predict(X[held])
+                test += model.predict(X_te) / len(fit["folds"])
+            rows.append({"data": fit["data"], "seed": fit["seed"], "model": name,
+                         "oof": r2_score(y, oof), "hold-out (bag)": r2_score(fit["y_test"],
+                                                                             test),
+                         "hold-out (refit)": r2_score(fit["y_test"],
+                                                      clone(est).fit(X, y).predict(X_te))})
+    table = pd.DataFrame(rows)
+    print(table.pivot_table(index="model", columns="seed", values="hold-out (bag)")
+          .to_string(float_format="%.4f"))
+    print(table.groupby("model", sort=False)[["oof", "hold-out (bag)", "hold-out (refit)"]]
+          .mean().to_string(float_format="%.4f"))
+
+
 def extra_trials(fit) -> list[dict]:
     """The ``extra_models`` as trials of this fit: fitted on its outer folds, a bag each."""
     X, y, X_te = fit["X_train"], np.asarray(fit["y_train"], dtype=float), fit["X_test"]
@@ -263,7 +327,13 @@ def main() -> None:
     parser.add_argument("--csv", default=None, help="the levers run's --out (best single)")
     parser.add_argument("--out", default=None, help="CSV of the table")
     parser.add_argument("--rules", default=",".join(RULES), help="comma-separated labels")
+    parser.add_argument("--singles", action="store_true",
+                        help="only the single regression models of lever 3, on the dumps' "
+                             "folds and splits")
     args = parser.parse_args()
+    if args.singles:
+        singles(sorted(glob.glob(f"{args.folder}/*.pkl")))
+        return
     labels = args.rules.split(",")
     rows = []
     for path in sorted(glob.glob(f"{args.folder}/*.pkl")):
@@ -290,9 +360,9 @@ def main() -> None:
     table = pd.DataFrame(rows)
     if args.csv:
         lev = pd.concat([pd.read_csv(p) for p in args.csv.split(",")])
-        singles = lev[lev["variant"] == "best single"].set_index(["data", "seed"])
-        table = table.join(singles["score"].rename("best single"), on=["data", "seed"])
-        table = table.join(singles["best_trial"].rename("single choice"), on=["data", "seed"])
+        chosen = lev[lev["variant"] == "best single"].set_index(["data", "seed"])
+        table = table.join(chosen["score"].rename("best single"), on=["data", "seed"])
+        table = table.join(chosen["best_trial"].rename("single choice"), on=["data", "seed"])
     print(table.to_string(index=False, float_format="%.4f"))
     if args.out:
         table.to_csv(args.out, index=False)
