@@ -65,6 +65,9 @@ VARIANTS = {
     "rep2": {"n_repeats": 2},
     "rep3": {"n_repeats": 3},
     "auto": {},  # the defaults
+    # the default before the sixth pass: no kernel_ridge, the guard in sample, the best trial
+    "fifth": {"guard_estimate": "in_sample", "single_choice": "best",
+              "base_estimators": "fifth"},
 }
 SETS = ("diabetes", "friedman1", "friedman2", "friedman3", "regimes", "breast_cancer400",
         "wine")
@@ -124,7 +127,8 @@ def single(name, seed):
             "log_loss": row[3], "best_trial": row[1], "fit/budget": np.nan}
 
 
-def dump(path, records, auto, target, X_te, y_te, classes, **about) -> None:
+def dump(path, records, auto, target, X_te, y_te, classes, *, folds=None, X_tr=None,
+         y_tr=None, **about) -> None:
     """Every finished trial's OOF and hold-out predictions (its bag's average, untempered),
     so that other selections and guards can be scored later without a new fit."""
     import pickle
@@ -132,12 +136,15 @@ def dump(path, records, auto, target, X_te, y_te, classes, **about) -> None:
     everyone = TrialEnsemble(members_of({n: 1.0 for n in records}, records), {}, classes)
     memo: dict = {}
     trials = [{"name": r.name, "family": r.family, "level": r.level, "score": r.score,
+               "number": r.number, "phase": r.phase,
+               "fit_time": float(np.sum(r.bag.fit_times)),
                "oof": np.asarray(r.bag.oof, dtype=np.float32),
                "test": everyone.trial_predictions(X_te, r.name, memo)}
               for r in records.values()]
     members = auto.best_estimator_.members
     with open(path, "wb") as f:
         pickle.dump({**about, "classes": classes, "target": target, "y_test": y_te,
+                     "folds": folds, "X_train": X_tr, "y_train": y_tr, "X_test": X_te,
                      "trials": trials, "weights": dict(auto.ensemble_weights_),
                      "temperatures": {n: members[n].temperature for n in members},
                      "blend_temperature": auto.best_estimator_.temperature}, f)
@@ -146,6 +153,11 @@ def dump(path, records, auto, target, X_te, y_te, classes, **about) -> None:
 def run(name, seed, variant, params, budget, dump_dir=None):
     X_tr, X_te, y_tr, y_te, task = split(name, seed)
     cls = AutoClassifier if task == "classification" else AutoRegressor
+    if params.get("base_estimators") == "fifth":  # the default portfolio less kernel_ridge
+        from moensemble.search.portfolio import default_portfolio
+
+        entries = default_portfolio(task, sparse=False, non_negative=False, n_jobs=1)
+        params = {**params, "base_estimators": [e for e in entries if e[0] != "kernel_ridge"]}
     tic = time.perf_counter()
     with Capture() as capture, threadpool_limits(limits=1):
         auto = cls(time_budget=budget, progress_bar=False, random_state=seed, n_jobs=1,
@@ -167,7 +179,8 @@ def run(name, seed, variant, params, budget, dump_dir=None):
     target = capture.runner.target
     if dump_dir is not None:
         dump(f"{dump_dir}/{name}_{seed}_{variant}.pkl", records, auto, target, X_te, y_te,
-             classes, data=name, seed=seed, variant=variant, task=task, score=score)
+             classes, folds=capture.runner.folds, X_tr=X_tr, y_tr=y_tr, data=name, seed=seed,
+             variant=variant, task=task, score=score)
     blend = sum(w * (temper(records[n].bag.oof, auto.best_estimator_.members[n].temperature)
                      if classes is not None else records[n].bag.oof.astype(np.float64))
                 for n, w in auto.ensemble_weights_.items())

@@ -176,7 +176,7 @@ def test_blend_guard_keeps_the_best_level1_trial_unless_the_blend_gains_beyond_n
     members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
                ("knn", KNeighborsClassifier(15))]
     common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
-                  random_state=0)
+                  random_state=0, guard_estimate="in_sample")  # out of bag: below
     free = AutoClassifier(blend_guard=None, **common).fit(X, y)
     assert len(free.ensemble_weights_) > 1 and np.isnan(free.blend_gain_)
     strict = AutoClassifier(blend_guard=1e6, **common).fit(X, y)
@@ -211,3 +211,63 @@ def test_blend_guard_auto_guards_small_data_only(n_rows, guarded):
                           families=(), cv=2, progress_bar=False, random_state=0).fit(X, y)
     assert auto.blend_guard == "auto"
     assert np.isfinite(auto.blend_gain_) == guarded
+
+
+def test_guard_estimate_reads_the_gain_out_of_bag_unless_told_otherwise():
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = make_classification(300, 8, n_informative=5, random_state=0)
+    members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
+               ("knn", KNeighborsClassifier(15))]
+    common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
+                  random_state=0, blend_guard=0.0)
+    oob = AutoClassifier(**common).fit(X, y)
+    inside = AutoClassifier(guard_estimate="in_sample", **common).fit(X, y)
+    assert oob.guard_estimate == "out_of_bag"
+    assert np.isfinite(oob.blend_gain_) and np.isfinite(inside.blend_gain_)
+    # the in-sample gain grades the rows the weights were chosen on: it is the larger
+    assert inside.blend_gain_ > oob.blend_gain_
+    # one bag has no rows out of it: both read the gain in sample
+    one = {**common, "ensemble_bags": 1}
+    assert AutoClassifier(**one).fit(X, y).blend_gain_ == pytest.approx(
+        AutoClassifier(guard_estimate="in_sample", **one).fit(X, y).blend_gain_)
+    with pytest.raises(InvalidParameterError, match="guard_estimate"):
+        AutoClassifier(max_trials=1, progress_bar=False, guard_estimate="oob").fit(X, y)
+
+
+def test_single_choice_one_se_keeps_the_earlier_trial_within_one_standard_error():
+    from sklearn.naive_bayes import GaussianNB
+
+    X, y = make_classification(300, 8, n_informative=5, random_state=2)
+    members = [("lr", LogisticRegression(max_iter=300)), ("nb", GaussianNB()),
+               ("lr_C003", LogisticRegression(C=0.03))]
+    common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
+                  random_state=0, blend_guard=1e6)  # always one trial
+    best = AutoClassifier(single_choice="best", **common).fit(X, y)
+    scores = best.leaderboard_.set_index("name")["score"]
+    # lr_C003 is the best by a few rows, well inside one standard error (~0.018 here)
+    assert 0 < scores["lr_C003"] - scores["lr"] < 0.018
+    assert best.ensemble_weights_.to_dict() == {"lr_C003": 1.0}
+    one_se = AutoClassifier(single_choice="one_se", **common).fit(X, y)
+    assert one_se.ensemble_weights_.to_dict() == {"lr": 1.0}  # the first in order
+    assert "within one standard error of lr_C003" in \
+        one_se.leaderboard_.set_index("name").loc["lr", "note"]
+    auto = AutoClassifier(**common).fit(X, y)  # 'auto' is 'one_se' in classification
+    assert auto.ensemble_weights_.to_dict() == {"lr": 1.0}
+    with pytest.raises(InvalidParameterError, match="single_choice"):
+        AutoClassifier(max_trials=1, progress_bar=False, single_choice="simplest").fit(X, y)
+
+
+def test_single_choice_auto_keeps_the_best_trial_in_regression():
+    X, y = make_regression(200, 5, noise=20.0, random_state=0)
+    members = [("ridge_strong", Ridge(alpha=3.0)), ("ridge", Ridge(alpha=1.0))]
+    common = dict(base_estimators=members, families=(), cv=3, progress_bar=False,
+                  random_state=0, blend_guard=1e6)
+    scores = AutoRegressor(single_choice="best", **common).fit(X, y).leaderboard_
+    best = scores[scores["level"].eq(1)].set_index("name")["score"].idxmax()
+    assert best == "ridge"
+    assert AutoRegressor(**common).fit(X, y).ensemble_weights_.to_dict() == {best: 1.0}
+    # the strong ridge is within one standard error of squared error: the rule takes it
+    one_se = AutoRegressor(single_choice="one_se", **common).fit(X, y)
+    assert one_se.ensemble_weights_.to_dict() == {"ridge_strong": 1.0}

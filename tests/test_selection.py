@@ -14,8 +14,12 @@ from moensemble.search import AutoClassifier, AutoRegressor
 from moensemble.search.selection import (
     ensemble_selection,
     fit_temperature,
+    gain_in_standard_errors,
+    out_of_bag_gain,
+    per_row_loss,
     prediction_loss,
     selection_loss,
+    simplest_within_one_se,
     temper,
 )
 
@@ -247,3 +251,51 @@ def test_the_bagged_selection_keeps_its_share_of_the_budget_past_the_deadline(mo
     monkeypatch.setattr(auto, "_search", search)
     auto.fit(X, y)
     assert seen["time_limit"] == pytest.approx(final.MIN_SELECTION_SHARE * 40)
+
+
+# --------------------------------------------------------------------------- out-of-bag gain
+def test_out_of_bag_gain_sees_through_a_selection_that_fits_noise():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(150, 1))
+    single = 0.6 * y + 0.6 * rng.normal(size=(150, 1))
+    # copies of the single trial with noise added: no blend of them is better on new rows,
+    # yet the picks find copies whose noise happens to fit these rows
+    copies = [single] + [single + 0.3 * rng.normal(size=(150, 1)) for _ in range(30)]
+    # independent models as good as the single one: their average is better everywhere
+    peers = [single] + [0.6 * y + 0.6 * rng.normal(size=(150, 1)) for _ in range(4)]
+    gains = {}
+    for name, preds in (("copies", copies), ("peers", peers)):
+        weights, bags = ensemble_selection(preds, y, "regression", metric="r2", n_bags=20,
+                                           random_state=0, return_bags=True)
+        assert len(bags) == 20
+        np.testing.assert_allclose(np.mean([w for w, _ in bags], axis=0), weights)
+        assert all(len(rows) == 75 for _, rows in bags)  # each bag: half of the rows
+        blend = np.tensordot(weights, np.stack(preds), axes=1)
+        gains[name] = (gain_in_standard_errors(blend, single, y, "regression"),
+                       out_of_bag_gain(preds, y, "regression", bags, single))
+    assert gains["copies"][0] > 2  # in sample the noise passes a 2-standard-error guard
+    assert gains["copies"][1] < 0  # out of bag the blend is worse than the single trial
+    assert gains["peers"][0] > 4 and gains["peers"][1] > 4
+    assert np.isnan(out_of_bag_gain(peers, y, "regression", [], single))  # no bags
+    one = ensemble_selection(peers, y, "regression", n_bags=1, return_bags=True)
+    assert one[1] == [] and one[0].sum() == pytest.approx(1.0)
+
+
+def test_simplest_within_one_se_takes_the_first_close_enough_by_order():
+    target = np.zeros(400, dtype=int)
+
+    def wrong_on(share):  # probabilities wrong on the first ``share`` of the rows
+        pred = np.tile([0.9, 0.1], (400, 1))
+        pred[:int(share * 400)] = [0.1, 0.9]
+        return pred
+
+    # error rates 0.10 (the best), 0.11 and 0.15; one standard error of 0.10 is 0.015
+    preds = [wrong_on(0.15), wrong_on(0.11), wrong_on(0.10)]
+    assert simplest_within_one_se(preds, [0, 1, 2], target, "classification",
+                                  "accuracy") == 1
+    assert simplest_within_one_se(preds, [2, 1, 0], target, "classification",
+                                  "accuracy") == 2  # the best comes first: itself
+    assert simplest_within_one_se(preds[::2], [0, 1], target, "classification",
+                                  "accuracy") == 1  # 0.15 is out of reach
+    np.testing.assert_array_equal(per_row_loss(preds[2], target, "classification",
+                                               "accuracy"), np.r_[np.ones(40), np.zeros(360)])

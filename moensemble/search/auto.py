@@ -79,6 +79,8 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
                             callable, None],
         "ensemble_bags": [IntInterval(1, None, closed="left")],
         "blend_guard": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
+        "guard_estimate": [StrOptions({"out_of_bag", "in_sample"})],
+        "single_choice": [StrOptions({"auto", "best", "one_se"})],
         "temperature_scaling": ["boolean"],
         "stack_levels": [IntInterval(0, 2, closed="both")],
         "stack_passthrough": ["boolean"],
@@ -114,6 +116,8 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         ensemble_metric: Any = None,
         ensemble_bags: int = 20,
         blend_guard: float | str | None = "auto",
+        guard_estimate: str = "out_of_bag",
+        single_choice: str = "auto",
         temperature_scaling: bool = True,
         stack_levels: int = 1,
         stack_passthrough: bool = False,
@@ -144,6 +148,8 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         self.ensemble_metric = ensemble_metric
         self.ensemble_bags = ensemble_bags
         self.blend_guard = blend_guard
+        self.guard_estimate = guard_estimate
+        self.single_choice = single_choice
         self.temperature_scaling = temperature_scaling
         self.stack_levels = stack_levels
         self.stack_passthrough = stack_passthrough
@@ -419,6 +425,19 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         five hold-out splits at 60 s, 2 lifted breast cancer and diabetes; on the text set
         it once kept one trial where the blend was better, ``docs/benchmarks/automl.md``).
         ``blend_gain_`` is the gain measured.
+    guard_estimate : {'out_of_bag', 'in_sample'}, default='out_of_bag'
+        Where ``blend_guard`` reads the blend's gain: 'out_of_bag', each of the
+        ``ensemble_bags`` selections on the rows it did not select on (the selection does
+        not grade its own rows; on diabetes it caught a blend that passed the in-sample
+        test and lost on the hold-out); 'in_sample', the final blend on all rows. With
+        ``ensemble_bags=1`` it is 'in_sample'.
+    single_choice : {'auto', 'best', 'one_se'}, default='auto'
+        The trial ``blend_guard`` keeps: 'best', the best level-1 trial by out-of-fold
+        score; 'one_se', the first level-1 trial (portfolio order, cheapest first, then
+        search order) whose out-of-fold loss is within one standard error of the best's
+        (glmnet's ``lambda.1se``); 'auto', 'one_se' in classification, 'best' in
+        regression (where the portfolio's second entry, ``kernel_ridge``, measured better
+        than the first, ridge, by less than the rule's margin).
     temperature_scaling : bool, default=True
         Classification: temper each trial's probabilities by one temperature fitted on
         its out-of-fold log loss before the selection and in the final average, so that
@@ -473,7 +492,7 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         Weight of each selected trial, by name.
     blend_gain_ : float
         With ``blend_guard``: the blend's out-of-fold gain over the best level-1 trial in
-        standard errors (NaN otherwise).
+        standard errors, out of bag with ``guard_estimate='out_of_bag'`` (NaN otherwise).
     ensemble_score_ : float
         Out-of-fold score of the final ensemble (on the rows the weights were chosen on,
         so slightly optimistic).

@@ -21,8 +21,10 @@ from moensemble.search.selection import (
     ensemble_selection,
     fit_temperature,
     gain_in_standard_errors,
+    out_of_bag_gain,
     prediction_loss,
     score_predictions,
+    simplest_within_one_se,
     temper,
 )
 
@@ -69,12 +71,12 @@ class FinalModel:
                         if classes is not None and self.temperature_scaling else 1.0
                         for r in done}
         oof = [temper(r.bag.oof, temperatures[r.name]) for r in done]
-        weights = ensemble_selection(
+        weights, bags = ensemble_selection(
             oof, runner.target, self._task, self.ensemble_size, metric=self._selection_metric(),
             n_bags=self.ensemble_bags, random_state=runner.context.random_state,
-            classes=classes, time_limit=self._selection_seconds(runner))
+            classes=classes, time_limit=self._selection_seconds(runner), return_bags=True)
         blended = np.tensordot(weights, np.stack([o.astype(np.float64) for o in oof]), axes=1)
-        weights, blended = self._guard(done, oof, weights, blended, runner.target)
+        weights, blended = self._guard(done, oof, weights, blended, runner.target, bags)
         chosen = {r.name: float(w) for r, w in zip(done, weights, strict=True) if w > 0}
         # the average of several tempered trials is flatter than each: one more temperature
         # on the blend sharpens it back (log loss; the argmax, so accuracy, stays)
@@ -112,13 +114,19 @@ class FinalModel:
         return notes
 
     def _guard(self, done: list, oof: list, weights: np.ndarray, blended: np.ndarray,
-               target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               target: np.ndarray, bags: list) -> tuple[np.ndarray, np.ndarray]:
         """``blend_guard``: the best level-1 trial alone unless the blend beats it by more
         than ``blend_guard`` standard errors out of fold.
 
-        The reference is a level-1 trial: a level-2 trial's out-of-fold score is optimistic
-        (it learnt on predictions of models that saw its test folds). ``blend_gain_`` is the
-        gain in standard errors (NaN without a guard or a level-1 trial).
+        The reference is the best level-1 trial: a level-2 trial's out-of-fold score is
+        optimistic
+        (it learnt on predictions of models that saw its test folds). With
+        ``guard_estimate='out_of_bag'`` (and bags) the gain is read on the rows each bag did
+        not select on (:func:`~moensemble.search.selection.out_of_bag_gain`), else on all
+        rows. ``blend_gain_`` is the gain in standard errors (NaN without a guard or a
+        level-1 trial). The trial kept is the best level-1 one or, with ``single_choice``
+        'one_se', the first of the level-1 trials (portfolio order, then search order)
+        within one standard error of it.
         """
         self.blend_gain_ = np.nan
         level1 = [i for i, r in enumerate(done) if r.level == 1]  # done: best first
@@ -129,16 +137,31 @@ class FinalModel:
             return weights, blended
         best = level1[0]
         single = np.asarray(oof[best], dtype=np.float64)
-        self.blend_gain_ = gain_in_standard_errors(blended, single, target, self._task,
-                                                   self._selection_metric())
+        metric = self._selection_metric()
+        self.blend_gain_ = out_of_bag_gain(oof, target, self._task, bags, single, metric) \
+            if self.guard_estimate == "out_of_bag" and bags else np.nan
+        if np.isnan(self.blend_gain_):  # in sample: one bag (or bags covering every row)
+            self.blend_gain_ = gain_in_standard_errors(blended, single, target, self._task,
+                                                       metric)
         if self.blend_gain_ > guard:
             return weights, blended
+        choice = self.single_choice
+        if choice == "auto":
+            choice = "one_se" if self._task == "classification" else "best"
+        why = ""
+        if choice == "one_se":
+            first = simplest_within_one_se([oof[i] for i in level1],
+                                           [done[i].number for i in level1], target,
+                                           self._task, metric)
+            if level1[first] != best:
+                why = f"; within one standard error of {done[best].name}, and earlier"
+            best = level1[first]
         kept = np.zeros_like(weights)
         kept[best] = 1.0
         done[best].note = (done[best].note + "; " if done[best].note else "") + (
             f"kept alone: the blend's out-of-fold gain was {self.blend_gain_:.2f} standard "
-            f"errors (blend_guard={self.blend_guard!r})")
-        return kept, single
+            f"errors (blend_guard={self.blend_guard!r}, {self.guard_estimate}){why}")
+        return kept, np.asarray(oof[best], dtype=np.float64)
 
     def _above_chance(self, done: list, runner: Runner, y, classes) -> list:
         """The trials that score above a constant prediction (class shares, or the mean).

@@ -38,10 +38,13 @@ __all__ = [
     "fit_temperature",
     "gain_in_standard_errors",
     "gain_within_noise",
+    "out_of_bag_gain",
     "per_row_gain",
+    "per_row_loss",
     "prediction_loss",
     "score_predictions",
     "selection_loss",
+    "simplest_within_one_se",
     "temper",
 ]
 
@@ -101,7 +104,7 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
                        bag_fraction: float = 0.5, random_state: Any = None,
                        classes: np.ndarray | None = None,
                        time_limit: float | None = None,
-                       trial_fraction: float = 1.0) -> np.ndarray:
+                       trial_fraction: float = 1.0, return_bags: bool = False):
     """Weights of greedy ensemble selection with replacement over aligned predictions.
 
     Parameters
@@ -134,10 +137,15 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
     trial_fraction : float in (0, 1], default=1.0
         Bagging over trials (Caruana et al. 2006): each bag selects among a random
         share of the trials (at least one), so that no bag's noise fixes the weights.
+    return_bags : bool, default=False
+        Also return each bag's weights and the rows it selected on (for
+        :func:`out_of_bag_gain`); an empty list with one bag.
 
     Returns
     -------
     weights : ndarray of shape (n_trials,), summing to one
+    bags : list of (ndarray of shape (n_trials,), ndarray of row indices)
+        Only with ``return_bags``.
 
     Examples
     --------
@@ -166,22 +174,27 @@ def ensemble_selection(predictions: Sequence[np.ndarray], target: np.ndarray, ta
         def select(p, t):
             return greedy_weights(p, lambda q: loss(q, t), n_iter)
     if n_bags <= 1:
-        return select(preds, target)
+        weights = select(preds, target)
+        return (weights, []) if return_bags else weights
     rng = check_random_state(random_state)
     n_trials, n_rows = preds.shape[:2]
     size = max(1, int(round(bag_fraction * n_rows)))
     n_drawn = max(1, int(round(trial_fraction * n_trials)))
     weights = np.zeros(n_trials)
+    bags = []
     done = 0
     while done < n_bags:
         rows = np.sort(rng.choice(n_rows, size, replace=False))
         trials = np.sort(rng.choice(n_trials, n_drawn, replace=False)) if n_drawn < n_trials \
             else np.arange(n_trials)
-        weights[trials] += select(preds[trials][:, rows], target[rows])
+        bag = np.zeros(n_trials)
+        bag[trials] = select(preds[trials][:, rows], target[rows])
+        weights += bag
+        bags.append((bag, rows))
         done += 1
         if time_limit is not None and time.monotonic() - start > time_limit:
             break
-    return weights / done
+    return (weights / done, bags) if return_bags else weights / done
 
 
 def _batch_loss(metric: Any, task: str):
@@ -208,22 +221,41 @@ def _batch_loss(metric: Any, task: str):
     return None
 
 
-def per_row_gain(blend: np.ndarray, single: np.ndarray, target: np.ndarray, task: str,
+def per_row_loss(pred: np.ndarray, target: np.ndarray, task: str,
                  metric: Any = None) -> np.ndarray:
-    """Per row, how much better ``blend`` is than ``single`` (positive: the blend).
-
-    Accuracy: correct minus correct; other classification metrics: log loss; regression:
-    squared error (summed over the outputs).
-    """
+    """Per row, the loss of ``pred``: an error (0 or 1) under accuracy; other
+    classification metrics: log loss; regression: squared error (summed over the outputs)."""
     if task == "classification":
         if metric == "accuracy":
-            return (np.argmax(blend, axis=1) == target).astype(float) \
-                - (np.argmax(single, axis=1) == target).astype(float)
-        rows = np.arange(len(target))
-        return np.log(np.clip(blend[rows, target], _EPS, 1.0)) \
-            - np.log(np.clip(single[rows, target], _EPS, 1.0))
-    target = target.reshape(len(blend), -1)
-    return ((single - target) ** 2 - (blend - target) ** 2).sum(axis=1)
+            return (np.argmax(pred, axis=1) != target).astype(float)
+        return -np.log(np.clip(pred[np.arange(len(target)), target], _EPS, 1.0))
+    return ((pred - target.reshape(len(pred), -1)) ** 2).sum(axis=1)
+
+
+def per_row_gain(blend: np.ndarray, single: np.ndarray, target: np.ndarray, task: str,
+                 metric: Any = None) -> np.ndarray:
+    """Per row, how much better ``blend`` is than ``single`` (positive: the blend), by
+    :func:`per_row_loss`."""
+    return per_row_loss(single, target, task, metric) - per_row_loss(blend, target, task, metric)
+
+
+def simplest_within_one_se(predictions: Sequence[np.ndarray], order: Sequence[float],
+                           target: np.ndarray, task: str, metric: Any = None) -> int:
+    """Index of the first prediction by ``order`` whose mean per-row loss is at most the
+    best one's plus one standard error of that mean (glmnet's ``lambda.1se``, Breiman et
+    al.'s one-standard-error rule).
+
+    The standard error is the best prediction's own (not of paired differences: two
+    near-identical models differ by a tiny paired standard error, so a paired rule would
+    prefer models unlike the best, not simpler ones).
+    """
+    means = [float(per_row_loss(np.asarray(p, dtype=np.float64), target, task, metric).mean())
+             for p in predictions]
+    best = int(np.argmin(means))
+    rows = per_row_loss(np.asarray(predictions[best], dtype=np.float64), target, task, metric)
+    line = means[best] + float(rows.std(ddof=1)) / np.sqrt(len(rows))
+    return next(i for i in sorted(range(len(means)), key=lambda i: order[i])
+                if means[i] <= line)
 
 
 def gain_in_standard_errors(blend: np.ndarray, single: np.ndarray, target: np.ndarray,
@@ -231,6 +263,40 @@ def gain_in_standard_errors(blend: np.ndarray, single: np.ndarray, target: np.nd
     """The blend's mean per-row gain over ``single`` (:func:`per_row_gain`) divided by the
     standard error of that mean (0 when they never differ)."""
     gain = per_row_gain(blend, single, target, task, metric)
+    mean, spread = float(gain.mean()), float(gain.std(ddof=1)) / np.sqrt(len(gain))
+    if spread == 0.0:
+        return 0.0 if mean == 0.0 else float(np.copysign(np.inf, mean))
+    return mean / spread
+
+
+def out_of_bag_gain(predictions: Sequence[np.ndarray], target: np.ndarray, task: str,
+                    bags: Sequence[tuple[np.ndarray, np.ndarray]], single: np.ndarray,
+                    metric: Any = None) -> float:
+    """The bagged selection's gain over ``single`` on rows it did not select on, in
+    standard errors.
+
+    Each bag's blend (its weights, from :func:`ensemble_selection` ``return_bags``) is
+    compared with ``single`` (:func:`per_row_gain`) on the rows outside the bag; a row's
+    gain is the mean over the bags it was outside of, and the result is the mean gain over
+    those rows divided by its standard error. Unlike :func:`gain_in_standard_errors` on the
+    final blend, the selection does not grade the rows it chose its weights on, so its
+    optimism on small data (picks that fit noise) does not count as gain. NaN without bags.
+    """
+    n_rows = len(target)
+    total, count = np.zeros(n_rows), np.zeros(n_rows)
+    stacked = np.stack([np.asarray(p, dtype=np.float64) for p in predictions])
+    single = np.asarray(single, dtype=np.float64)
+    for weights, rows in bags:
+        out = np.setdiff1d(np.arange(n_rows), rows)
+        if not len(out):
+            continue
+        blend = np.tensordot(weights, stacked[:, out], axes=1)
+        total[out] += per_row_gain(blend, single[out], target[out], task, metric)
+        count[out] += 1
+    seen = count > 0
+    if seen.sum() < 2:
+        return np.nan
+    gain = total[seen] / count[seen]
     mean, spread = float(gain.mean()), float(gain.std(ddof=1)) / np.sqrt(len(gain))
     if spread == 0.0:
         return 0.0 if mean == 0.0 else float(np.copysign(np.inf, mean))
