@@ -69,7 +69,7 @@ from moensemble.search.selection import (
 SETS = ("breast_cancer", "digits", "wine", "diabetes", "wordnet_tfidf")
 #: Checks the selection settings were not tuned on (``--sets iris,regime,mixed_table``).
 HELD_OUT = ("iris", "regime", "mixed_table", "mixed_table_regression")
-SINGLE = {"linear", "knn", "hist_gb", "lightgbm", "extra_trees", "random_forest"}
+SINGLE = {"linear", "kernel_ridge", "knn", "hist_gb", "lightgbm", "extra_trees", "random_forest"}
 SINGLE_SPARSE = {"linear", "naive_bayes", "knn"}  # boosting on 20k TF-IDF columns: minutes
 
 AG_SCRIPT = r"""
