@@ -176,3 +176,21 @@ def test_a_second_view_needs_tfidf_text(tmp_path, capsys):
                  "--output", str(tmp_path / "o"), "--quiet"])
     assert code == 2
     assert "leave it out with --text-features embeddings" in capsys.readouterr().err
+
+
+def test_above_full_cost_rows_the_char_view_keeps_only_a_cheaper_logreg():
+    from moensemble.leaderboard import FULL_COST_ROWS
+
+    X, y = _texts()
+    args = _args(("word", "char"))
+    dataset = with_text_views(_bundled_like(X, y), args)
+    small = dict(build_models({**dataset, "y": np.zeros(FULL_COST_ROWS)}, args))
+    large = dict(build_models({**dataset, "y": np.zeros(117_659)}, args))
+    assert {"logreg_char", "naive_bayes_char"} <= set(small)
+    assert small["logreg_char"][-1].get_params()["max_iter"] == 300
+    assert "naive_bayes_char" not in large
+    assert [n for n, _ in large["stacked"].estimators] == [
+        "logreg", "naive_bayes", "extra_trees", "logreg_char"]
+    char = large["logreg_char"][-1].get_params()
+    assert (char["solver"], char["max_iter"]) == ("saga", 10)
+    assert large["logreg"][-1].get_params()["max_iter"] == 30  # the word view's: as before
