@@ -70,13 +70,14 @@ def test_word_alone_builds_todays_models_parameter_for_parameter():
         "classification", sparse=True, quick=True, moe_members=True, mlp=True, n_rows=len(y),
         random_state=0, features=TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=100,
                                                  ngram_range=(1, 2), dtype=np.float32))
-    for views in (None, ("word",)):  # the option left out, and given
-        dataset = with_text_views(_bundled_like(X, y), _args(views))
-        assert dataset["X"] is X  # the texts as they were: a 1-d array
-        built = build_models(dataset, _args(views))
-        assert [n for n, _ in built] == [n for n, _ in today]
-        for (_, a), (_, b) in zip(built, today, strict=True):
-            assert repr(a.get_params(deep=True)) == repr(b.get_params(deep=True))
+    dataset = with_text_views(_bundled_like(X, y), _args(("word",)))
+    assert dataset["X"] is X  # the texts as they were: a 1-d array
+    built = build_models(dataset, _args(("word",)))
+    assert [n for n, _ in built] == [n for n, _ in today]
+    for (_, a), (_, b) in zip(built, today, strict=True):
+        assert repr(a.get_params(deep=True)) == repr(b.get_params(deep=True))
+    # Without the option: both views.
+    assert with_text_views(_bundled_like(X, y), _args())["views"] == ("word", "char")
 
 
 def test_each_view_has_its_members_and_they_see_different_features():
@@ -194,3 +195,16 @@ def test_above_full_cost_rows_the_char_view_keeps_only_a_cheaper_logreg():
     char = large["logreg_char"][-1].get_params()
     assert (char["solver"], char["max_iter"]) == ("saga", 10)
     assert large["logreg"][-1].get_params()["max_iter"] == 30  # the word view's: as before
+
+
+def test_above_the_default_views_rows_the_default_is_the_word_view_alone():
+    from moensemble.cli.compare import DEFAULT_VIEWS_MAX_ROWS
+
+    X, y = _texts()
+    n = DEFAULT_VIEWS_MAX_ROWS
+    at = _bundled_like(np.resize(X, n), np.resize(y, n))
+    above = _bundled_like(np.resize(X, n + 1), np.resize(y, n + 1))
+    assert with_text_views(at, _args())["views"] == ("word", "char")
+    assert with_text_views(above, _args())["views"] == ("word",)
+    assert with_text_views(above, _args())["X"] is above["X"]  # today's board and input
+    assert with_text_views(above, _args(("word", "char")))["views"] == ("word", "char")

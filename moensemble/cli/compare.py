@@ -41,7 +41,7 @@ from moensemble.cli.common import (
 )
 
 __all__ = ["register", "run", "load_table", "build_models", "select_models",
-           "format_leaderboard", "save_results", "embed_text"]
+           "format_leaderboard", "save_results", "embed_text", "with_text_views"]
 
 DEFAULT_OUTPUT = "moensemble-output"
 DEFAULT_CV = 3
@@ -53,10 +53,12 @@ MODEL_NAMES = {
     "regression": ("ridge", "extra_trees", "weighted", "stacked", "moe", "gated",
                    "stacked_moe"),
 }
-#: The members each further TF-IDF view adds (--text-views), after the word view's.
-VIEW_MODELS = {"classification": ("logreg_{}", "naive_bayes_{}"), "regression": ("ridge_{}",)}
-#: --text-views without the option: the views of every TF-IDF text run.
-DEFAULT_TEXT_VIEWS = ("word",)
+#: --text-views without the option: the views of every TF-IDF text run (on the main job
+#: three ensembles then beat every single model: docs/guide/compare.md).
+DEFAULT_TEXT_VIEWS = ("word", "char")
+#: Above this many rows the default is the word view alone: the char view cost 1.36x the CPU
+#: at 20,000 glosses, and linearly more would take the whole bundled set over 10 minutes.
+DEFAULT_VIEWS_MAX_ROWS = 20_000
 #: Models that run only when --models names them.
 OPTIONAL_MODELS = ("weighted_moe", "mlp")
 #: Why a default model is left out of some runs.
@@ -70,7 +72,8 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "compare",
         help="leaderboard of single models, ensembles and a mixture of experts",
         description="Cross-validate single models, a weighted, a stacked and a gated ensemble, "
-        "a mixture of experts and a stacked ensemble with it as a member on the same folds; "
+        "a mixture of experts and a stacked ensemble with it as a member on the same folds "
+        "(text: members behind a word and a character TF-IDF view); "
         "print the leaderboard and write it (CSV, "
         "JSON) "
         "with PNG plots. Without --data, runs on a subset of the bundled WordNet glosses.",
@@ -92,7 +95,8 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       help="TF-IDF views of the text: 'word' (word 1-2 grams, for every "
                       "model) or 'word,char' (also character 2-5 grams, seen by two more "
                       "members, logreg_char and naive_bayes_char, which the ensembles "
-                      f"combine with the others; default: {','.join(DEFAULT_TEXT_VIEWS)})")
+                      f"combine with the others; default: {','.join(DEFAULT_TEXT_VIEWS)} up "
+                      f"to {DEFAULT_VIEWS_MAX_ROWS:,} rows, word above)")
     data.add_argument("--features", nargs="+", metavar="COL", default=[],
                       help="use only these columns (default: every column but the target, "
                       "each encoded by its detected kind)")
@@ -145,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if args.text_features == "embeddings":
         dataset = embed_text(dataset, say)
     dataset = with_text_views(dataset, args)
+    if args.text_views is None and len(dataset["views"]) == 1:
+        say(f"note: above {DEFAULT_VIEWS_MAX_ROWS:,} rows, the word view only (--text-views)")
     X, y, task = dataset["X"], dataset["y"], dataset["task"]
     check_folds(args.cv, y, task)
     check_values(X, y, args.target, allow_nan=True)  # the table encoder fills gaps
@@ -182,7 +188,6 @@ def run(args: argparse.Namespace) -> int:
     written = save_results(output, board, fold_table, folds, dataset, args, seconds)
     say(f"wrote {', '.join(path.name for path in written)} to {output}/")
     return 0
-
 
 
 @contextlib.contextmanager
@@ -264,7 +269,6 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given")
 
 
-
 def embed_text(dataset: dict, say: Callable[[str], None]) -> dict:
     """Replace the text column by its sentence embeddings (numeric columns kept beside them).
 
@@ -330,26 +334,24 @@ def with_text_views(dataset: dict, args: argparse.Namespace) -> dict:
     """``dataset`` with the TF-IDF views its models use (``"views"``; none without text);
     with several, a 1-d array of texts becomes a one-column frame, ``text``, which
     the ensembles can take (each member picks its view of the column)."""
-    asked = getattr(args, "text_views", None)
-    views = asked or DEFAULT_TEXT_VIEWS
     _check_text_views(args)
+    asked = getattr(args, "text_views", None)
+    views = asked or (DEFAULT_TEXT_VIEWS if len(dataset["y"]) <= DEFAULT_VIEWS_MAX_ROWS
+                      else ("word",))
     if asked and len(asked) > 1 and not dataset["text"]:
         raise UserError(f"--text-views {','.join(asked)} needs a text column "
                         "(--text-column COL, or a column detected as text).")
-    if not dataset["text"]:  # no text left (numbers only, or embeddings)
-        return {**dataset, "views": ()}
-    if len(views) < 2:
-        return {**dataset, "views": views}
-    X = dataset["X"]
-    if not isinstance(X, pd.DataFrame):
-        X = pd.DataFrame({"text": np.asarray(X, dtype=object)})
-        dataset = {**dataset, "text_column": "text"}
+    if not dataset["text"] or len(views) < 2:  # no text left (numbers only, or embeddings)
+        return {**dataset, "views": views if dataset["text"] else ()}
+    if not isinstance(X := dataset["X"], pd.DataFrame):
+        X, dataset = pd.DataFrame({"text": np.asarray(X, dtype=object)}), {
+            **dataset, "text_column": "text"}
     return {**dataset, "X": X, "views": views}
 
 
 def _check_text_views(args: argparse.Namespace) -> None:
-    asked = getattr(args, "text_views", None)
-    if asked and len(asked) > 1 and getattr(args, "text_features", "tfidf") != "tfidf":
+    if len(asked := getattr(args, "text_views", None) or ()) > 1 and getattr(
+            args, "text_features", "tfidf") != "tfidf":
         raise UserError(f"--text-views {','.join(asked)}: the views are TF-IDF ones; leave "
                         "it out with --text-features embeddings.")
 
