@@ -49,7 +49,8 @@ def default_models(
         place of ``features``: each member is a pipeline behind one view, so that the
         ensembles combine members that see different features. The members above (and the
         MoE, and the gated ensemble's router) see the first view; each further view ``v``
-        adds ``logreg_v`` and ``naive_bayes_v`` (``ridge_v`` for regression) after them.
+        adds ``logreg_v`` (10 saga epochs) and ``naive_bayes_v`` (``ridge_v`` for
+        regression) after them; above :data:`FULL_COST_ROWS`, ``logreg_v`` only.
         The ensembles then take the raw input themselves: it must be 2-d (a DataFrame with
         the text column, not a 1-d array of texts). The views' output is taken as sparse.
     n_components : int, default=100
