@@ -86,16 +86,40 @@ def share_fit(estimator: BaseEstimator, memory) -> BaseEstimator:
     return estimator
 
 
-def share_memory(estimator: BaseEstimator, memory) -> BaseEstimator:
+def share_memory(estimator: BaseEstimator, memory, members: frozenset = frozenset()
+                 ) -> BaseEstimator:
     """Clone ``estimator`` with every unset ``memory`` parameter (nested too) set to ``memory``;
-    a single model is then fitted through that cache (:func:`share_fit`)."""
+    a single model is then fitted through that cache (:func:`share_fit`), as one unit when
+    its :func:`joblib.hash` is in ``members`` (an ensemble has that very pipeline as a
+    member: a model behind its own view of the input)."""
+    estimator = _with_memory(estimator, memory)
+    if joblib.hash(estimator) in members and is_single(estimator):
+        return SharedFitModel([("model", estimator)], memory=memory)
+    return share_fit(estimator, memory)
+
+
+def share_all(pairs: list, memory) -> list:
+    """:func:`share_memory` of every ``(name, estimator)``, knowing the ensembles' members."""
+    members = frozenset(joblib.hash(member) for _, est in pairs
+                        for _, member in _members(_with_memory(est, memory)))
+    return [(name, share_memory(est, memory, members)) for name, est in pairs]
+
+
+def _with_memory(estimator: BaseEstimator, memory) -> BaseEstimator:
+    """A clone with every unset ``memory`` set, the ensembles' members' too (an ensemble's
+    ``get_params`` does not reach into its members), so that a member and the same single
+    model hash alike."""
     estimator = clone(estimator)
     keys = [k for k, v in estimator.get_params(deep=True).items()
             if (k == "memory" or k.endswith("__memory")) and v is None]
     # Outer keys first: setting a composite's parameter may replace its nested objects.
     for key in sorted(keys, key=lambda k: k.count("__")):
         estimator.set_params(**{key: memory})
-    return share_fit(estimator, memory)
+    members = _members(estimator)
+    if members:
+        _split(estimator)[1].set_params(
+            estimators=[(name, _with_memory(member, memory)) for name, member in members])
+    return estimator
 
 
 # ---- the parallel plan -----------------------------------------------------------------------

@@ -37,7 +37,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_consistent_length, check_memory
 
-from moensemble._compare_jobs import SharedFitModel, run_parallel, share_memory
+from moensemble._compare_jobs import SharedFitModel, run_parallel, share_all
 from moensemble._default_models import FULL_COST_ROWS, default_models, scaled_settings
 from moensemble._validation import check_estimators
 from moensemble.folds import evaluate_folds, max_violation, predict_aligned
@@ -170,7 +170,7 @@ def compare(
     location = tempfile.mkdtemp(prefix="moensemble-cache-") if owned else None
     try:
         cache = check_memory(Memory(location, verbose=0) if owned else memory)
-        pairs = [(name, share_memory(est, cache)) for name, est in pairs]
+        pairs = share_all(pairs, cache)
         rows = _run(pairs, X, y, folds, classes, task, scorers, error_score, n_jobs, progress,
                     keep, cache)
     finally:

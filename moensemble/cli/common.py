@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["UserError", "EXIT_USAGE", "DEFAULT_N_SAMPLES", "HelpFormatter", "int_at_least",
-           "positive_int", "fold_count", "n_jobs", "positive_seconds", "seed", "OneLineParser",
+           "positive_int", "fold_count", "n_jobs", "positive_seconds", "seed", "text_views",
+           "OneLineParser",
            "check_folds", "check_values", "printer", "load_data", "read_table", "target_of"]
 
 EXIT_USAGE = 2
@@ -100,6 +101,21 @@ def n_jobs(text: str) -> int:
         raise argparse.ArgumentTypeError("expected a non-zero integer (1: one process, -1: "
                                          "every core), got 0")
     return value
+
+
+#: The values ``--text-views`` takes: the word view first (every member's but the extra
+#: views' own), then the views whose members it adds.
+TEXT_VIEW_CHOICES = ("word", "word,char")
+
+
+def text_views(text: str) -> tuple[str, ...]:
+    """``--text-views``: ``word`` or ``word,char`` (the TF-IDF views of the text)."""
+    views = tuple(v.strip().lower() for v in text.split(","))
+    if ",".join(views) not in TEXT_VIEW_CHOICES:
+        raise argparse.ArgumentTypeError(
+            f"expected {' or '.join(TEXT_VIEW_CHOICES)} (comma-separated TF-IDF views, word "
+            f"first), got {text!r}")
+    return views
 
 
 def seed(text: str) -> int:

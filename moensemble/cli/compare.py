@@ -37,10 +37,11 @@ from moensemble.cli.common import (
     seed,
     subset_size,
     target_of,
+    text_views,
 )
 
 __all__ = ["register", "run", "load_table", "build_models", "select_models",
-           "format_leaderboard", "save_results", "embed_text"]
+           "format_leaderboard", "save_results", "embed_text", "with_text_views"]
 
 DEFAULT_OUTPUT = "moensemble-output"
 DEFAULT_CV = 3
@@ -52,6 +53,12 @@ MODEL_NAMES = {
     "regression": ("ridge", "extra_trees", "weighted", "stacked", "moe", "gated",
                    "stacked_moe"),
 }
+#: --text-views without the option: the views of every TF-IDF text run (on the main job
+#: three ensembles then beat every single model: docs/guide/compare.md).
+DEFAULT_TEXT_VIEWS = ("word", "char")
+#: Above this many rows the default is the word view alone: the char view cost 1.36x the CPU
+#: at 20,000 glosses, and linearly more would take the whole bundled set over 10 minutes.
+DEFAULT_VIEWS_MAX_ROWS = 20_000
 #: Models that run only when --models names them.
 OPTIONAL_MODELS = ("weighted_moe", "mlp")
 #: Why a default model is left out of some runs.
@@ -65,7 +72,8 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "compare",
         help="leaderboard of single models, ensembles and a mixture of experts",
         description="Cross-validate single models, a weighted, a stacked and a gated ensemble, "
-        "a mixture of experts and a stacked ensemble with it as a member on the same folds; "
+        "a mixture of experts and a stacked ensemble with it as a member on the same folds "
+        "(text: members behind a word and a character TF-IDF view); "
         "print the leaderboard and write it (CSV, "
         "JSON) "
         "with PNG plots. Without --data, runs on a subset of the bundled WordNet glosses.",
@@ -83,6 +91,12 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       "'embeddings': 384-d all-MiniLM-L6-v2 sentence embeddings, computed "
                       "once before the folds (a pretrained encoder learns nothing from the "
                       "rows; needs the 'text' extra)")
+    data.add_argument("--text-views", type=text_views, metavar="VIEWS",
+                      help="TF-IDF views of the text: 'word' (word 1-2 grams, for every "
+                      "model) or 'word,char' (also character 2-5 grams, seen by two more "
+                      "members, logreg_char and naive_bayes_char, which the ensembles "
+                      f"combine with the others; default: {','.join(DEFAULT_TEXT_VIEWS)} up "
+                      f"to {DEFAULT_VIEWS_MAX_ROWS:,} rows, word above)")
     data.add_argument("--features", nargs="+", metavar="COL", default=[],
                       help="use only these columns (default: every column but the target, "
                       "each encoded by its detected kind)")
@@ -98,7 +112,9 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                      "only); for a regression target "
                      f"{', '.join(MODEL_NAMES['regression'])}; and, only when named, "
                      "weighted_moe (the weighted ensemble with the MoE as a member) and mlp "
-                     "(the MoE's dense peer: one expert of equal active parameters)")
+                     "(the MoE's dense peer: one expert of equal active parameters); with "
+                     "--text-views word,char also logreg_char and naive_bayes_char "
+                     "(ridge_char for a regression target)")
     options.add_argument("--cv", type=fold_count, default=DEFAULT_CV, metavar="K",
                      help="outer cross-validation folds (the ensembles use 3 inner folds; "
                      "above 10,000 rows 2, with fewer epochs and trees: see the compare guide)")
@@ -125,12 +141,16 @@ def run(args: argparse.Namespace) -> int:
     from moensemble.leaderboard import compare, make_folds
 
     say = printer(args.quiet)
+    _check_text_views(args)  # before the data are read (and embedded)
     output = _prepare_output(args.output)
     dataset = load_data(args) if args.data is None else load_table(args)
     if "kinds" in dataset:
         say(format_kinds(dataset["kinds"]))  # before the embeddings replace the text
     if args.text_features == "embeddings":
         dataset = embed_text(dataset, say)
+    dataset = with_text_views(dataset, args)
+    if args.text_views is None and len(dataset["views"]) == 1:
+        say(f"note: above {DEFAULT_VIEWS_MAX_ROWS:,} rows, the word view only (--text-views)")
     X, y, task = dataset["X"], dataset["y"], dataset["task"]
     check_folds(args.cv, y, task)
     check_values(X, y, args.target, allow_nan=True)  # the table encoder fills gaps
@@ -168,7 +188,6 @@ def run(args: argparse.Namespace) -> int:
     written = save_results(output, board, fold_table, folds, dataset, args, seconds)
     say(f"wrote {', '.join(path.name for path in written)} to {output}/")
     return 0
-
 
 
 @contextlib.contextmanager
@@ -250,7 +269,6 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given")
 
 
-
 def embed_text(dataset: dict, say: Callable[[str], None]) -> dict:
     """Replace the text column by its sentence embeddings (numeric columns kept beside them).
 
@@ -312,6 +330,49 @@ def _embed_table_text(dataset: dict, say: Callable[[str], None]) -> dict:
 # ---- models ----------------------------------------------------------------------------------
 
 
+def with_text_views(dataset: dict, args: argparse.Namespace) -> dict:
+    """``dataset`` with the TF-IDF views its models use (``"views"``; none without text);
+    with several, a 1-d array of texts becomes a one-column frame, ``text``, which
+    the ensembles can take (each member picks its view of the column)."""
+    _check_text_views(args)
+    asked = getattr(args, "text_views", None)
+    views = asked or (DEFAULT_TEXT_VIEWS if len(dataset["y"]) <= DEFAULT_VIEWS_MAX_ROWS
+                      else ("word",))
+    if asked and len(asked) > 1 and not dataset["text"]:
+        raise UserError(f"--text-views {','.join(asked)} needs a text column "
+                        "(--text-column COL, or a column detected as text).")
+    if not dataset["text"] or len(views) < 2:  # no text left (numbers only, or embeddings)
+        return {**dataset, "views": views if dataset["text"] else ()}
+    if not isinstance(X := dataset["X"], pd.DataFrame):
+        X, dataset = pd.DataFrame({"text": np.asarray(X, dtype=object)}), {
+            **dataset, "text_column": "text"}
+    return {**dataset, "X": X, "views": views}
+
+
+def _check_text_views(args: argparse.Namespace) -> None:
+    if len(asked := getattr(args, "text_views", None) or ()) > 1 and getattr(
+            args, "text_features", "tfidf") != "tfidf":
+        raise UserError(f"--text-views {','.join(asked)}: the views are TF-IDF ones; leave "
+                        "it out with --text-features embeddings.")
+
+
+def _view_transformers(dataset: dict, args: argparse.Namespace, main) -> dict:
+    """``{view: transformer}`` of ``dataset["views"]``: ``main`` (the word view: the TF-IDF
+    or the table encoder), then each further view of the text column(s)."""
+    from sklearn.pipeline import FeatureUnion
+
+    from moensemble.text import tfidf_view
+
+    columns = ([c for c, kind in dataset["kinds"].items() if kind == "text"]
+               if "kinds" in dataset else [dataset["text_column"]])
+    views = {dataset["views"][0]: main}
+    for view in dataset["views"][1:]:
+        parts = [tfidf_view(view, max_features=args.max_features, column=c) for c in columns]
+        views[view] = parts[0] if len(parts) == 1 else FeatureUnion(
+            [(f"{view}_{c}", part) for c, part in zip(columns, parts, strict=True)])
+    return views
+
+
 def build_models(dataset: dict, args: argparse.Namespace) -> list:
     """Default models behind the features as sklearn pipelines.
 
@@ -335,6 +396,11 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
         encoder = TableEncoder(kinds=dataset["kinds"], scale="minmax",
                                text_max_features=args.max_features,
                                random_state=args.random_state)
+        if len(dataset.get("views", ())) > 1:
+            return default_models(dataset["task"],
+                                  views=_view_transformers(dataset, args, encoder),
+                                  quick=True, moe_members=True, mlp=True,
+                                  n_rows=_n_rows(dataset), random_state=args.random_state)
         if dataset.get("embedding_columns"):  # one numeric block, scaled as the encoder does
             encoder = ColumnTransformer(
                 [("table", encoder, list(dataset["kinds"])),
@@ -346,6 +412,13 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
     tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=args.max_features,
                             ngram_range=(1, 2), dtype=np.float32)
     numeric = make_pipeline(SimpleImputer(), MinMaxScaler(clip=True))
+    if len(dataset.get("views", ())) > 1:
+        from moensemble.text import tfidf_view
+
+        word = tfidf_view("word", max_features=args.max_features, column=dataset["text_column"])
+        return default_models(dataset["task"], views=_view_transformers(dataset, args, word),
+                              quick=True, moe_members=True, mlp=True, n_rows=_n_rows(dataset),
+                              random_state=args.random_state)
     if dataset["text"] and not dataset["numeric"]:
         features, sparse = tfidf, True
     elif dataset["text"]:
@@ -492,6 +565,7 @@ def _report_json(board: pd.DataFrame, scores: pd.DataFrame, dataset: dict,
         "cv": args.cv,
         "text_features": (args.text_features if args.data is None or dataset["text_column"]
                           else None),
+        "text_views": list(dataset.get("views") or ()) or None,  # None: no TF-IDF text
         "column_kinds": dataset.get("detected_kinds"),
         "random_state": args.random_state,
         "seconds": round(seconds, 2),

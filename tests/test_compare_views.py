@@ -1,0 +1,211 @@
+"""`moensemble compare --text-views`: members behind different TF-IDF views of the text."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from moensemble import compare
+from moensemble.cli import main
+from moensemble.cli.compare import build_models, with_text_views
+from moensemble.ensemble import StackingEnsembleClassifier, WeightedEnsembleClassifier
+from moensemble.leaderboard import default_models
+from moensemble.text import tfidf_view
+
+
+class CountingClassifier(ClassifierMixin, BaseEstimator):
+    """Logistic regression that appends a line to ``log`` on every fit (process-safe)."""
+
+    def __init__(self, log: str = ""):
+        self.log = log
+
+    def fit(self, X, y):
+        with open(self.log, "a") as f:
+            f.write(f"{len(y)}\n")
+        self.model_ = LogisticRegression(C=10.0, max_iter=500).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+TOPICS = {"sport": "ball goals teams matched players", "food": "bread cheeses soups tasted",
+          "music": "songs guitars bands tunes singing"}
+
+
+def _texts(n_per_class: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for label, words in TOPICS.items():
+        for _ in range(n_per_class):
+            texts.append(" ".join(rng.choice(words.split() + ["the", "a", "very"], size=6)))
+            labels.append(label)
+    return np.array(texts, dtype=object), np.array(labels)
+
+
+def _args(views=None, **extra) -> argparse.Namespace:
+    return argparse.Namespace(max_features=100, random_state=0, text_views=views,
+                              text_features="tfidf", **extra)
+
+
+def _bundled_like(X, y) -> dict:
+    return {"X": X, "y": y, "task": "classification", "text": True, "numeric": [],
+            "text_column": None}
+
+
+def test_word_alone_builds_todays_models_parameter_for_parameter():
+    X, y = _texts()
+    today = default_models(
+        "classification", sparse=True, quick=True, moe_members=True, mlp=True, n_rows=len(y),
+        random_state=0, features=TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=100,
+                                                 ngram_range=(1, 2), dtype=np.float32))
+    dataset = with_text_views(_bundled_like(X, y), _args(("word",)))
+    assert dataset["X"] is X  # the texts as they were: a 1-d array
+    built = build_models(dataset, _args(("word",)))
+    assert [n for n, _ in built] == [n for n, _ in today]
+    for (_, a), (_, b) in zip(built, today, strict=True):
+        assert repr(a.get_params(deep=True)) == repr(b.get_params(deep=True))
+    # Without the option: both views.
+    assert with_text_views(_bundled_like(X, y), _args())["views"] == ("word", "char")
+
+
+def test_each_view_has_its_members_and_they_see_different_features():
+    X, y = _texts()
+    dataset = with_text_views(_bundled_like(X, y), _args(("word", "char")))
+    assert list(dataset["X"].columns) == ["text"] and len(dataset["X"]) == len(y)
+    models = dict(build_models(dataset, _args(("word", "char"))))
+    assert list(models) == ["logreg", "naive_bayes", "extra_trees", "logreg_char",
+                            "naive_bayes_char", "weighted", "stacked", "moe", "gated",
+                            "weighted_moe", "stacked_moe", "mlp"]
+    # The ensembles combine the members of both views, on the raw text column.
+    for name in ("weighted", "stacked", "gated"):
+        assert [n for n, _ in models[name].estimators] == [
+            "logreg", "naive_bayes", "extra_trees", "logreg_char", "naive_bayes_char"]
+    assert [n for n, _ in models["stacked_moe"].estimators][-1] == "moe"
+    frame = dataset["X"]
+    word = models["logreg"][0].fit(frame).get_feature_names_out()
+    char = models["logreg_char"][0].fit(frame).get_feature_names_out()
+    words = {w for t in X for w in t.split()}
+    assert all(set(term.split("__")[-1].split()) <= words for term in word)
+    assert all(len(term.split("__")[-1]) <= 5 for term in char)  # 2-5 character grams
+    assert not set(word) & set(char)
+    # The word members and the MoE see the word view; the gated router sees it too.
+    assert models["naive_bayes"].steps[0][0] == models["moe"].steps[0][0] == "word"
+    assert models["naive_bayes_char"].steps[0][0] == "char"
+    router = models["gated"].router_preprocessor
+    assert repr(router[0].get_params()) == repr(models["logreg"][0].get_params())
+    # The char view's logistic regression: 10 saga epochs (its 16x non-zeros), same C.
+    char = models["logreg_char"][-1].get_params()
+    assert (char["solver"], char["max_iter"], char["C"]) == ("saga", 10, 10.0)
+    assert models["logreg"][-1].get_params()["solver"] == "lbfgs"  # the word view's: today's
+
+
+def test_a_table_with_text_gets_char_ngrams_of_its_text_columns_beside_the_encoder():
+    from moensemble.features import TableEncoder
+
+    X, y = _texts()
+    frame = pd.DataFrame({"review": X, "price": np.arange(len(y), dtype=float)})
+    frame.loc[3, "review"] = np.nan  # a missing text counts as empty
+    dataset = {"X": frame, "y": y, "task": "classification", "text": True,
+               "kinds": {"review": "text", "price": "numeric"}, "text_column": "review",
+               "numeric": ["price"]}
+    dataset = with_text_views(dataset, _args(("word", "char")))
+    assert dataset["X"] is frame
+    models = dict(build_models(dataset, _args(("word", "char"))))
+    assert isinstance(models["logreg"][0], TableEncoder)
+    char = models["logreg_char"][0].fit_transform(frame)
+    assert char.shape[0] == len(frame) and char[3].nnz == 0 and char[4].nnz > 0
+
+
+def test_the_cache_fits_each_member_once_per_fold_across_views_and_ensembles(tmp_path):
+    X, y = _texts(20)
+    frame = pd.DataFrame({"text": X})
+    log = tmp_path / "fits.log"
+    views = {"word": tfidf_view("word", column="text"), "char": tfidf_view("char", column="text")}
+    members = [(name, Pipeline([(view, views[view]), ("model", CountingClassifier(str(log)))]))
+               for name, view in [("a", "word"), ("a_char", "char")]]
+    models = [*members,
+              ("weighted", WeightedEnsembleClassifier(members, cv=2, random_state=0)),
+              ("stacked", StackingEnsembleClassifier(members, cv=2, random_state=0))]
+    for n_jobs in (1, 2):
+        log.write_text("")
+        board = compare(models, frame, y, cv=3, progress=False, n_jobs=n_jobs)
+        # Per outer fold and member: 2 inner fits and one refit, which is also the single
+        # model's fit; the second ensemble reads all of them back. 2 x 3, not 2 x 7.
+        assert len(log.read_text().splitlines()) == 3 * 2 * 3
+        assert board["accuracy_mean"].notna().all()
+
+
+def test_end_to_end_on_the_bundled_glosses_with_two_views(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["compare", "--n-samples", "300", "--cv", "2", "--output", str(out), "--quiet",
+                 "--text-views", "word,char", "--models", "logreg,logreg_char,weighted"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "leaderboard.json").read_text())
+    assert report["text_views"] == ["word", "char"]
+    board = pd.read_csv(out / "leaderboard.csv", index_col="model")
+    assert set(board.index) == {"logreg", "logreg_char", "weighted"}
+    # Two different views of the same texts: different scores.
+    assert board.loc["logreg", "log_loss_mean"] != board.loc["logreg_char", "log_loss_mean"]
+
+
+@pytest.mark.parametrize("value", ["char", "word,word", "char,word", "words", ""])
+def test_bad_text_views_are_refused_naming_the_option(value, tmp_path, capsys):
+    assert main(["compare", "--text-views", value, "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "argument --text-views: expected word or word,char" in err[0]
+
+
+def test_a_second_view_needs_tfidf_text(tmp_path, capsys):
+    table = pd.DataFrame({"a": np.arange(40.0), "label": [0, 1] * 20})
+    path = tmp_path / "numbers.csv"
+    table.to_csv(path, index=False)
+    code = main(["compare", "--data", str(path), "--target", "label", "--text-views",
+                 "word,char", "--output", str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    assert "--text-views word,char needs a text column" in capsys.readouterr().err
+    code = main(["compare", "--text-features", "embeddings", "--text-views", "word,char",
+                 "--output", str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    assert "leave it out with --text-features embeddings" in capsys.readouterr().err
+
+
+def test_above_full_cost_rows_the_char_view_keeps_only_a_cheaper_logreg():
+    from moensemble.leaderboard import FULL_COST_ROWS
+
+    X, y = _texts()
+    args = _args(("word", "char"))
+    dataset = with_text_views(_bundled_like(X, y), args)
+    small = dict(build_models({**dataset, "y": np.zeros(FULL_COST_ROWS)}, args))
+    large = dict(build_models({**dataset, "y": np.zeros(117_659)}, args))
+    assert {"logreg_char", "naive_bayes_char"} <= set(small)
+    assert "naive_bayes_char" not in large
+    assert [n for n, _ in large["stacked"].estimators] == [
+        "logreg", "naive_bayes", "extra_trees", "logreg_char"]
+    char = large["logreg_char"][-1].get_params()
+    assert (char["solver"], char["max_iter"]) == ("saga", 10)
+    assert large["logreg"][-1].get_params()["max_iter"] == 30  # the word view's: as before
+
+
+def test_above_the_default_views_rows_the_default_is_the_word_view_alone():
+    from moensemble.cli.compare import DEFAULT_VIEWS_MAX_ROWS
+
+    X, y = _texts()
+    n = DEFAULT_VIEWS_MAX_ROWS
+    at = _bundled_like(np.resize(X, n), np.resize(y, n))
+    above = _bundled_like(np.resize(X, n + 1), np.resize(y, n + 1))
+    assert with_text_views(at, _args())["views"] == ("word", "char")
+    assert with_text_views(above, _args())["views"] == ("word",)
+    assert with_text_views(above, _args())["X"] is above["X"]  # today's board and input
+    assert with_text_views(above, _args(("word", "char")))["views"] == ("word", "char")
