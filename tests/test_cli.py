@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from moensemble.cli import main
-from moensemble.cli.compare import _write_atomic
+from moensemble.cli._output import _write_atomic
 
 FAST = ["--cv", "2", "--quiet"]
 
