@@ -134,19 +134,18 @@ def run(K: int, d: int, noise: float, seed: int, args) -> dict:
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def grid_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The grid's options, shared with the other regime prototypes."""
     parser.add_argument("--cells", nargs="+", default=["4,10", "4,30", "8,10", "8,30"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.1])
-    parser.add_argument("--moe", type=ast.literal_eval, default={})
-    parser.add_argument("--variants", nargs="+", default=["default", "lrp"])
-    parser.add_argument("--at", type=float, default=0.5)
-    parser.add_argument("--anchors", type=int, default=300)
-    parser.add_argument("--neighbors", type=int, default=80)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    return parser
+
+
+def run_grid(args, run) -> None:
+    """``run(K, d, noise, seed, args)`` over the grid; print each row, then the cell means."""
     torch.set_num_threads(args.threads)
     rows = []
     for cell, noise in itertools.product(args.cells, args.noise):
@@ -161,6 +160,16 @@ def main() -> None:
     print(cells.round(3).to_string())
     print("mean over the cells:")
     print(cells.mean().round(4).to_string())
+
+
+def main() -> None:
+    parser = grid_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument("--moe", type=ast.literal_eval, default={})
+    parser.add_argument("--variants", nargs="+", default=["default", "lrp"])
+    parser.add_argument("--at", type=float, default=0.5)
+    parser.add_argument("--anchors", type=int, default=300)
+    parser.add_argument("--neighbors", type=int, default=80)
+    run_grid(parser.parse_args(), run)
 
 
 if __name__ == "__main__":

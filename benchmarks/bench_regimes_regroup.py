@@ -29,21 +29,16 @@ Run: ``PYTHONPATH=. python benchmarks/bench_regimes_regroup.py --seeds 0 1
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 
 import numpy as np
-import pandas as pd
-import torch
-from sklearn.metrics import adjusted_rand_score
+from bench_regimes_partition import N_TEST, grid_arguments, run_grid, top1_ari
 from sklearn.neighbors import NearestNeighbors
 
 from moensemble.datasets import make_regime_classification
 from moensemble.moe import MoEClassifier
 from moensemble.moe._em import expert_log_likelihoods
 from moensemble.moe._partition import LocalRulePartition, fit_router_to, standardised
-
-N_TEST = 2000
 
 
 def regroup_by_experts(module, dataset, X, features, n_neighbors: int = 30) -> np.ndarray:
@@ -97,11 +92,6 @@ def make_variant(name: str, seed: int):
     return MoEClassifier(random_state=seed, callbacks=[cb])
 
 
-def top1_ari(est, X, regimes) -> float:
-    indices, gates = est.route(X)
-    return float(adjusted_rand_score(regimes, indices[np.arange(len(X)), gates.argmax(1)]))
-
-
 def run(K: int, d: int, noise: float, seed: int, args) -> dict:
     X, y, reg, bayes = make_regime_classification(
         args.n_train + N_TEST, n_features=d, n_regimes=K, noise=noise,
@@ -123,28 +113,9 @@ def run(K: int, d: int, noise: float, seed: int, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", nargs="+", default=["4,10", "4,30", "8,10", "8,30"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--n-train", type=int, default=3000)
-    parser.add_argument("--noise", type=float, nargs="+", default=[0.1])
+    parser = grid_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--variants", nargs="+", default=["default", "lr"])
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    rows = []
-    for cell, noise in itertools.product(args.cells, args.noise):
-        K, d = (int(v) for v in cell.split(","))
-        for seed in args.seeds:
-            rows.append(run(K, d, noise, seed, args))
-            print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()},
-                  flush=True)
-    frame = pd.DataFrame(rows)
-    pd.set_option("display.width", 250)
-    cells = frame.drop(columns="seed").groupby(["K", "d", "noise"]).mean()
-    print(cells.round(3).to_string())
-    print("mean over the cells:")
-    print(cells.mean().round(4).to_string())
+    run_grid(parser.parse_args(), run)
 
 
 if __name__ == "__main__":
