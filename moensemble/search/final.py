@@ -119,8 +119,7 @@ class FinalModel:
         than ``blend_guard`` standard errors out of fold.
 
         The reference is the best level-1 trial: a level-2 trial's out-of-fold score is
-        optimistic
-        (it learnt on predictions of models that saw its test folds). With
+        optimistic (it learnt on predictions of models that saw its test folds). With
         ``guard_estimate='out_of_bag'`` (and bags) the gain is read on the rows each bag did
         not select on (:func:`~moensemble.search.selection.out_of_bag_gain`), else on all
         rows. ``blend_gain_`` is the gain in standard errors (NaN without a guard or a

@@ -262,11 +262,7 @@ def gain_in_standard_errors(blend: np.ndarray, single: np.ndarray, target: np.nd
                             task: str, metric: Any = None) -> float:
     """The blend's mean per-row gain over ``single`` (:func:`per_row_gain`) divided by the
     standard error of that mean (0 when they never differ)."""
-    gain = per_row_gain(blend, single, target, task, metric)
-    mean, spread = float(gain.mean()), float(gain.std(ddof=1)) / np.sqrt(len(gain))
-    if spread == 0.0:
-        return 0.0 if mean == 0.0 else float(np.copysign(np.inf, mean))
-    return mean / spread
+    return _in_standard_errors(per_row_gain(blend, single, target, task, metric))
 
 
 def out_of_bag_gain(predictions: Sequence[np.ndarray], target: np.ndarray, task: str,
@@ -296,7 +292,12 @@ def out_of_bag_gain(predictions: Sequence[np.ndarray], target: np.ndarray, task:
     seen = count > 0
     if seen.sum() < 2:
         return np.nan
-    gain = total[seen] / count[seen]
+    return _in_standard_errors(total[seen] / count[seen])
+
+
+def _in_standard_errors(gain: np.ndarray) -> float:
+    """The mean of the per-row ``gain`` over its standard error (0 when it never differs
+    from 0; +-inf when it is constant and not 0)."""
     mean, spread = float(gain.mean()), float(gain.std(ddof=1)) / np.sqrt(len(gain))
     if spread == 0.0:
         return 0.0 if mean == 0.0 else float(np.copysign(np.inf, mean))
