@@ -145,7 +145,7 @@ def default_models(
 FULL_COST_ROWS = 10_000
 
 
-def scaled_settings(n_rows: int | None, *, quick: bool = True) -> dict[str, int | str]:
+def scaled_settings(n_rows: int | None, *, quick: bool = True) -> dict:
     """What :func:`default_models` changes for ``n_rows`` rows, to bound a fit's work.
 
     Empty up to :data:`FULL_COST_ROWS` rows (or without ``n_rows``). Above, with
@@ -166,7 +166,7 @@ def scaled_settings(n_rows: int | None, *, quick: bool = True) -> dict[str, int 
     return {"cv": 2, "moe_max_epochs": max(4, math.ceil((20 if quick else 50) * s)),
             "gated_max_epochs": max(10, math.ceil(100 * s)),
             "n_trees": max(25, math.ceil((100 if quick else 300) * s)),
-            "logreg_solver": "saga", "view_members": "logreg,ridge"}
+            "logreg_solver": "saga", "view_members": ("logreg", "ridge")}
 
 
 def _members(task: str, *, sparse: bool, n_components: int, quick: bool,
@@ -231,7 +231,7 @@ def _members_per_view(task: str, members: list, views: dict, scale: dict,
     (first, view), *others = views.items()
     extra = ("logreg", "naive_bayes") if task == "classification" else ("ridge",)
     if "view_members" in scale:
-        extra = tuple(name for name in extra if name in scale["view_members"].split(","))
+        extra = tuple(name for name in extra if name in scale["view_members"])
     out = [(name, _behind(first, view, est)) for name, est in members]
     for other, other_view in others:
         for name, est in members:
