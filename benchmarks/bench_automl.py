@@ -85,7 +85,18 @@ import numpy as np, pandas as pd
 warnings.filterwarnings("ignore")
 from autogluon.tabular import TabularPredictor
 src, budget, task, out = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-train, test = pd.read_pickle(src + "/train.pkl"), pd.read_pickle(src + "/test.pkl")
+# CSV, not pickle: the two environments' pandas versions differ (a pickled categorical
+# column of pandas 3 does not load in pandas 2); the categorical columns are named aside
+kinds = json.load(open(src + "/kinds.json"))
+def read(name):
+    frame = pd.read_csv(src + name, keep_default_na=False, na_values=[""],
+                        dtype={c: str for c in kinds["categorical"] + kinds["text"]})
+    for c in kinds["categorical"]:
+        frame[c] = frame[c].astype("category")
+    if kinds["classification"]:
+        frame["target"] = frame["target"].astype(str)
+    return frame
+train, test = read("/train.csv"), read("/test.csv")
 problem = "regression" if task == "regression" else None
 tic = time.perf_counter()
 predictor = TabularPredictor(label="target", problem_type=problem, path=out, verbosity=0)
@@ -210,8 +221,16 @@ def baselines(task, X_train, y_train, X_test, y_test, sparse, seed):
 
 def autogluon(python, task, train_frame, test_frame, y_test, budget):
     with tempfile.TemporaryDirectory() as tmp:
-        train_frame.to_pickle(f"{tmp}/train.pkl")
-        test_frame.to_pickle(f"{tmp}/test.pkl")
+        train_frame.to_csv(f"{tmp}/train.csv", index=False)
+        test_frame.to_csv(f"{tmp}/test.csv", index=False)
+        columns = [c for c in train_frame.columns if c != "target"]
+        categorical = [c for c in columns
+                       if isinstance(train_frame[c].dtype, pd.CategoricalDtype)]
+        text = [c for c in columns if c not in categorical
+                and not pd.api.types.is_numeric_dtype(train_frame[c])]
+        with open(f"{tmp}/kinds.json", "w") as f:
+            json.dump({"categorical": categorical, "text": text,
+                       "classification": task != "regression"}, f)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
         done = subprocess.run([python, "-c", AG_SCRIPT, tmp, str(budget), task, f"{tmp}/ag"],
