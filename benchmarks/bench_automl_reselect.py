@@ -135,6 +135,38 @@ def singles(paths) -> None:
           .mean().to_string(float_format="%.4f"))
 
 
+def refits(paths) -> None:
+    """Each best-single candidate trial of the fits (bench_automl's ``single_members``):
+    its bag of fold models against the same configuration refit on the whole training
+    part, on the hold-out (``kept``: the fit's final model was that trial alone)."""
+    from bench_automl import single_members  # this folder is on sys.path as a script
+
+    rows = []
+    for path in paths:
+        with open(path, "rb") as f:
+            fit = pickle.load(f)
+        if fit.get("X_train") is None or fit["data"] == "wordnet_tfidf":
+            continue
+        trials = {t["name"]: t for t in fit["trials"]}
+        members = single_members(fit["task"], False, fit["seed"],
+                                 isinstance(fit["X_train"], pd.DataFrame))
+        for name, est in members:
+            if name not in trials:
+                continue
+            model = clone(est).fit(fit["X_train"], fit["y_train"])
+            refit = model.predict_proba(fit["X_test"]) if fit["task"] == "classification" \
+                else model.predict(fit["X_test"]).reshape(-1, 1)
+            rows.append({"data": fit["data"], "seed": fit["seed"], "trial": name,
+                         "kept": list(fit["weights"]) == [name],
+                         "bag": hold_out(fit, np.asarray(trials[name]["test"], np.float64)),
+                         "refit": hold_out(fit, np.asarray(refit, np.float64))})
+    table = pd.DataFrame(rows)
+    table["refit - bag"] = table["refit"] - table["bag"]
+    print(table.to_string(index=False, float_format="%.4f"))
+    print(table.groupby(["data", "trial"])["refit - bag"].agg(["mean", "min", "max", "count"])
+          .to_string(float_format="%.4f"))
+
+
 def extra_trials(fit) -> list[dict]:
     """The ``extra_models`` as trials of this fit: fitted on its outer folds, a bag each."""
     X, y, X_te = fit["X_train"], np.asarray(fit["y_train"], dtype=float), fit["X_test"]
@@ -345,7 +377,13 @@ def main() -> None:
     parser.add_argument("--singles", action="store_true",
                         help="only the single regression models of lever 3, on the dumps' "
                              "folds and splits")
+    parser.add_argument("--refits", action="store_true",
+                        help="only each best-single candidate trial's bag against its refit "
+                             "on the whole training part, on the dumps' hold-outs")
     args = parser.parse_args()
+    if args.refits:
+        refits(sorted(glob.glob(f"{args.folder}/*.pkl")))
+        return
     if args.singles:
         singles(sorted(glob.glob(f"{args.folder}/*.pkl")))
         return
