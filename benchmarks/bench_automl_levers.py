@@ -101,10 +101,10 @@ def scores(task, model, X, y, classes):
 
 
 def split(name, seed):
-    if name in ("digits", "wordnet_tfidf"):  # bench_automl's sets (the text as TF-IDF)
-        import bench_automl
+    import bench_automl
 
-        X, y, task, text = bench_automl.load(name)
+    if name in ("digits", "wordnet_tfidf", *bench_automl.UNTUNED):  # bench_automl's sets
+        X, y, task, text = bench_automl.load(name)  # the text as TF-IDF
     else:
         (X, y, task), text = load(name, seed), False
     stratify = y if task == "classification" else None
@@ -133,7 +133,8 @@ def dump(path, records, auto, target, X_te, y_te, classes, *, folds=None, X_tr=N
     so that other selections and guards can be scored later without a new fit."""
     import pickle
 
-    everyone = TrialEnsemble(members_of({n: 1.0 for n in records}, records), {}, classes)
+    everyone = TrialEnsemble(members_of({n: 1.0 for n in records}, records), {}, classes,
+                             encoders=auto.best_estimator_.encoders)  # a raw table: encoded
     memo: dict = {}
     trials = [{"name": r.name, "family": r.family, "level": r.level, "score": r.score,
                "number": r.number, "phase": r.phase,
@@ -167,7 +168,9 @@ def run(name, seed, variant, params, budget, dump_dir=None):
     score, loss = scores(task, auto, X_te, y_te, classes)
     records = {r.name: r for r in capture.runner.records if r.state == "COMPLETE" and r.bag}
     best = max(records.values(), key=lambda r: r.score)
-    single = TrialEnsemble(members_of({best.name: 1.0}, records), {best.name: 1.0}, classes)
+    encoders = auto.best_estimator_.encoders  # a raw table: the fit's encodings
+    single = TrialEnsemble(members_of({best.name: 1.0}, records), {best.name: 1.0}, classes,
+                           encoders=encoders)
     best_score, best_loss = scores(task, single, X_te, y_te, classes)
     levels = [r.level for r in records.values()]
     extra = {}
@@ -206,7 +209,7 @@ def run(name, seed, variant, params, budget, dump_dir=None):
         members = members_of(chosen, records)
         for n in chosen:
             members[n].temperature = temps[n]
-        ens = TrialEnsemble(members, chosen, classes)
+        ens = TrialEnsemble(members, chosen, classes, encoders=encoders)
         extra[label], extra[label + " ll"] = scores(task, ens, X_te, y_te, classes)
     return {"data": name, "seed": seed, "variant": variant, "score": score, "log_loss": loss,
             "best_trial": best.name, "best_score": best_score, "best_log_loss": best_loss,
@@ -219,8 +222,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--sets", default=",".join(SETS),
-                        help=f"comma-separated, of {SETS}, breast_cancer (all 569 rows), digits "
-                        "and wordnet_tfidf (as in bench_automl)")
+                        help=f"comma-separated, of {SETS}, breast_cancer (all 569 rows), digits, "
+                        "wordnet_tfidf and the statsmodels tables fair, anes96, star98, "
+                        "grunfeld (as in bench_automl)")
     parser.add_argument("--variants", default="base,cv8,cap,cv8+cap")
     parser.add_argument("--out", default=None, help="CSV of the rows")
     parser.add_argument("--dump", default=None,

@@ -30,6 +30,11 @@ out-of-fold score, tempered in classification):
   library pruning; at least 3 trials), then the default guard;
 * ``nnls``: regression: non-negative least squares on the out-of-fold predictions
   (Breiman 1996, "Stacked regressions"), normalised to sum to one, then the default guard;
+* ``default 50 best``: the library's default before the seventh pass (out-of-bag guard,
+  ``single_choice='auto'``) over the 50 best trials; ``default level-1 kept``: the same
+  over the pool that always holds the best level-1 trial (the library's since then; with
+  only level-2 trials among the 50 best the guard had no reference and the blend went
+  unguarded);
 * ``+extra``: regression: the pool also holds the portfolio's ``kernel_ridge`` (ridge on
   RBF kernel features) where the fit lacked it, fitted here on the fit's own outer folds;
   ``-kernel_ridge``: a fit that had it, without it.
@@ -130,6 +135,38 @@ def singles(paths) -> None:
           .mean().to_string(float_format="%.4f"))
 
 
+def refits(paths) -> None:
+    """Each best-single candidate trial of the fits (bench_automl's ``single_members``):
+    its bag of fold models against the same configuration refit on the whole training
+    part, on the hold-out (``kept``: the fit's final model was that trial alone)."""
+    from bench_automl import single_members  # this folder is on sys.path as a script
+
+    rows = []
+    for path in paths:
+        with open(path, "rb") as f:
+            fit = pickle.load(f)
+        if fit.get("X_train") is None or fit["data"] == "wordnet_tfidf":
+            continue
+        trials = {t["name"]: t for t in fit["trials"]}
+        members = single_members(fit["task"], False, fit["seed"],
+                                 isinstance(fit["X_train"], pd.DataFrame))
+        for name, est in members:
+            if name not in trials:
+                continue
+            model = clone(est).fit(fit["X_train"], fit["y_train"])
+            refit = model.predict_proba(fit["X_test"]) if fit["task"] == "classification" \
+                else model.predict(fit["X_test"]).reshape(-1, 1)
+            rows.append({"data": fit["data"], "seed": fit["seed"], "trial": name,
+                         "kept": list(fit["weights"]) == [name],
+                         "bag": hold_out(fit, np.asarray(trials[name]["test"], np.float64)),
+                         "refit": hold_out(fit, np.asarray(refit, np.float64))})
+    table = pd.DataFrame(rows)
+    table["refit - bag"] = table["refit"] - table["bag"]
+    print(table.to_string(index=False, float_format="%.4f"))
+    print(table.groupby(["data", "trial"])["refit - bag"].agg(["mean", "min", "max", "count"])
+          .to_string(float_format="%.4f"))
+
+
 def extra_trials(fit) -> list[dict]:
     """The ``extra_models`` as trials of this fit: fitted on its outer folds, a bag each."""
     X, y, X_te = fit["X_train"], np.asarray(fit["y_train"], dtype=float), fit["X_test"]
@@ -163,9 +200,13 @@ def prepare(fit, extra=False):
     trials = list(fit["trials"])
     if extra == "drop":  # a fit with kernel_ridge, as if the portfolio lacked it
         trials = [t for t in trials if t["name"] not in extra_models(fit["seed"])]
-    elif extra:
+    elif extra and extra != "level1":
         trials += extra_trials(fit)
-    pool = sorted(trials, key=lambda t: -t["score"])[:MAX_SELECTION_POOL]
+    ranked = sorted(trials, key=lambda t: -t["score"])
+    pool = ranked[:MAX_SELECTION_POOL]
+    if extra == "level1" and not any(t["level"] == 1 for t in pool):
+        # the library's pool since the seventh pass: the best level-1 trial after the 50
+        pool += [t for t in ranked[MAX_SELECTION_POOL:] if t["level"] == 1][:1]
     temps = [fit_temperature(t["oof"], target) if classification else 1.0 for t in pool]
     oof = [temper(t["oof"], T) if classification else t["oof"].astype(np.float64)
            for t, T in zip(pool, temps, strict=True)]
@@ -275,6 +316,8 @@ def rule(fit, P, *, guard=2.0, reference="best", oob=False, prune=None, nnls=Fal
             if i == top or se_gain(fit, P, P["oof"][i], top_pred) >= -pure:
                 return hold_out(fit, P["test"][i]), pool[i]["name"]
         return hold_out(fit, blend_test), "blend"
+    if reference == "auto":  # single_choice='auto'
+        reference = "1se unpaired" if fit["task"] == "classification" else "best"
     single = simplest_within(fit, P, level1, 1.0) if reference == "1se" else \
         simplest_unpaired(fit, P, level1, 1.0) if reference == "1se unpaired" else best
     gain = oob_gain(fit, P, per_bag, P["oof"][best]) if oob and per_bag is not None else \
@@ -313,6 +356,10 @@ RULES = {
     "+extra no guard": ({"guard": None}, True),
     "+extra oob guard 2se": ({"oob": True}, True),
     "+extra 1se unpaired": ({"reference": "1se unpaired"}, True),
+    # the library's default (out of bag, single_choice='auto') over the 50-trial pool, and
+    # over the pool that always holds the best level-1 trial (the seventh pass)
+    "default 50 best": ({"oob": True, "reference": "auto"}, False),
+    "default level-1 kept": ({"oob": True, "reference": "auto"}, "level1"),
     "-kernel_ridge": ({}, "drop"),
     "-kernel_ridge oob guard 2se": ({"oob": True}, "drop"),
 }
@@ -330,7 +377,13 @@ def main() -> None:
     parser.add_argument("--singles", action="store_true",
                         help="only the single regression models of lever 3, on the dumps' "
                              "folds and splits")
+    parser.add_argument("--refits", action="store_true",
+                        help="only each best-single candidate trial's bag against its refit "
+                             "on the whole training part, on the dumps' hold-outs")
     args = parser.parse_args()
+    if args.refits:
+        refits(sorted(glob.glob(f"{args.folder}/*.pkl")))
+        return
     if args.singles:
         singles(sorted(glob.glob(f"{args.folder}/*.pkl")))
         return
@@ -346,7 +399,7 @@ def main() -> None:
             kwargs, extra = RULES[label]
             if label in REGRESSION_ONLY and fit["task"] != "regression":
                 continue
-            if extra and fit.get("folds") is None:
+            if extra and extra != "level1" and fit.get("folds") is None:
                 continue
             if extra not in prepared:
                 prepared[extra] = prepare(fit, extra)
@@ -366,14 +419,15 @@ def main() -> None:
     print(table.to_string(index=False, float_format="%.4f"))
     if args.out:
         table.to_csv(args.out, index=False)
-    print("\nagainst the default and the best single model, paired per split: mean "
+    print("\nagainst the first rule and the best single model, paired per split: mean "
           "(better / tied / worse)")
     for data, part in table.groupby("data", sort=False):
         for label in ["fit", *labels]:
             if label not in part or part[label].isna().all():
                 continue
             parts = [f"{data:<14} {label:<22}"]
-            refs = [("default", part["guard 2se (default)"])]
+            first = "guard 2se (default)" if "guard 2se (default)" in part else labels[0]
+            refs = [(first, part[first])]
             if "best single" in part:
                 refs.append(("best single", part["best single"]))
             for ref_name, ref in refs:

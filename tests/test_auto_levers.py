@@ -271,3 +271,25 @@ def test_single_choice_auto_keeps_the_best_trial_in_regression():
     # the strong ridge is within one standard error of squared error: the rule takes it
     one_se = AutoRegressor(single_choice="one_se", **common).fit(X, y)
     assert one_se.ensemble_weights_.to_dict() == {"ridge_strong": 1.0}
+
+
+def test_blend_guard_has_its_level1_reference_when_level2_trials_fill_the_pool(monkeypatch):
+    from sklearn.datasets import make_friedman1
+    from sklearn.tree import DecisionTreeRegressor
+
+    from moensemble.search import final
+
+    X, y = make_friedman1(200, noise=1.0, random_state=0)
+    trees = [(f"tree{i}", DecisionTreeRegressor(max_features=0.5, random_state=i))
+             for i in range(2)]
+    monkeypatch.setattr(final, "MAX_SELECTION_POOL", 1)  # the pool: the best trial only
+    auto = AutoRegressor(base_estimators=trees, families=("weighted",), cv=3, max_trials=4,
+                         progress_bar=False, random_state=0, blend_guard=1e6).fit(X, y)
+    board = auto.leaderboard_.set_index("name")
+    trials = board[board["family"].ne("ensemble")]
+    assert trials["score"].idxmax().startswith("weighted")  # a level-2 trial tops the pool
+    best1 = trials[trials["level"].eq(1)]["score"].idxmax()
+    # the guard still measures the blend against the best level-1 trial, and keeps it
+    assert np.isfinite(auto.blend_gain_)
+    assert auto.ensemble_weights_.to_dict() == {best1: 1.0}
+    assert "kept alone" in board.loc[best1, "note"]
