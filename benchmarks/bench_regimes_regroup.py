@@ -86,7 +86,10 @@ def make_variant(name: str, seed: int):
     kwargs = dict(n_draws=int(opts.get("d", 3)), n_anchors=int(opts.get("a", 300)),
                   cluster=opts.get("c", "kmeans"), refine_iter=int(opts.get("r", 0)),
                   guard=guard, candidates=opts.get("m", "rules"),
-                  margin=float(opts.get("z", 1.0)), holdout=float(opts.get("ho", 0.15)))
+                  margin=float(opts.get("z", 1.0)), holdout=float(opts.get("ho", 0.15)),
+                  apply="all_rows" if head.endswith("_hr") else "twin")
+    if head.endswith("_hr"):
+        kwargs["guard"] = "holdout"
     regroup = [float(v) for token in rest if token.startswith("rg=")
                for v in token[3:].split(",")]
     cb = Regroup(True, tuple(regroup), **kwargs) if regroup else LocalRulePartition(True,

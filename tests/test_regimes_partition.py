@@ -78,6 +78,7 @@ def _history(est, key):
 
 
 def _fit(X, y, **params):
+    params.setdefault("repartition", "none")  # the plain fit, or the callback given alone
     return MoEClassifier(max_epochs=10, random_state=0, **params).fit(X, y)
 
 
@@ -118,9 +119,10 @@ def test_auto_compares_real_losses_and_resolves_to_none_where_it_cannot_apply(sm
     assert kept == int(gain > se) and 0 < min(old, new) and np.isclose(gain, old - new)
     if not kept:
         np.testing.assert_allclose(est.predict_proba(X), _fit(X, y).predict_proba(X))
+    assert MoEClassifier().repartition == MoERegressor().repartition == "auto"  # defaults
     for params, X_in in [({"router_l1": 0.0}, X), ({}, sp.csr_matrix(X)),
-                         ({"encoder": (8,)}, X)]:
-        est = MoEClassifier(max_epochs=2, repartition="auto", **params).fit(X_in, y)
+                         ({"encoder": (8,)}, X), ({}, X[:150])]:  # (too few rows: 150)
+        est = MoEClassifier(max_epochs=2, **params).fit(X_in, y[:X_in.shape[0]])
         assert est.repartition_ == "none" and _history(est, "repartition_features") == []
 
 

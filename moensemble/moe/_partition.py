@@ -127,7 +127,7 @@ def refine_groups(X: np.ndarray, T: np.ndarray, features: np.ndarray, groups: np
     ``n_neighbors`` nearest rows in ``X[:, features]`` (standardised); ``n_iter`` rounds or
     until nothing moves. A rule fitted on a whole group is far less noisy than one
     neighbourhood's, so this cleans the local rules' partition."""
-    idx = NearestNeighbors(n_neighbors=min(n_neighbors, len(X))).fit(
+    idx = NearestNeighbors(n_neighbors=max(1, min(n_neighbors, len(X) - 1))).fit(
         standardised(X, features)).kneighbors(return_distance=False)
     idx = np.c_[np.arange(len(X)), idx]  # each row and its neighbours
     A = np.c_[X, np.ones(len(X))]
@@ -268,7 +268,7 @@ class LocalRulePartition(Callback):
                  max_features: int = 4, n_anchors: int = 300, n_neighbors: int = 80,
                  n_draws: int = 3, refine_iter: int = 0, guard: bool | str = False,
                  cluster: str = "kmeans", candidates: str = "rules", holdout: float = 0.15,
-                 margin: float = 1.0) -> None:
+                 margin: float = 1.0, apply: str = "twin") -> None:
         self.classification = classification
         self.at = at
         self.freeze = freeze
@@ -282,6 +282,7 @@ class LocalRulePartition(Callback):
         self.candidates = candidates
         self.holdout = holdout
         self.margin = margin
+        self.apply = apply
 
     def on_train_begin(self, net, **kwargs) -> None:
         # From the fit's forked torch RNG (reproducible under the estimator's random_state),
@@ -316,7 +317,7 @@ class LocalRulePartition(Callback):
             self._in_aside(net, lambda: _train_aside(net, self.fit_, 1, exact=True))
         if epoch == at:
             if self.guard == "holdout":
-                self._try_holdout(net, epoch, phase)
+                self._try_holdout(net, dataset_train, epoch, phase)
             elif self.guard:
                 self._try(net, dataset_train, epoch, phase)
             else:
@@ -375,12 +376,15 @@ class LocalRulePartition(Callback):
                 lasso.masks_ = main_masks
         return out
 
-    def _try_holdout(self, net, epoch: int, phase: int) -> None:
+    def _try_holdout(self, net, dataset, epoch: int, phase: int) -> None:
         """The held-out guard (``guard='holdout'``): from the twin trained on the fit rows,
         both ways train ``phase`` epochs aside (the re-partition computed on the fit rows)
         and meet the check rows; the net takes the new gate (fitted on the fit rows) only
         if its per-row task loss there is lower by more than ``margin`` standard errors of
         the paired difference, else it goes on exactly as without the option."""
+        if self.aside_ is None:  # (no twin: too few rows, or not the estimator's data)
+            return
+
         def own():
             _train_aside(net, self.fit_, phase)
             return row_losses(net, self.check_)
@@ -398,7 +402,10 @@ class LocalRulePartition(Callback):
         gain = own_loss - new_loss
         se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
         keep = bool(gain.mean() > self.margin * se)
-        if keep:
+        if keep and self.apply == "all_rows":
+            self._apply(net, dataset)
+            self.frozen_until_ = epoch + phase
+        elif keep:
             net.module_.router.load_state_dict(gate)
             net.module_.router.requires_grad_(False)
             self.frozen_until_ = epoch + phase
@@ -456,6 +463,10 @@ class LocalRulePartition(Callback):
         return best[1]
 
 
+# 'auto' needs rows for its check (15 %: 30 of 200) and for 80-row local neighbourhoods.
+AUTO_MIN_ROWS = 200
+
+
 def make_repartition(mode: str, classification: bool) -> LocalRulePartition:
     """The callback of ``repartition`` (resolved): ``'local_rules'`` as measured in the fifth
     pass; ``'auto'`` also cleans each candidate partition by :func:`refine_groups` and keeps
@@ -466,11 +477,14 @@ def make_repartition(mode: str, classification: bool) -> LocalRulePartition:
 
 
 def check_repartition(repartition: str, router_l1: float, uses_blocks: bool,
-                      num_embedding, X) -> str:
+                      num_embedding, X, precision: str = "float32") -> str:
     """``repartition`` resolved; ``'local_rules'`` reads the gate's lasso-selected raw
-    features (a ``ValueError`` where there are none), ``'auto'`` is ``'none'`` there."""
+    features (a ``ValueError`` where there are none), ``'auto'`` is ``'none'`` there,
+    below ``AUTO_MIN_ROWS`` rows and under float16 precision."""
     if repartition == "none":
         return "none"
+    if repartition == "auto" and (X.shape[0] < AUTO_MIN_ROWS or precision == "float16"):
+        return "none"  # (float16: the twin's steps would move the net's loss scaler)
     if router_l1 <= 0 or uses_blocks or num_embedding is not None or sp.issparse(X):
         if repartition == "auto":
             return "none"

@@ -244,7 +244,7 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         for a classifier with ``top_k >= 2``) on the raw features. ``0``: off. At most one
         round runs per epoch (rounds due at the same epoch run once). Losses in
         the history as ``gate_refit_loss`` (MoE quality page, hidden-regime grid).
-    repartition : {'none', 'local_rules', 'auto'}, default='none'
+    repartition : {'none', 'local_rules', 'auto'}, default='auto'
         ``'local_rules'``: at the end of the lasso's selection half, the gate is
         re-partitioned from the rows' local linear rules (``moe/_partition.py``): ridge fits
         on neighbourhoods of 300 random rows in the 1-4 strongest gate features, clustered
@@ -263,8 +263,9 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         only if its per-row task loss there is lower by more than one standard error
         (else the fit is exactly the one without the option; ``repartition_kept``,
         ``repartition_losses`` and ``repartition_gain_se`` in the history). It costs
-        about 1.7 x the epochs. Where ``'local_rules'`` cannot apply, ``'auto'`` is
-        ``'none'``. The value used is ``repartition_``.
+        about 1.7 x the epochs. The default (seventh pass, MoE quality page). Where
+        ``'local_rules'`` cannot apply, ``'auto'`` is ``'none'`` (sparse text, no lasso,
+        blocks, under 200 rows, float16). The value used is ``repartition_``.
 
     Attributes
     ----------
