@@ -117,6 +117,8 @@ def test_auto_compares_real_losses_and_resolves_to_none_where_it_cannot_apply(sm
         est, "repartition_losses")
     ((gain, se),) = _history(est, "repartition_gain_se")
     assert kept == int(gain > se) and 0 < min(old, new) and np.isclose(gain, old - new)
+    guard = dict(est.net_.callbacks_)["repartition"]
+    assert guard.check_ is None and guard.aside_ is None  # no rows kept on the fitted model
     if not kept:
         np.testing.assert_allclose(est.predict_proba(X), _fit(X, y).predict_proba(X))
     assert MoEClassifier().repartition == MoERegressor().repartition == "auto"  # defaults

@@ -331,6 +331,8 @@ class LocalRulePartition(Callback):
         if self.frozen_until_ is not None:
             net.module_.router.requires_grad_(True)
             self.frozen_until_ = None
+        if kwargs:  # the end of training: the held-out guard's rows and twin go
+            self.aside_ = self.fit_ = self.check_ = None
 
     def _apply(self, net, dataset) -> None:
         features = self._repartition(net, dataset)
