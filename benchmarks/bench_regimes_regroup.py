@@ -82,9 +82,14 @@ def make_variant(name: str, seed: int):
         return MoEClassifier(random_state=seed, repartition=name)
     head, *rest = name.split("+")
     opts = dict(part.split("=") for part in head.split("_")[1:] if "=" in part)
+    guard = "holdout" if head.endswith("_h") else head.endswith("_g")
     kwargs = dict(n_draws=int(opts.get("d", 3)), n_anchors=int(opts.get("a", 300)),
                   cluster=opts.get("c", "kmeans"), refine_iter=int(opts.get("r", 0)),
-                  guard=head.endswith("_g"))
+                  guard=guard, candidates=opts.get("m", "rules"),
+                  margin=float(opts.get("z", 1.0)), holdout=float(opts.get("ho", 0.15)),
+                  apply="all_rows" if head.endswith("_hr") else "twin")
+    if head.endswith("_hr"):
+        kwargs["guard"] = "holdout"
     regroup = [float(v) for token in rest if token.startswith("rg=")
                for v in token[3:].split(",")]
     cb = Regroup(True, tuple(regroup), **kwargs) if regroup else LocalRulePartition(True,
@@ -109,6 +114,9 @@ def run(K: int, d: int, noise: float, seed: int, args) -> dict:
         kept = [r["repartition_kept"] for r in est.history_ if "repartition_kept" in r]
         if kept:
             row[name + "_kept"] = float(np.mean(kept))
+            losses = [r["repartition_losses"] for r in est.history_
+                      if "repartition_losses" in r][0]
+            row[name + "_dloss"] = losses[0] - losses[1]  # > 0: the new partition lower
     return row
 
 

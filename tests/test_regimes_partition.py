@@ -11,11 +11,13 @@ from sklearn.metrics import adjusted_rand_score
 
 from moensemble.datasets import make_regime_classification
 from moensemble.moe import MoEClassifier, MoERegressor, _partition
+from moensemble.moe._merge import merge_groups
 from moensemble.moe._partition import (
     LocalRulePartition,
     local_rule_groups,
     partition_score,
     refine_groups,
+    standardised,
 )
 
 
@@ -48,6 +50,22 @@ def test_refine_cleans_the_local_rules_partition(regimes):
         assert adjusted_rand_score(r, refined) > adjusted_rand_score(r, start) + 0.1
 
 
+def test_merge_of_adjacent_cells_finds_the_regimes_in_the_routing_features(regimes):
+    X, y, r = regimes
+    T = np.eye(2)[y]
+    routing, other = np.array([0, 1]), np.array([6, 7])
+    merged = [adjusted_rand_score(r, merge_groups(X, T, standardised(X, routing), 4, seed=s))
+              for s in range(2)]
+    rules = [adjusted_rand_score(r, local_rule_groups(X, T, routing, 4, seed=s))
+             for s in range(2)]
+    # As well as the k-means of the local rules from the same features (0.51-0.56 against
+    # 0.50-0.51 on these draws), and nothing from features the regimes do not depend on.
+    assert min(merged) > 0.4 and np.mean(merged) >= np.mean(rules) - 0.05
+    wrong = merge_groups(X, T, standardised(X, other), 4, seed=0)
+    assert adjusted_rand_score(r, wrong) < 0.1
+    assert sorted(np.unique(wrong)) == [0, 1, 2, 3]
+
+
 @pytest.fixture(scope="module")
 def small_table():
     # 800 rows, 10 features: the gate's lasso is on ('auto'), so the re-partition applies.
@@ -60,6 +78,7 @@ def _history(est, key):
 
 
 def _fit(X, y, **params):
+    params.setdefault("repartition", "none")  # the plain fit, or the callback given alone
     return MoEClassifier(max_epochs=10, random_state=0, **params).fit(X, y)
 
 
@@ -96,13 +115,48 @@ def test_auto_compares_real_losses_and_resolves_to_none_where_it_cannot_apply(sm
     assert est.repartition_ == "auto"
     (kept,), ((old, new),) = _history(est, "repartition_kept"), _history(
         est, "repartition_losses")
-    assert kept == int(new <= old) and 0 < min(old, new)
+    ((gain, se),) = _history(est, "repartition_gain_se")
+    assert kept == int(gain > se) and 0 < min(old, new) and np.isclose(gain, old - new)
+    guard = dict(est.net_.callbacks_)["repartition"]
+    assert guard.check_ is None and guard.aside_ is None  # no rows kept on the fitted model
     if not kept:
         np.testing.assert_allclose(est.predict_proba(X), _fit(X, y).predict_proba(X))
+    assert MoEClassifier().repartition == MoERegressor().repartition == "auto"  # defaults
     for params, X_in in [({"router_l1": 0.0}, X), ({}, sp.csr_matrix(X)),
-                         ({"encoder": (8,)}, X)]:
-        est = MoEClassifier(max_epochs=2, repartition="auto", **params).fit(X_in, y)
+                         ({"encoder": (8,)}, X), ({}, X[:150])]:  # (too few rows: 150)
+        est = MoEClassifier(max_epochs=2, **params).fit(X_in, y[:X_in.shape[0]])
         assert est.repartition_ == "none" and _history(est, "repartition_features") == []
+
+
+def _holdout_fit(X, y, monkeypatch, own, new):
+    calls = iter([own, new])  # row_losses of the twin as it is, then re-partitioned
+
+    def losses(net, dataset):
+        return np.full(len(dataset), next(calls))
+
+    monkeypatch.setattr(_partition, "row_losses", losses)
+    return _fit(X, y, callbacks=[LocalRulePartition(True, refine_iter=5, guard="holdout")])
+
+
+@pytest.mark.parametrize("own, new", [(0.5, 0.8), (0.5, 0.5)])
+def test_holdout_guard_keeps_the_fit_without_option_unless_the_new_gate_wins(
+        small_table, monkeypatch, own, new):
+    X, y = small_table
+    guarded = _holdout_fit(X, y, monkeypatch, own, new)
+    assert _history(guarded, "repartition_kept") == [0]  # it loses, or ties: the default
+    np.testing.assert_allclose(_history(guarded, "repartition_losses"), [[own, new]])
+    # The twin trained aside on the fit rows; the net itself, all rows: exactly the plain fit.
+    np.testing.assert_allclose(guarded.predict_proba(X), _fit(X, y).predict_proba(X))
+
+
+def test_holdout_guard_takes_the_gate_refitted_on_the_fit_rows_where_it_wins(
+        small_table, monkeypatch):
+    X, y = small_table
+    guarded = _holdout_fit(X, y, monkeypatch, 0.8, 0.5)
+    assert _history(guarded, "repartition_kept") == [1]
+    assert len(_history(guarded, "repartition_features")) == 1
+    assert guarded.net_.module_.router.linear.weight.requires_grad  # unfrozen again
+    assert not np.allclose(guarded.predict_proba(X), _fit(X, y).predict_proba(X), atol=1e-3)
 
 
 def test_repartition_refits_the_gate_on_its_strongest_features(regimes):

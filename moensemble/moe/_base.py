@@ -144,7 +144,7 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         router_l1: float | str = "auto",
         n_init: int = 1,
         em_rounds: int = 0,
-        repartition: str = "none",
+        repartition: str = "auto",
     ) -> None:
         self.n_experts = n_experts
         self.top_k = top_k
@@ -303,7 +303,8 @@ class _BaseMoE(RoutingIntrospection, GrowthMixin, BaseEstimator):
         self.router_lr_scale_ = resolve_router_lr_scale(self.router_lr_scale, X)
         self.router_l1_ = self._router_l1(X)
         self.repartition_ = check_repartition(self.repartition, self.router_l1_,
-                                              self._uses_blocks(), self.num_embedding, X)
+                                              self._uses_blocks(), self.num_embedding, X,
+                                              self.precision)
         self.batch_size_ = resolve_batch_size(self.batch_size, len(train))
         self.dense_history_ = None
         devices = [device] if device.startswith("cuda") else []

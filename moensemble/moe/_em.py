@@ -74,6 +74,9 @@ def refit_gate(router, chunks: list[Tensor], log_p: Tensor, *, lr: float,
     keep = (weight.detach().abs().sum(0) > 0).float()
     optimizer = torch.optim.Adam([weight, bias], lr=lr)
     loss = torch.zeros(())
+    frozen = weight.requires_grad, bias.requires_grad  # (a re-partition's frozen phase)
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
     with torch.enable_grad():
         for _ in range(steps):
             optimizer.zero_grad()
@@ -83,6 +86,8 @@ def refit_gate(router, chunks: list[Tensor], log_p: Tensor, *, lr: float,
             optimizer.step()
             with torch.no_grad():
                 weight.mul_(keep)
+    weight.requires_grad_(frozen[0])
+    bias.requires_grad_(frozen[1])
     return float(loss.detach())
 
 

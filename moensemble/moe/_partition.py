@@ -13,9 +13,14 @@ for a while so that the experts follow the new partition; then the usual trainin
 on. It replaces the partition the minibatch training locked into (an optimisation
 failure: each row's gradient only reaches the ``k`` experts its router already picks).
 
-``repartition='auto'`` (sixth pass) cleans each candidate by :func:`refine_groups` (hard EM
-of one ridge rule per group) and guards the step: the re-partitioned net trains its frozen
-phase aside and replaces the net only if its training loss is then no higher.
+``repartition='auto'`` cleans each candidate by :func:`refine_groups` (hard EM of one ridge
+rule per group) and guards the step on held-out rows (seventh pass): a twin of the net
+trains on 85 % of the rows from the start; at the re-partition epoch the twin as it is and
+the twin re-partitioned train the frozen phase aside and meet the other 15 %; the net
+(trained on all rows) takes the new gate only if it won there by more than a standard
+error, else it goes on exactly as without the option. (The sixth pass's guard, the lower
+*training* loss, is ``guard=True``: on 398 rows it picked the partition that generalised
+worse.)
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ import torch
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.neighbors import NearestNeighbors
 from skorch.callbacks import Callback
+
+from ._merge import merge_groups
+from .net import RowDataset
+from .routing import shrink_router_inputs
 
 
 def local_rule_groups(X: np.ndarray, T: np.ndarray, features: np.ndarray, n_groups: int, *,
@@ -118,7 +127,7 @@ def refine_groups(X: np.ndarray, T: np.ndarray, features: np.ndarray, groups: np
     ``n_neighbors`` nearest rows in ``X[:, features]`` (standardised); ``n_iter`` rounds or
     until nothing moves. A rule fitted on a whole group is far less noisy than one
     neighbourhood's, so this cleans the local rules' partition."""
-    idx = NearestNeighbors(n_neighbors=min(n_neighbors, len(X))).fit(
+    idx = NearestNeighbors(n_neighbors=max(1, min(n_neighbors, len(X) - 1))).fit(
         standardised(X, features)).kneighbors(return_distance=False)
     idx = np.c_[np.arange(len(X)), idx]  # each row and its neighbours
     A = np.c_[X, np.ones(len(X))]
@@ -163,6 +172,43 @@ def training_loss(net, dataset, chunk: int = 4096) -> float:
     return total / max(len(dataset), 1)
 
 
+@torch.no_grad()
+def row_losses(net, dataset) -> np.ndarray:
+    """Each row's task loss (no auxiliary terms), eval mode: ``(len(dataset),)``."""
+    module = net.module_
+    was_training = module.training
+    module.eval()
+    try:
+        out = []
+        for i in range(len(dataset)):
+            xb, yb = dataset.__getitems__([i])
+            y_pred = net.infer(xb.to(net.device))
+            out.append(float(net.get_loss(y_pred, yb.to(net.device), training=False)))
+    finally:
+        module.train(was_training)
+    return np.asarray(out)
+
+
+def _rows(dataset, rows: np.ndarray):
+    return type(dataset)(dataset.X[rows], dataset.y[rows])
+
+
+def _train_aside(net, dataset, epochs: int, exact: bool = False) -> None:
+    """``epochs`` passes of training steps outside skorch's loop (no history, no other
+    callbacks). The gate lasso runs as in the loop with ``exact`` (an epoch of the
+    twin, run at the end of the loop's same epoch); else only its relaxed phase's masks
+    (the phase the guard's trials stand for) keep zeroed features at zero."""
+    lasso = dict(net.callbacks_).get("router_l1")
+    masks = getattr(lasso, "masks_", None)
+    for _ in range(epochs):
+        for batch in net.get_iterator(dataset, training=True):
+            net.train_step(batch)
+            if lasso is not None and exact:
+                lasso.on_batch_end(net, batch=batch, training=True)
+            elif masks is not None:
+                shrink_router_inputs(net.module_.router, 0.0, keep=masks[0])
+
+
 def _snapshot(net) -> dict:
     return {"module": copy.deepcopy(net.module_.state_dict()),
             "optimizer": copy.deepcopy(net.optimizer_.state_dict())}
@@ -177,15 +223,16 @@ class LocalRulePartition(Callback):
     """At the end of epoch ``int(at * max_epochs)``, re-partition the gate from the local
     linear rules (module docstring), then freeze the router for ``freeze`` of the epochs.
 
-    With ``guard``, both ways are tried from that epoch: the net first trains on for the
-    frozen phase's epochs as it is, then is put back to that epoch, re-partitioned and
+    With ``guard=True``, both ways are tried from that epoch: the net first trains on for
+    the frozen phase's epochs as it is, then is put back to that epoch, re-partitioned and
     trained the same number of epochs with its router frozen; whichever reaches the lower
-    training loss (:func:`training_loss`) goes on, so that data without regimes keep the
-    gate they found (at the cost of the phase's epochs, which the fit does not add).
+    training loss (:func:`training_loss`) goes on. ``guard='holdout'`` judges on rows
+    neither way trained on instead (module docstring; about 1.7 x the epochs).
 
     The number of gate features used goes to the history as ``repartition_features``;
     with ``guard``, whether the new partition was kept as ``repartition_kept`` and the two
-    losses as ``repartition_losses``.
+    losses as ``repartition_losses`` (``'holdout'``: mean per-row losses on the check
+    rows, and ``repartition_gain_se``, the mean gain and its standard error).
 
     Parameters
     ----------
@@ -204,13 +251,24 @@ class LocalRulePartition(Callback):
         points at K=8 on the regime grid).
     refine_iter : int, default=0
         Rounds of :func:`refine_groups` on each candidate partition (0: none).
-    guard : bool, default=False
+    guard : bool or 'holdout', default=False
+        ``True``: the training-loss guard above. ``'holdout'``: a twin trained on ``1 -
+        holdout`` of the rows decides (the re-partition computed on those rows); the new
+        gate is kept only if the check rows' mean task loss is lower by more than
+        ``margin`` standard errors of the paired per-row difference (ties keep the
+        net's own gate, and the fit is then exactly the one without the option).
+    candidates : {'rules', 'merge', 'both'}, default='rules'
+        Candidate partitions: k-means of the local rules (``n_draws`` each), adjacent
+        micro-cells merged by the ridge loss (:func:`moensemble.moe._merge.merge_groups`,
+        one per number of features), or both.
+    holdout, margin : float, default=0.15, 1.0
     """
 
     def __init__(self, classification: bool, at: float = 0.5, freeze: float = 0.2,
                  max_features: int = 4, n_anchors: int = 300, n_neighbors: int = 80,
-                 n_draws: int = 3, refine_iter: int = 0, guard: bool = False,
-                 cluster: str = "kmeans") -> None:
+                 n_draws: int = 3, refine_iter: int = 0, guard: bool | str = False,
+                 cluster: str = "kmeans", candidates: str = "rules", holdout: float = 0.15,
+                 margin: float = 1.0, apply: str = "twin") -> None:
         self.classification = classification
         self.at = at
         self.freeze = freeze
@@ -221,6 +279,10 @@ class LocalRulePartition(Callback):
         self.refine_iter = refine_iter
         self.guard = guard
         self.cluster = cluster
+        self.candidates = candidates
+        self.holdout = holdout
+        self.margin = margin
+        self.apply = apply
 
     def on_train_begin(self, net, **kwargs) -> None:
         # From the fit's forked torch RNG (reproducible under the estimator's random_state),
@@ -230,6 +292,18 @@ class LocalRulePartition(Callback):
         torch.set_rng_state(state)
         self.frozen_until_ = None
         self.trial_ = None  # the guard's re-partitioned net, waiting for the comparison
+        self.aside_ = self.check_ = None
+        dataset = kwargs.get("X")
+        if self.guard == "holdout" and isinstance(dataset, RowDataset) and len(dataset) > 1:
+            # A twin of the net trains from the same start on the fit rows only, so that
+            # at the decision both ways meet the check rows fresh (a net scores rows it
+            # trained on too well to be judged there), while the net itself trains on all
+            # rows exactly as without the option.
+            order = np.random.default_rng(self.seed_).permutation(len(dataset))
+            n_check = max(1, int(round(self.holdout * len(order))))
+            self.check_ = _rows(dataset, np.sort(order[:n_check]))
+            self.fit_ = _rows(dataset, np.sort(order[n_check:]))
+            self.aside_, self.aside_masks_ = _snapshot(net), None
 
     def on_epoch_end(self, net, dataset_train=None, **kwargs) -> None:
         epoch = len(net.history)
@@ -238,8 +312,13 @@ class LocalRulePartition(Callback):
         if dataset_train is None:
             return
         phase = max(1, round(self.freeze * net.max_epochs))
-        if epoch == max(1, int(self.at * net.max_epochs)):
-            if self.guard:
+        at = max(1, int(self.at * net.max_epochs))
+        if self.aside_ is not None and epoch <= at:
+            self._in_aside(net, lambda: _train_aside(net, self.fit_, 1, exact=True))
+        if epoch == at:
+            if self.guard == "holdout":
+                self._try_holdout(net, dataset_train, epoch, phase)
+            elif self.guard:
                 self._try(net, dataset_train, epoch, phase)
             else:
                 self._apply(net, dataset_train)
@@ -252,6 +331,8 @@ class LocalRulePartition(Callback):
         if self.frozen_until_ is not None:
             net.module_.router.requires_grad_(True)
             self.frozen_until_ = None
+        if kwargs:  # the end of training: the held-out guard's rows and twin go
+            self.aside_ = self.fit_ = self.check_ = None
 
     def _apply(self, net, dataset) -> None:
         features = self._repartition(net, dataset)
@@ -273,6 +354,68 @@ class LocalRulePartition(Callback):
                        "until": epoch + phase}
         _restore(net, start)
         torch.set_rng_state(rng)
+
+    def _in_aside(self, net, step, keep: bool = True):
+        """``step()`` run on the twin (the held-out guard's net of the fit rows): its state
+        swapped in, the net's own state, the torch RNG and the lasso's masks put back
+        after; with ``keep`` the twin's new state is kept for its next epoch."""
+        main, rng = _snapshot(net), torch.get_rng_state()
+        lasso = dict(net.callbacks_).get("router_l1")
+        main_masks = getattr(lasso, "masks_", None)
+        _restore(net, self.aside_)
+        if lasso is not None:
+            lasso.masks_ = self.aside_masks_
+        try:
+            out = step()
+            if keep:
+                self.aside_ = _snapshot(net)
+                self.aside_masks_ = getattr(lasso, "masks_", None)
+        finally:
+            _restore(net, main)
+            net.module_.router.requires_grad_(True)
+            torch.set_rng_state(rng)
+            if lasso is not None:
+                lasso.masks_ = main_masks
+        return out
+
+    def _try_holdout(self, net, dataset, epoch: int, phase: int) -> None:
+        """The held-out guard (``guard='holdout'``): from the twin trained on the fit rows,
+        both ways train ``phase`` epochs aside (the re-partition computed on the fit rows)
+        and meet the check rows; the net takes the new gate (fitted on the fit rows) only
+        if its per-row task loss there is lower by more than ``margin`` standard errors of
+        the paired difference, else it goes on exactly as without the option."""
+        if self.aside_ is None:  # (no twin: too few rows, or not the estimator's data)
+            return
+
+        def own():
+            _train_aside(net, self.fit_, phase)
+            return row_losses(net, self.check_)
+
+        def new():
+            features = self._repartition(net, self.fit_)
+            gate = copy.deepcopy(net.module_.router.state_dict())
+            net.module_.router.requires_grad_(False)
+            _train_aside(net, self.fit_, phase)
+            return row_losses(net, self.check_), gate, features
+
+        own_loss = self._in_aside(net, own, keep=False)
+        new_loss, gate, features = self._in_aside(net, new, keep=False)
+        self.aside_ = self.fit_ = None
+        gain = own_loss - new_loss
+        se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
+        keep = bool(gain.mean() > self.margin * se)
+        if keep and self.apply == "all_rows":
+            self._apply(net, dataset)
+            self.frozen_until_ = epoch + phase
+        elif keep:
+            net.module_.router.load_state_dict(gate)
+            net.module_.router.requires_grad_(False)
+            self.frozen_until_ = epoch + phase
+            net.history.record("repartition_features", len(features))
+        net.history.record("repartition_kept", int(keep))
+        net.history.record("repartition_losses", [float(own_loss.mean()),
+                                                  float(new_loss.mean())])
+        net.history.record("repartition_gain_se", [float(gain.mean()), float(se)])
 
     def _decide(self, net, dataset) -> None:
         """The guard: the re-partitioned net replaces the main one if its training loss
@@ -300,12 +443,18 @@ class LocalRulePartition(Callback):
         router = net.module_.router
         norms = router.linear.weight.detach().norm(dim=0).cpu().numpy()
         order = np.argsort(-norms)[: max(1, min(self.max_features, int((norms > 0).sum())))]
-        best = None
-        for r, draw in itertools.product(range(1, len(order) + 1), range(self.n_draws)):
-            groups = local_rule_groups(X, T, order[:r], len(net.module_.experts),
-                                       n_anchors=self.n_anchors,
-                                       n_neighbors=self.n_neighbors, seed=self.seed_ + draw,
-                                       cluster=self.cluster)
+        best, n_groups = None, len(net.module_.experts)
+        draws = {"rules": range(self.n_draws), "merge": [-1],
+                 "both": [*range(self.n_draws), -1]}[self.candidates]
+        for r, draw in itertools.product(range(1, len(order) + 1), draws):
+            if draw < 0:  # the merge of adjacent micro-cells
+                groups = merge_groups(X, T, standardised(X, order[:r]), n_groups,
+                                      seed=self.seed_)
+            else:
+                groups = local_rule_groups(X, T, order[:r], n_groups,
+                                           n_anchors=self.n_anchors,
+                                           n_neighbors=self.n_neighbors,
+                                           seed=self.seed_ + draw, cluster=self.cluster)
             if self.refine_iter:
                 groups = refine_groups(X, T, order[:r], groups, n_iter=self.refine_iter)
             score = partition_score(X, T, groups, classification=self.classification,
@@ -316,21 +465,28 @@ class LocalRulePartition(Callback):
         return best[1]
 
 
+# 'auto' needs rows for its check (15 %: 30 of 200) and for 80-row local neighbourhoods.
+AUTO_MIN_ROWS = 200
+
+
 def make_repartition(mode: str, classification: bool) -> LocalRulePartition:
     """The callback of ``repartition`` (resolved): ``'local_rules'`` as measured in the fifth
     pass; ``'auto'`` also cleans each candidate partition by :func:`refine_groups` and keeps
-    it only where it scores above the gate's own partition (``guard``)."""
+    it only where it wins on held-out rows (``guard='holdout'``, seventh pass)."""
     if mode == "auto":
-        return LocalRulePartition(classification, refine_iter=30, guard=True)
+        return LocalRulePartition(classification, refine_iter=30, guard="holdout")
     return LocalRulePartition(classification)
 
 
 def check_repartition(repartition: str, router_l1: float, uses_blocks: bool,
-                      num_embedding, X) -> str:
+                      num_embedding, X, precision: str = "float32") -> str:
     """``repartition`` resolved; ``'local_rules'`` reads the gate's lasso-selected raw
-    features (a ``ValueError`` where there are none), ``'auto'`` is ``'none'`` there."""
+    features (a ``ValueError`` where there are none), ``'auto'`` is ``'none'`` there,
+    below ``AUTO_MIN_ROWS`` rows and under float16 precision."""
     if repartition == "none":
         return "none"
+    if repartition == "auto" and (X.shape[0] < AUTO_MIN_ROWS or precision == "float16"):
+        return "none"  # (float16: the twin's steps would move the net's loss scaler)
     if router_l1 <= 0 or uses_blocks or num_embedding is not None or sp.issparse(X):
         if repartition == "auto":
             return "none"
