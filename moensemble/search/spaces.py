@@ -115,7 +115,7 @@ def moe_space(
     n_init: int | tuple[int, int] = 1,
     sparse: bool | None = None,
     em_rounds: int | tuple[int, int] = (0, 5),
-    repartition: str | Sequence[str] = ("none",),
+    repartition: str | Sequence[str] = ("none", "auto"),
 ) -> dict[str, Any]:
     """Search space of :class:`moensemble.MoEClassifier` / :class:`~moensemble.MoERegressor`.
 
@@ -172,17 +172,16 @@ def moe_space(
         EM rounds for the gate (refitted to the competitive mixture's likelihood with the
         experts fixed); drawn only where they apply, with the competitive mixture
         (``mixture='likelihood'``) on a single layer (no encoder), else 0.
-    repartition : str or sequence of str, default=('none',)
+    repartition : str or sequence of str, default=('none', 'auto')
         Choices among 'none', 'local_rules' (the gate re-partitioned from the rows'
         local linear rules once the router's lasso has chosen its features) and 'auto'
-        (the same, refined and kept only at a lower training loss; about 1.5 x the fit
-        time, and 'none' wherever 'local_rules' cannot apply); drawn only
-        where it applies: a drawn ``router_l1`` other than 0 on a single layer without
-        ``encoder`` or ``num_embedding``, input not known to be sparse; else 'none'. The
-        default draws none: held out it gained 1.6 points on the hidden-regime grid and
-        lost 0.4-0.6 on two tables without regimes (docs/guide/moe-quality.md). With
-        ``router_l1='auto'`` on a table where it resolves to 0 (fewer than 10 features)
-        the trial's fit fails with a message naming ``repartition``.
+        (the estimators' default: the same, refined and kept only if it wins on held-out
+        rows; about 2 x the fit time where it applies, and 'none' wherever
+        'local_rules' cannot apply); drawn only where it applies: a drawn ``router_l1``
+        other than 0 on a single layer without ``encoder`` or ``num_embedding``, input not
+        known to be sparse; else 'none'. With ``router_l1='auto'`` on a table where it
+        resolves to 0 (fewer than 10 features) 'local_rules' fails the trial's fit with a
+        message naming ``repartition`` ('auto' is then 'none').
     sparse : bool or None, default=None
         Whether the search's input is sparse (CSR text). ``True``: ``router_l1`` is not
         drawn (0: on sparse input ``'auto'`` resolves to 0 and a drawn lasso only cost
