@@ -94,6 +94,11 @@ def default_models(
         raise ValueError(f"`task` must be 'classification' or 'regression'; got {task!r}.")
     if views is not None:
         _check_views(views, features)
+        from moensemble._compare_jobs import SharedTransform
+
+        # One fit and one transform of each view per fold and rows, for every model behind
+        # it (in `compare`, which gives them its cache).
+        views = {name: SharedTransform(view) for name, view in views.items()}
         sparse = True
     scale = scaled_settings(n_rows, quick=quick)
     members = _members(task, sparse=sparse, n_components=n_components, quick=quick,
