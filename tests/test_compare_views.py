@@ -107,6 +107,13 @@ def test_each_view_has_its_members_and_they_see_different_features():
     assert models["naive_bayes_char"].steps[0][0] == "char"
     router = models["gated"].router_preprocessor
     assert repr(router[0].get_params()) == repr(models["logreg"][0].get_params())
+    # Its router with weight decay and no load balancing (it memorised the training rows'
+    # best members, and the balance pushed rows to the weak ones); the word board's as today.
+    gated = models["gated"].get_params(deep=False)
+    assert (gated["weight_decay"], gated["aux_loss_coef"], gated["top_k"]) == (1e-3, 0.0, 2)
+    word = dict(build_models(with_text_views(_bundled_like(X, y), _args(("word",))),
+                             _args(("word",))))["gated"][-1].get_params(deep=False)
+    assert (word["weight_decay"], word["aux_loss_coef"]) == (0.0, 1e-2)
     # The char view's logistic regression: 10 saga epochs (its 16x non-zeros), same C.
     char = models["logreg_char"][-1].get_params()
     assert (char["solver"], char["max_iter"], char["C"]) == ("saga", 10, 10.0)
@@ -200,17 +207,13 @@ def test_above_full_cost_rows_the_char_view_keeps_only_a_cheaper_logreg():
     assert large["logreg"][-1].get_params()["max_iter"] == 30  # the word view's: as before
 
 
-def test_above_the_default_views_rows_the_default_is_the_word_view_alone():
-    from moensemble.cli.compare import DEFAULT_VIEWS_MAX_ROWS
-
+def test_the_default_is_both_views_at_every_size_the_word_view_alone_when_asked():
     X, y = _texts()
-    n = DEFAULT_VIEWS_MAX_ROWS
-    at = _bundled_like(np.resize(X, n), np.resize(y, n))
-    above = _bundled_like(np.resize(X, n + 1), np.resize(y, n + 1))
-    assert with_text_views(at, _args())["views"] == ("word", "char")
-    assert with_text_views(above, _args())["views"] == ("word",)
-    assert with_text_views(above, _args())["X"] is above["X"]  # today's board and input
-    assert with_text_views(above, _args(("word", "char")))["views"] == ("word", "char")
+    whole = _bundled_like(np.resize(X, 117_659), np.resize(y, 117_659))  # the bundled set
+    assert with_text_views(whole, _args())["views"] == ("word", "char")
+    assert list(with_text_views(whole, _args())["X"].columns) == ["text"]
+    assert with_text_views(whole, _args(("word",)))["views"] == ("word",)
+    assert with_text_views(whole, _args(("word",)))["X"] is whole["X"]  # today's input
 
 
 class CountingView(TransformerMixin, BaseEstimator):
