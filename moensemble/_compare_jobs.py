@@ -22,15 +22,18 @@ The warming time is charged to that first ensemble, as the sequential order woul
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from time import process_time
 
 import joblib
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_is_fitted, check_memory
 
 # ---- single models fitted through the cache ---------------------------------------------------
 
@@ -120,6 +123,109 @@ def _with_memory(estimator: BaseEstimator, memory) -> BaseEstimator:
         _split(estimator)[1].set_params(
             estimators=[(name, _with_memory(member, memory)) for name, member in members])
     return estimator
+
+
+# ---- one transform of a view per fold, shared ------------------------------------------------
+
+
+def _fit_transform(transformer, X, key):
+    """Fit ``transformer`` on ``X``; the fitted transformer and ``X`` transformed (cacheable:
+    ``key`` stands for the transformer and ``X``)."""
+    Xt = transformer.fit_transform(X)
+    return transformer, Xt
+
+
+def _transform(transformer, X, key):
+    """``X`` transformed by the fitted ``transformer`` (cacheable: ``key`` stands for both)."""
+    return transformer.transform(X)
+
+
+class SharedTransform(TransformerMixin, BaseEstimator):
+    """A transformer whose fit and transform are computed once for every model of a fold.
+
+    In :func:`~moensemble.compare`, every member behind the same view of the text (and each
+    ensemble's copy of it, and the gated router) fits that view on the same rows and then
+    transforms the same test rows: a character TF-IDF of 1,000 glosses is 0.2 s each time.
+    With a ``memory`` (``compare`` sets it), the fit is cached under the transformer's
+    parameters and the fit rows, and each transform under that fit and the rows it gets, so
+    the second model to need them reads them back. Without one, it is ``transformer``.
+    The ``transformer`` must learn from ``X`` only (``y`` is not part of the key), as TF-IDF
+    and the table encoder do, and fit the same way each time (a fixed seed).
+
+    Parameters
+    ----------
+    transformer : transformer
+        The view, cloned in ``fit``.
+    memory : str, joblib.Memory or None, default=None
+        The cache; ``None``: nothing is cached.
+
+    Attributes
+    ----------
+    transformer_ : transformer
+        The fitted view.
+    """
+
+    _parameter_constraints: dict = {
+        "transformer": [HasMethods(["fit", "transform"])],
+        "memory": [None, str, HasMethods(["cache"])],
+    }
+
+    def __init__(self, transformer, memory=None):
+        self.transformer = transformer
+        self.memory = memory
+
+    def fit(self, X, y=None):
+        """Fit the view on ``X`` (or read it back from the cache)."""
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit the view and transform ``X`` in one pass over it (or read both back)."""
+        return self._fit(X)
+
+    def transform(self, X):
+        """``X`` through the fitted view (or read back from the cache)."""
+        check_is_fitted(self)
+        cache = self._cache()
+        if cache is None or self.fit_key_ is None:
+            return self.transformer_.transform(X)
+        key = (self.fit_key_, joblib.hash(X))
+        return cache.cache(_transform, ignore=["transformer", "X"])(self.transformer_, X, key)
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self)
+        return self.transformer_.get_feature_names_out(input_features)
+
+    def _fit(self, X):
+        self._validate_params()
+        cache = self._cache()
+        transformer = clone(self.transformer)
+        if cache is None:
+            self.fit_key_ = None
+            self.transformer_, Xt = _fit_transform(transformer, X, None)
+        else:
+            self.fit_key_ = joblib.hash((transformer, X))
+            self.transformer_, Xt = cache.cache(_fit_transform, ignore=["transformer", "X"])(
+                transformer, X, self.fit_key_)
+        if hasattr(self.transformer_, "n_features_in_"):
+            self.n_features_in_ = self.transformer_.n_features_in_
+        if hasattr(self.transformer_, "feature_names_in_"):
+            self.feature_names_in_ = self.transformer_.feature_names_in_
+        return Xt
+
+    def _cache(self):
+        """The cache, or None without one or once its folder is gone (a model kept after
+        ``compare`` removed its temporary cache)."""
+        memory = check_memory(self.memory)
+        location = getattr(memory, "location", None)
+        return memory if location is not None and os.path.isdir(location) else None
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = self.transformer.__sklearn_tags__()
+        tags.input_tags = inner.input_tags
+        tags.transformer_tags = inner.transformer_tags
+        return tags
 
 
 # ---- the parallel plan -----------------------------------------------------------------------

@@ -8,12 +8,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
 
 from moensemble import compare
+from moensemble._compare_jobs import SharedTransform
 from moensemble.cli import main
 from moensemble.cli.compare import build_models, with_text_views
 from moensemble.ensemble import StackingEnsembleClassifier, WeightedEnsembleClassifier
@@ -105,6 +107,13 @@ def test_each_view_has_its_members_and_they_see_different_features():
     assert models["naive_bayes_char"].steps[0][0] == "char"
     router = models["gated"].router_preprocessor
     assert repr(router[0].get_params()) == repr(models["logreg"][0].get_params())
+    # Its router with weight decay and no load balancing (it memorised the training rows'
+    # best members, and the balance pushed rows to the weak ones); the word board's as today.
+    gated = models["gated"].get_params(deep=False)
+    assert (gated["weight_decay"], gated["aux_loss_coef"], gated["top_k"]) == (1e-3, 0.0, 2)
+    word = dict(build_models(with_text_views(_bundled_like(X, y), _args(("word",))),
+                             _args(("word",))))["gated"][-1].get_params(deep=False)
+    assert (word["weight_decay"], word["aux_loss_coef"]) == (0.0, 1e-2)
     # The char view's logistic regression: 10 saga epochs (its 16x non-zeros), same C.
     char = models["logreg_char"][-1].get_params()
     assert (char["solver"], char["max_iter"], char["C"]) == ("saga", 10, 10.0)
@@ -123,7 +132,7 @@ def test_a_table_with_text_gets_char_ngrams_of_its_text_columns_beside_the_encod
     dataset = with_text_views(dataset, _args(("word", "char")))
     assert dataset["X"] is frame
     models = dict(build_models(dataset, _args(("word", "char"))))
-    assert isinstance(models["logreg"][0], TableEncoder)
+    assert isinstance(models["logreg"][0].transformer, TableEncoder)  # shared per fold
     char = models["logreg_char"][0].fit_transform(frame)
     assert char.shape[0] == len(frame) and char[3].nnz == 0 and char[4].nnz > 0
 
@@ -198,14 +207,77 @@ def test_above_full_cost_rows_the_char_view_keeps_only_a_cheaper_logreg():
     assert large["logreg"][-1].get_params()["max_iter"] == 30  # the word view's: as before
 
 
-def test_above_the_default_views_rows_the_default_is_the_word_view_alone():
-    from moensemble.cli.compare import DEFAULT_VIEWS_MAX_ROWS
-
+def test_the_default_is_both_views_at_every_size_the_word_view_alone_when_asked():
     X, y = _texts()
-    n = DEFAULT_VIEWS_MAX_ROWS
-    at = _bundled_like(np.resize(X, n), np.resize(y, n))
-    above = _bundled_like(np.resize(X, n + 1), np.resize(y, n + 1))
-    assert with_text_views(at, _args())["views"] == ("word", "char")
-    assert with_text_views(above, _args())["views"] == ("word",)
-    assert with_text_views(above, _args())["X"] is above["X"]  # today's board and input
-    assert with_text_views(above, _args(("word", "char")))["views"] == ("word", "char")
+    whole = _bundled_like(np.resize(X, 117_659), np.resize(y, 117_659))  # the bundled set
+    assert with_text_views(whole, _args())["views"] == ("word", "char")
+    assert list(with_text_views(whole, _args())["X"].columns) == ["text"]
+    assert with_text_views(whole, _args(("word",)))["views"] == ("word",)
+    assert with_text_views(whole, _args(("word",)))["X"] is whole["X"]  # today's input
+
+
+class CountingView(TransformerMixin, BaseEstimator):
+    """A word TF-IDF of the ``text`` column that appends ``fit`` / ``transform`` to ``log``."""
+
+    def __init__(self, log: str = ""):
+        self.log = log
+
+    def _note(self, what: str, X) -> None:
+        with open(self.log, "a") as f:
+            f.write(f"{what} {len(X)}\n")
+
+    def fit(self, X, y=None):
+        self._note("fit", X)
+        self.tfidf_ = TfidfVectorizer().fit(X["text"])
+        return self
+
+    def transform(self, X):
+        self._note("transform", X)
+        return self.tfidf_.transform(X["text"])
+
+
+def test_a_shared_view_is_fitted_once_per_fold_and_transforms_each_rows_once(tmp_path):
+    X, y = _texts(20)
+    frame = pd.DataFrame({"text": X})
+    log = tmp_path / "view.log"
+    view = SharedTransform(CountingView(str(log)))
+    members = [("logreg", Pipeline([("view", view), ("model", LogisticRegression(C=10.0))])),
+               ("nb", Pipeline([("view", view), ("model", ComplementNB())]))]
+    models = [*members,
+              ("weighted", WeightedEnsembleClassifier(members, cv=2, random_state=0)),
+              ("stacked", StackingEnsembleClassifier(members, cv=2, random_state=0))]
+    board = compare(models, frame, y, cv=2, progress=False, n_jobs=1)
+    assert board["accuracy_mean"].notna().all()
+    calls = log.read_text().splitlines()
+    # Per outer fold, for both members and both ensembles: the view fitted on the outer
+    # training rows and on each of the 2 inner ones (fit_transform: a fit, then a transform
+    # of those rows), and each test part transformed once (the outer test rows for 2 single
+    # models and 2 ensembles, by predict and predict_proba each; each inner test part).
+    assert sum(c.startswith("fit") for c in calls) == 2 * 3
+    assert sum(c.startswith("transform") for c in calls) == 2 * (3 + 3)
+    # Without the cache, the single model alone: each fit and each prediction pays.
+    log.write_text("")
+    plain = Pipeline([("view", CountingView(str(log))), ("model", ComplementNB())])
+    assert compare({"nb": plain}, frame, y, cv=2, progress=False)["accuracy_mean"].notna().all()
+    assert len(log.read_text().splitlines()) == 2 * (2 + 2)
+
+
+def test_a_shared_view_outside_compare_is_its_transformer(tmp_path):
+    from joblib import Memory
+
+    X, _ = _texts(10)
+    frame = pd.DataFrame({"text": X})
+    plain = tfidf_view("char", column="text").fit(frame[:20]).transform(frame[20:])
+    alone = SharedTransform(tfidf_view("char", column="text")).fit(frame[:20])
+    assert (alone.transform(frame[20:]) != plain).nnz == 0
+    assert list(alone.get_feature_names_out()) == list(alone.transformer_.get_feature_names_out())
+    cache = tmp_path / "cache"
+    shared = SharedTransform(tfidf_view("char", column="text"), memory=Memory(cache, verbose=0))
+    assert (shared.fit(frame[:20]).transform(frame[20:]) != plain).nnz == 0
+    # Kept after `compare` removed its cache folder: transforms without writing a new one.
+    import shutil
+
+    shutil.rmtree(cache)
+    assert (shared.transform(frame[20:]) != plain).nnz == 0 and not cache.exists()
+    with pytest.raises(ValueError, match="transformer"):
+        SharedTransform("tfidf").fit(frame)
