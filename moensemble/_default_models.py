@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
+from sklearn.decomposition import TruncatedSVD
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
@@ -175,9 +176,22 @@ def scaled_settings(n_rows: int | None, *, quick: bool = True) -> dict:
             "logreg_solver": "saga", "view_members": ("logreg", "ridge")}
 
 
+class _WidthSVD(TruncatedSVD):
+    """``TruncatedSVD`` keeping at most the input's width - 1 components: a text column of
+    a small vocabulary (a few dozen terms) gives fewer TF-IDF columns than
+    ``n_components``, where ``TruncatedSVD`` raises."""
+
+    def fit_transform(self, X, y=None):
+        asked = self.n_components
+        self.n_components = max(1, min(asked, X.shape[1] - 1))
+        try:
+            return super().fit_transform(X, y)
+        finally:
+            self.n_components = asked  # the parameter as given (clone, get_params)
+
+
 def _members(task: str, *, sparse: bool, n_components: int, quick: bool,
              scale: dict, random_state: int | None) -> list[tuple[str, BaseEstimator]]:
-    from sklearn.decomposition import TruncatedSVD
     from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
     from sklearn.linear_model import LogisticRegression, RidgeCV
     from sklearn.naive_bayes import ComplementNB
@@ -188,7 +202,7 @@ def _members(task: str, *, sparse: bool, n_components: int, quick: bool,
     def dense(est: BaseEstimator) -> BaseEstimator:
         if not sparse:
             return est
-        return Pipeline([("svd", TruncatedSVD(n_components, random_state=random_state)),
+        return Pipeline([("svd", _WidthSVD(n_components, random_state=random_state)),
                          ("model", est)])
 
     def scaled(est: BaseEstimator) -> BaseEstimator:

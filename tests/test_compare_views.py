@@ -281,3 +281,17 @@ def test_a_shared_view_outside_compare_is_its_transformer(tmp_path):
     assert (shared.transform(frame[20:]) != plain).nnz == 0 and not cache.exists()
     with pytest.raises(ValueError, match="transformer"):
         SharedTransform("tfidf").fit(frame)
+
+
+def test_a_small_vocabulary_keeps_the_dense_members_fitting():
+    # 10 TF-IDF columns where the dense-only members' SVD asks for 100 components: it keeps
+    # 9 (sklearn's TruncatedSVD raises), and its parameter stays as given.
+    X, y = _texts()
+    args = _args(("word",))
+    args.max_features = 10
+    dataset = with_text_views(_bundled_like(X, y), args)
+    model = dict(build_models(dataset, args))["extra_trees"]
+    proba = model.fit(dataset["X"], y).predict_proba(dataset["X"])
+    assert np.isfinite(proba).all() and proba.shape == (len(y), 3)
+    svd = model[-1].named_steps["svd"]
+    assert svd.get_params()["n_components"] == 100 and svd.components_.shape[0] == 9
