@@ -629,3 +629,21 @@ def test_native_categorical_hist_gradient_boosting_round_trips(tmp_path):
     model.fit(X, y)
     loaded = load(save(model, tmp_path / "hgb.moe"))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_text_view_of_a_column_saves_and_loads(tmp_path):
+    # `tfidf_view(column=...)` fills missing texts through moensemble's own function, which
+    # `load` trusts (compare's members and ensembles on a text column are built from it).
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from moensemble.text import tfidf_view
+
+    frame = pd.DataFrame({"text": ["red apple pie", "green apple", None, "blue sky high",
+                                   "sky blue sea", "red pie"] * 5})
+    y = np.array([0, 0, 1, 1, 1, 0] * 5)
+    model = make_pipeline(tfidf_view("char", column="text"), LogisticRegression()).fit(frame, y)
+    path = save(model, tmp_path / "view.zip")
+    np.testing.assert_allclose(load(path).predict_proba(frame),
+                               model.predict_proba(frame))

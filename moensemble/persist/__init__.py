@@ -80,6 +80,9 @@ VETTED_TYPES = (
     "sklearn.feature_extraction.text.CountVectorizer",
     "sklearn.compose._column_transformer.ColumnTransformer",
     "sklearn.pipeline.Pipeline",
+    # moensemble's own text-view helper (missing texts as empty strings), the function of
+    # the FunctionTransformer in `moensemble.text.tfidf_view(column=...)`.
+    "moensemble.text._fill_texts",
     # CV splitters (the ensembles' ``cv``): integers, flags, seeds and index arrays.
     *(
         f"sklearn.model_selection._split.{name}"
