@@ -14,10 +14,14 @@ callbacks on ``MoEClassifier(repartition='none')``, without touching the estimat
   best, and the gate is refitted to those groups (and frozen for a tenth of the epochs);
 * ``_r=30``: each candidate partition cleaned by 30 rounds of ``refine_groups`` (hard EM
   of one ridge rule per group, rows assigned by their neighbourhoods' fit);
+* ``_s=screen`` (``_s=both``): the candidates' features ranked by model-based splits
+  (``moe/_screen.py``, eighth pass) instead of (besides) the gate's strongest;
 * ``_g``: the estimator's guard (``LocalRulePartition(guard=True)``): the re-partitioned
   net trained aside, kept only where its training loss is no higher than the net's own
   after the same epochs; ``auto`` / ``local_rules``: the estimator's
-  ``repartition='auto'`` / ``'local_rules'``.
+  ``repartition='auto'`` / ``'local_rules'`` (``default``: ``MoEClassifier()``, whose
+  ``repartition`` is ``'auto'`` since the seventh pass; ``none``: ``'none'``). The callback
+  variants run on ``MoEClassifier(repartition='none')``.
 
 Prints held-out accuracy, the ARI of the top-1 assignments (test rows) against the true
 regimes, and how often the guard kept the new partition.
@@ -78,7 +82,7 @@ class Regroup(LocalRulePartition):
 def make_variant(name: str, seed: int):
     if name == "default":
         return MoEClassifier(random_state=seed)
-    if name in ("local_rules", "auto"):
+    if name in ("none", "local_rules", "auto"):
         return MoEClassifier(random_state=seed, repartition=name)
     head, *rest = name.split("+")
     opts = dict(part.split("=") for part in head.split("_")[1:] if "=" in part)
@@ -87,6 +91,7 @@ def make_variant(name: str, seed: int):
                   cluster=opts.get("c", "kmeans"), refine_iter=int(opts.get("r", 0)),
                   guard=guard, candidates=opts.get("m", "rules"),
                   margin=float(opts.get("z", 1.0)), holdout=float(opts.get("ho", 0.15)),
+                  features=opts.get("s", "gate"),
                   apply="all_rows" if head.endswith("_hr") else "twin")
     if head.endswith("_hr"):
         kwargs["guard"] = "holdout"
@@ -94,7 +99,8 @@ def make_variant(name: str, seed: int):
                for v in token[3:].split(",")]
     cb = Regroup(True, tuple(regroup), **kwargs) if regroup else LocalRulePartition(True,
                                                                                    **kwargs)
-    return MoEClassifier(random_state=seed, callbacks=[cb])
+    # (repartition='none': the callback stands in for the estimator's own re-partition)
+    return MoEClassifier(random_state=seed, repartition="none", callbacks=[cb])
 
 
 def run(K: int, d: int, noise: float, seed: int, args) -> dict:
@@ -117,6 +123,10 @@ def run(K: int, d: int, noise: float, seed: int, args) -> dict:
             losses = [r["repartition_losses"] for r in est.history_
                       if "repartition_losses" in r][0]
             row[name + "_dloss"] = losses[0] - losses[1]  # > 0: the new partition lower
+        ids = [r["repartition_feature_ids"] for r in est.history_
+               if "repartition_feature_ids" in r]
+        if ids:
+            print(name, "partition features", ids[0], flush=True)
     return row
 
 

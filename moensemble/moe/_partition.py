@@ -36,6 +36,7 @@ from sklearn.neighbors import NearestNeighbors
 from skorch.callbacks import Callback
 
 from ._merge import merge_groups
+from ._screen import screen_features
 from .net import RowDataset
 from .routing import shrink_router_inputs
 
@@ -262,13 +263,18 @@ class LocalRulePartition(Callback):
         micro-cells merged by the ridge loss (:func:`moensemble.moe._merge.merge_groups`,
         one per number of features), or both.
     holdout, margin : float, default=0.15, 1.0
+    features : {'gate', 'screen', 'both'}, default='gate'
+        Where the candidates' neighbourhoods are taken: the gate's strongest features
+        (its lasso's choice), the features ranked by model-based splits
+        (:func:`moensemble.moe._screen.screen_features`, independent of the gate; eighth
+        pass), or the candidates of both rankings.
     """
 
     def __init__(self, classification: bool, at: float = 0.5, freeze: float = 0.2,
                  max_features: int = 4, n_anchors: int = 300, n_neighbors: int = 80,
                  n_draws: int = 3, refine_iter: int = 0, guard: bool | str = False,
                  cluster: str = "kmeans", candidates: str = "rules", holdout: float = 0.15,
-                 margin: float = 1.0, apply: str = "twin") -> None:
+                 margin: float = 1.0, apply: str = "twin", features: str = "gate") -> None:
         self.classification = classification
         self.at = at
         self.freeze = freeze
@@ -283,6 +289,7 @@ class LocalRulePartition(Callback):
         self.holdout = holdout
         self.margin = margin
         self.apply = apply
+        self.features = features
 
     def on_train_begin(self, net, **kwargs) -> None:
         # From the fit's forked torch RNG (reproducible under the estimator's random_state),
@@ -337,6 +344,7 @@ class LocalRulePartition(Callback):
     def _apply(self, net, dataset) -> None:
         features = self._repartition(net, dataset)
         net.history.record("repartition_features", len(features))
+        net.history.record("repartition_feature_ids", [int(j) for j in features])
         net.module_.router.requires_grad_(False)
 
     def _try(self, net, dataset, epoch: int, phase: int) -> None:
@@ -409,10 +417,12 @@ class LocalRulePartition(Callback):
             self.frozen_until_ = epoch + phase
         elif keep:
             net.module_.router.load_state_dict(gate)
+            _open_lasso(net, features)
             net.module_.router.requires_grad_(False)
             self.frozen_until_ = epoch + phase
             net.history.record("repartition_features", len(features))
         net.history.record("repartition_kept", int(keep))
+        net.history.record("repartition_feature_ids", [int(j) for j in features])
         net.history.record("repartition_losses", [float(own_loss.mean()),
                                                   float(new_loss.mean())])
         net.history.record("repartition_gain_se", [float(gain.mean()), float(se)])
@@ -438,31 +448,60 @@ class LocalRulePartition(Callback):
             T = (T - T.mean(0)) / (T.std(0) + 1e-9)
         return X, T
 
+    def _orders(self, X, T, router) -> list[np.ndarray]:
+        """The feature rankings whose prefixes the candidates are taken in."""
+        orders = []
+        if self.features in ("gate", "both"):
+            norms = router.linear.weight.detach().norm(dim=0).cpu().numpy()
+            orders.append(np.argsort(-norms)[: max(1, min(self.max_features,
+                                                          int((norms > 0).sum())))])
+        if self.features in ("screen", "both"):
+            orders.append(screen_features(X, T, seed=self.seed_)[: self.max_features])
+        return orders
+
     def _repartition(self, net, dataset) -> np.ndarray:
         X, T = self._targets(dataset)
         router = net.module_.router
-        norms = router.linear.weight.detach().norm(dim=0).cpu().numpy()
-        order = np.argsort(-norms)[: max(1, min(self.max_features, int((norms > 0).sum())))]
         best, n_groups = None, len(net.module_.experts)
         draws = {"rules": range(self.n_draws), "merge": [-1],
                  "both": [*range(self.n_draws), -1]}[self.candidates]
-        for r, draw in itertools.product(range(1, len(order) + 1), draws):
+        subsets = list(dict.fromkeys(tuple(sorted(order[:r].tolist())) for order in
+                                     self._orders(X, T, router)
+                                     for r in range(1, len(order) + 1)))
+        for subset, draw in itertools.product(subsets, draws):
+            features = np.asarray(subset)
             if draw < 0:  # the merge of adjacent micro-cells
-                groups = merge_groups(X, T, standardised(X, order[:r]), n_groups,
+                groups = merge_groups(X, T, standardised(X, features), n_groups,
                                       seed=self.seed_)
             else:
-                groups = local_rule_groups(X, T, order[:r], n_groups,
+                groups = local_rule_groups(X, T, features, n_groups,
                                            n_anchors=self.n_anchors,
                                            n_neighbors=self.n_neighbors,
                                            seed=self.seed_ + draw, cluster=self.cluster)
             if self.refine_iter:
-                groups = refine_groups(X, T, order[:r], groups, n_iter=self.refine_iter)
+                groups = refine_groups(X, T, features, groups, n_iter=self.refine_iter)
             score = partition_score(X, T, groups, classification=self.classification,
                                     seed=self.seed_)
             if best is None or score > best[0]:
-                best = (score, order[:r], groups)
+                best = (score, features, groups)
         fit_router_to(router, X, best[1], best[2])
+        _open_lasso(net, best[1])
         return best[1]
+
+
+def _open_lasso(net, features: np.ndarray) -> None:
+    """The gate lasso's relaxed-phase masks let ``features`` in (a screened feature the
+    lasso had zeroed would otherwise be zeroed again after the next step)."""
+    lasso = dict(net.callbacks_).get("router_l1")
+    masks = getattr(lasso, "masks_", None)
+    if masks is None:
+        return
+    opened = []
+    for keep in masks:
+        keep = keep.clone()
+        keep[torch.as_tensor(features, device=keep.device)] = True
+        opened.append(keep)
+    lasso.masks_ = opened
 
 
 # 'auto' needs rows for its check (15 %: 30 of 200) and for 80-row local neighbourhoods.
