@@ -11,7 +11,8 @@ Contestants, all fitted in the same run:
 
 * ``moe``: ``MoEClassifier()`` with its defaults (or ``--moe`` keyword overrides), and each
   ``--variant`` (a Python dict literal of MoEClassifier parameters, e.g.
-  ``"{'mixture': 'logits'}"``) as ``moe[i]``;
+  ``"{'mixture': 'logits'}"``; ``'repartition_features'``: see :func:`make_moe`) as
+  ``moe[i]``;
 * ``mlp``: ``sklearn.neural_network.MLPClassifier`` with one hidden layer sized to the
   default MoE's ``n_active_params_`` (early stopping on 10% of the rows);
 * ``hgb``: ``HistGradientBoostingClassifier()``;
@@ -61,6 +62,7 @@ from sklearn.preprocessing import StandardScaler
 
 from moensemble.datasets import make_regime_classification
 from moensemble.moe import MoEClassifier
+from moensemble.moe._partition import LocalRulePartition
 
 GRIDS = {
     "small": dict(K=[4, 8], d=[10, 30], noise=[0.1]),
@@ -92,6 +94,20 @@ for name, cls in [("realmlp", RealMLP_TD_Classifier), ("tabm", TabM_D_Classifier
 print("RESULT" + json.dumps(result))
 """
 N_TEST = 2000
+
+
+def make_moe(seed: int, params: dict, classification: bool = True) -> MoEClassifier:
+    """``MoEClassifier(random_state=seed, **params)``; a ``'repartition_features'`` key
+    (eighth pass: ``'gate'``, ``'screen'`` or ``'both'``) stands for ``repartition='auto'``
+    with the re-partition's candidate features ranked that way: the same callback as
+    ``'auto'`` (``make_repartition``), on ``repartition='none'``."""
+    params = dict(params)
+    features = params.pop("repartition_features", None)
+    if features is not None:
+        params["repartition"] = "none"
+        params["callbacks"] = [LocalRulePartition(classification, refine_iter=30,
+                                                  guard="holdout", features=features)]
+    return MoEClassifier(random_state=seed, **params)
 
 
 def equal_mlp(n_params: int, d: int, n_classes: int, seed: int) -> MLPClassifier:
@@ -141,10 +157,10 @@ def run_cell(K: int, d: int, noise: float, n_train: int, seed: int, args) -> dic
     Xtr, ytr, Xte, yte = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
     row = {"n": n_train, "K": K, "d": d, "noise": noise, "seed": seed, "bayes": bayes,
            "oracle": oracle_score(Xtr, ytr, regimes[:n_train], Xte, yte, regimes[n_train:])}
-    moe = MoEClassifier(random_state=seed, **args.moe)
+    moe = make_moe(seed, args.moe)
     models = {"moe": moe}
     for i, variant in enumerate(args.variant):
-        models[f"moe[{i}]"] = MoEClassifier(random_state=seed, **{**args.moe, **variant})
+        models[f"moe[{i}]"] = make_moe(seed, {**args.moe, **variant})
     models["hgb"] = HistGradientBoostingClassifier(random_state=seed)
     for name, est in models.items():
         start = time.perf_counter()
@@ -185,7 +201,9 @@ def run_tables(args) -> None:
             variants = [args.moe] + [{**args.moe, **v} for v in args.variant]
             for i, params in enumerate(variants):
                 name = "moe" if i == 0 else f"moe[{i - 1}]"
-                est = MoEClassifier(random_state=seed, **params).fit(Xtr, ytr)
+                tic = time.perf_counter()
+                est = make_moe(seed, params).fit(Xtr, ytr)
+                row[f"{name}_s"] = round(time.perf_counter() - tic, 1)
                 row[name] = est.score(Xte, yte)
                 kept = [r["repartition_kept"] for r in est.history_ if "repartition_kept" in r]
                 if kept:
@@ -193,6 +211,11 @@ def run_tables(args) -> None:
             rows.append(row)
             print(rows[-1], flush=True)
     print(pd.DataFrame(rows).drop(columns="seed").groupby("table").mean().round(4).to_string())
+    for table, part in pd.DataFrame(rows).groupby("table"):  # how many test rows apart
+        for name in [c for c in part.columns if c.startswith("moe[") and "_" not in c]:
+            print(table, name, "- moe: mean", round(float((part[name] - part["moe"]).mean()), 4),
+                  "better / level / worse in", int((part[name] > part["moe"]).sum()),
+                  int((part[name] == part["moe"]).sum()), int((part[name] < part["moe"]).sum()))
 
 
 def main() -> None:

@@ -6,11 +6,12 @@ nearest of 4 centres in the first 2 of 10 standard-normal features, each its own
 rule plus noise 0.3 (3,000 training rows, 2,000 held out, seeds 0, 1). Prints R^2, fit
 seconds and whether the guard kept the re-partition.
 
-Run: ``PYTHONPATH=. python benchmarks/bench_regimes_regression.py``
+Run: ``PYTHONPATH=. python benchmarks/bench_regimes_regression.py [--features screen]``
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -20,6 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from moensemble.moe import MoERegressor
+from moensemble.moe._partition import LocalRulePartition
 
 
 def regimes(seed: int, n: int = 5000) -> tuple[np.ndarray, np.ndarray]:
@@ -43,19 +45,28 @@ def splits():
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--features", nargs="*", default=[], choices=["gate", "screen", "both"],
+                        help="also 'auto' with the re-partition's features ranked so "
+                             "(eighth pass), as auto_<features>")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     for table, seed, Xtr, Xte, ytr, yte in splits():
         scaler = StandardScaler().fit(Xtr)
         Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
         row = {"table": table, "seed": seed}
-        for mode in ("none", "auto"):
+        for mode in ("none", "auto", *(f"auto_{f}" for f in args.features)):
+            params = {"repartition": mode}
+            if mode.startswith("auto_"):  # 'auto' with its candidates' features so ranked
+                params = {"repartition": "none", "callbacks": [LocalRulePartition(
+                    False, refine_iter=30, guard="holdout", features=mode[5:])]}
             tic = time.perf_counter()
-            est = MoERegressor(random_state=seed, repartition=mode).fit(Xtr, ytr)
+            est = MoERegressor(random_state=seed, **params).fit(Xtr, ytr)
             row[mode] = round(est.score(Xte, yte), 4)
             row[mode + "_s"] = round(time.perf_counter() - tic, 1)
             kept = [r["repartition_kept"] for r in est.history_ if "repartition_kept" in r]
             if kept:
-                row["kept"] = kept[0]
+                row[mode + "_kept"] = kept[0]
         print(row, flush=True)
 
 

@@ -55,3 +55,11 @@ def test_screened_partition_reads_features_the_lasso_zeroed():
         indices, gates = est.route(X)
         ari.append(adjusted_rand_score(r, indices[np.arange(len(X)), gates.argmax(1)]))
     assert ari[1] > 0.5 and ari[1] > ari[0] + 0.2, ari  # the experts follow the regimes
+
+
+def test_partition_features_must_be_known():
+    X, y = make_regime_classification(300, n_features=10, random_state=0)
+    est = MoEClassifier(max_epochs=2, repartition="none",
+                        callbacks=[LocalRulePartition(True, features="lasso")])
+    with pytest.raises(ValueError, match="features"):
+        est.fit(X, y)

@@ -292,6 +292,9 @@ class LocalRulePartition(Callback):
         self.features = features
 
     def on_train_begin(self, net, **kwargs) -> None:
+        if self.features not in ("gate", "screen", "both"):
+            raise ValueError("LocalRulePartition's `features` must be 'gate', 'screen' or "
+                             f"'both'; got {self.features!r}.")
         # From the fit's forked torch RNG (reproducible under the estimator's random_state),
         # without moving it: a guarded fit that keeps its gate is the fit without the option.
         state = torch.get_rng_state()
