@@ -171,6 +171,10 @@ def run_cell(K: int, d: int, noise: float, n_train: int, seed: int, args) -> dic
                 if "repartition_kept" in r]
         if kept:  # repartition='auto': whether the new partition replaced the gate's
             row[f"{name}_kept_s"] = float(np.mean(kept))  # (``_s``: out of the accuracies)
+            gain_se = [r["repartition_gain_se"] for r in est.history_
+                       if "repartition_gain_se" in r]
+            if gain_se and gain_se[0][1] > 0:  # the guard's gain in standard errors
+                row[f"{name}_z_s"] = gain_se[0][0] / gain_se[0][1]
         if name == "moe":  # the MLP is sized after the fitted default MoE
             mlp = equal_mlp(moe.n_active_params_, d, 2, seed)
             start = time.perf_counter()

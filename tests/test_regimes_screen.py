@@ -63,3 +63,13 @@ def test_partition_features_must_be_known():
                         callbacks=[LocalRulePartition(True, features="lasso")])
     with pytest.raises(ValueError, match="features"):
         est.fit(X, y)
+
+
+def test_auto_takes_its_candidates_in_the_screened_features():
+    from moensemble.moe._partition import make_repartition
+
+    for classification in (True, False):
+        callback = make_repartition("auto", classification)
+        assert (callback.features, callback.guard, callback.refine_iter) == (
+            "screen", "holdout", 30)
+    assert make_repartition("local_rules", True).features == "gate"  # as in the fifth pass

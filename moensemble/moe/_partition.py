@@ -20,18 +20,22 @@ the twin re-partitioned train the frozen phase aside and meet the other 15 %; th
 (trained on all rows) takes the new gate only if it won there by more than a standard
 error, else it goes on exactly as without the option. (The sixth pass's guard, the lower
 *training* loss, is ``guard=True``: on 398 rows it picked the partition that generalised
-worse.)
+worse.) Since the eighth pass ``'auto'`` takes its candidates in the features ranked by
+model-based splits (:mod:`._screen`, ``features='screen'``) instead of the gate's strongest:
+the lasso may have zeroed a routing feature by the re-partition epoch.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from skorch.callbacks import Callback
 
@@ -66,7 +70,9 @@ def local_rule_groups(X: np.ndarray, T: np.ndarray, features: np.ndarray, n_grou
     if cluster == "agglo":
         labels = AgglomerativeClustering(n_groups).fit_predict(rules)
     else:
-        labels = KMeans(n_groups, n_init=4, random_state=seed).fit_predict(rules)
+        with warnings.catch_warnings():  # fewer distinct rules than groups (a binary
+            warnings.simplefilter("ignore", ConvergenceWarning)  # feature): fewer groups
+            labels = KMeans(n_groups, n_init=4, random_state=seed).fit_predict(rules)
     nearest = NearestNeighbors(n_neighbors=1).fit(Z[anchors]).kneighbors(
         Z, return_distance=False)[:, 0]
     return labels[nearest]
@@ -514,9 +520,12 @@ AUTO_MIN_ROWS = 200
 def make_repartition(mode: str, classification: bool) -> LocalRulePartition:
     """The callback of ``repartition`` (resolved): ``'local_rules'`` as measured in the fifth
     pass; ``'auto'`` also cleans each candidate partition by :func:`refine_groups` and keeps
-    it only where it wins on held-out rows (``guard='holdout'``, seventh pass)."""
+    it only where it wins on held-out rows (``guard='holdout'``, seventh pass), and takes
+    the candidates in the features ranked by model-based splits, not the gate's strongest
+    (``features='screen'``, eighth pass)."""
     if mode == "auto":
-        return LocalRulePartition(classification, refine_iter=30, guard="holdout")
+        return LocalRulePartition(classification, refine_iter=30, guard="holdout",
+                                  features="screen")
     return LocalRulePartition(classification)
 
 
