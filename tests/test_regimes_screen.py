@@ -35,7 +35,7 @@ def test_split_gains_are_small_without_regimes():
 
 
 def test_screened_partition_reads_features_the_lasso_zeroed():
-    X, y, r = make_regime_classification(1500, n_features=10, n_regimes=4, noise=0.1,
+    X, y, r = make_regime_classification(1000, n_features=10, n_regimes=4, noise=0.1,
                                          return_regimes=True, random_state=0)
     # A lasso this strong zeroes the gate's every input before the re-partition epoch.
     params = dict(n_experts=4, max_epochs=10, lr=1e-2, router_l1=200.0, random_state=0,
