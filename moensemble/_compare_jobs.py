@@ -113,8 +113,10 @@ def _with_memory(estimator: BaseEstimator, memory) -> BaseEstimator:
     ``get_params`` does not reach into its members), so that a member and the same single
     model hash alike."""
     estimator = clone(estimator)
-    keys = [k for k, v in estimator.get_params(deep=True).items()
-            if (k == "memory" or k.endswith("__memory")) and v is None]
+    params = estimator.get_params(deep=True)
+    keys = [k for k, v in params.items()
+            if (k == "memory" or k.endswith("__memory")) and v is None
+            and not _caches_itself(estimator, params, k)]
     # Outer keys first: setting a composite's parameter may replace its nested objects.
     for key in sorted(keys, key=lambda k: k.count("__")):
         estimator.set_params(**{key: memory})
@@ -123,6 +125,21 @@ def _with_memory(estimator: BaseEstimator, memory) -> BaseEstimator:
         _split(estimator)[1].set_params(
             estimators=[(name, _with_memory(member, memory)) for name, member in members])
     return estimator
+
+
+def _caches_itself(estimator, params: dict, key: str) -> bool:
+    """Whether the ``memory`` parameter ``key`` of ``estimator`` (``params``: its deep
+    parameters) is left unset because shared views (:class:`SharedTransform`) cache that
+    work already: a pipeline whose transformers are all shared views (its cache would write
+    each fitted view and transformed matrix a second time), or anything inside a view (the
+    view's fit and transforms are cached as a whole)."""
+    parts = key.split("__")[:-1]
+    owners = [estimator, *(params.get("__".join(parts[:i])) for i in range(1, len(parts) + 1))]
+    if any(isinstance(owner, SharedTransform) for owner in owners[:-1]):
+        return True
+    owner = owners[-1]
+    return isinstance(owner, Pipeline) and len(owner.steps) > 1 and all(
+        isinstance(step, SharedTransform) for _, step in owner.steps[:-1])
 
 
 # ---- one transform of a view per fold, shared ------------------------------------------------

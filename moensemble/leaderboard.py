@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_consistent_length, check_memory
 from moensemble._compare_jobs import SharedFitModel, run_parallel, share_all
 from moensemble._default_models import FULL_COST_ROWS, default_models, scaled_settings
 from moensemble._validation import check_estimators
-from moensemble.folds import evaluate_folds, max_violation, predict_aligned
+from moensemble.folds import evaluate_folds, final_step, max_violation, predict_aligned
 
 __all__ = ["compare", "default_models", "scaled_settings", "make_folds", "max_violation",
            "METRICS", "FULL_COST_ROWS"]
@@ -336,9 +336,15 @@ def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
     def score(est, X_test, y_test) -> dict[str, float]:
         # Timed here, on the predictions the metrics use: the engine then predicts nothing.
         start = perf_counter()
-        y_pred = est.predict(X_test)
+        proba = None
+        if task == "classification" and labels_from_proba(est):
+            # One pass over the test rows: the labels are the argmax of the probabilities.
+            proba = np.asarray(est.predict_proba(X_test))
+            y_pred = np.asarray(est.classes_)[np.argmax(proba, axis=1)]
+        else:
+            y_pred = est.predict(X_test)
         out = {"predict_time_per_1k_s": (perf_counter() - start) / len(test) * 1000}
-        out.update(_metrics(est, X_test, y_test, y_pred, classes, task))
+        out.update(_metrics(est, X_test, y_test, y_pred, classes, task, proba))
         for scorer_name, scorer in scorers.items():
             out[scorer_name] = float(scorer(est, X_test, y_test))
         return out
@@ -370,17 +376,64 @@ def _evaluate(name, estimator, X, y, fold, train, test, classes, task, scorers,
     return row
 
 
-def _metrics(est, X_test, y_test, y_pred, classes, task) -> dict[str, float]:
+def _metrics(est, X_test, y_test, y_pred, classes, task, proba=None) -> dict[str, float]:
+    """The built-in metrics; ``proba``: ``est.predict_proba(X_test)`` when already computed."""
     if task == "regression":
         return {"rmse": float(root_mean_squared_error(y_test, y_pred)),
                 "r2": float(r2_score(y_test, y_pred))}
     out = {"accuracy": float(accuracy_score(y_test, y_pred)),
            "f1_macro": float(f1_score(y_test, y_pred, average="macro", zero_division=0)),
            "log_loss": np.nan}
-    if hasattr(est, "predict_proba"):
+    if proba is not None:
+        proba = _aligned(proba, est.classes_, classes)
+    elif hasattr(est, "predict_proba"):
         proba = predict_aligned(est, X_test, "predict_proba", classes)
+    if proba is not None:
         out["log_loss"] = float(log_loss(y_test, proba, labels=classes))
     return out
+
+
+def _aligned(proba, seen, classes) -> np.ndarray:
+    """``proba`` (columns ``seen``) as :func:`~moensemble.folds.predict_aligned` gives it:
+    float64, rows renormalised, columns following ``classes``."""
+    out = np.array(proba, dtype=np.float64)
+    totals = out.sum(axis=1, keepdims=True)
+    out = np.divide(out, totals, out=out, where=totals > 0)
+    if len(seen) == len(classes):
+        return out
+    aligned = np.zeros((out.shape[0], len(classes)))
+    aligned[:, np.searchsorted(classes, seen)] = out
+    return aligned
+
+
+def labels_from_proba(estimator) -> bool:
+    """Whether the fitted classifier ``estimator`` (or the end of its pipeline) predicts
+    ``classes_[argmax(predict_proba)]``, so that :func:`compare` takes its labels from the
+    probabilities instead of a second pass over the test rows (for a stack: every member
+    again). Known models only; any other keeps its own ``predict``."""
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import _BaseNB
+    from sklearn.tree import BaseDecisionTree
+
+    from moensemble.ensemble import StackingEnsembleClassifier, WeightedEnsembleClassifier
+    from moensemble.gated import GatedEnsembleClassifier
+    from moensemble.moe import MoEClassifier
+
+    final = final_step(estimator)
+    if not hasattr(estimator, "predict_proba") or not hasattr(estimator, "classes_"):
+        return False
+    if isinstance(final, StackingEnsembleClassifier):
+        meta = getattr(final, "final_estimator_", None)
+        return meta is not None and labels_from_proba(meta)
+    if isinstance(final, WeightedEnsembleClassifier):
+        return final.voting == "soft"
+    # Their predict is the argmax of the scores that predict_proba normalises (softmax,
+    # exp of the joint log-likelihood, vote shares, the gated and the MoE's probabilities).
+    known = (LogisticRegression, _BaseNB, ExtraTreesClassifier, RandomForestClassifier,
+             GatedEnsembleClassifier, MoEClassifier)
+    return isinstance(final, known) or (isinstance(final, BaseDecisionTree)
+                                        and is_classifier(final))
 
 
 # ---- summary ---------------------------------------------------------------------------------

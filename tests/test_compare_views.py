@@ -255,11 +255,12 @@ def test_a_shared_view_is_fitted_once_per_fold_and_transforms_each_rows_once(tmp
     # models and 2 ensembles, by predict and predict_proba each; each inner test part).
     assert sum(c.startswith("fit") for c in calls) == 2 * 3
     assert sum(c.startswith("transform") for c in calls) == 2 * (3 + 3)
-    # Without the cache, the single model alone: each fit and each prediction pays.
+    # Without the cache, the single model alone: each fit and each prediction pays (one
+    # prediction a fold: the labels are the argmax of predict_proba).
     log.write_text("")
     plain = Pipeline([("view", CountingView(str(log))), ("model", ComplementNB())])
     assert compare({"nb": plain}, frame, y, cv=2, progress=False)["accuracy_mean"].notna().all()
-    assert len(log.read_text().splitlines()) == 2 * (2 + 2)
+    assert len(log.read_text().splitlines()) == 2 * (2 + 1)
 
 
 def test_a_shared_view_outside_compare_is_its_transformer(tmp_path):
@@ -295,3 +296,33 @@ def test_a_small_vocabulary_keeps_the_dense_members_fitting():
     assert np.isfinite(proba).all() and proba.shape == (len(y), 3)
     svd = model[-1].named_steps["svd"]
     assert svd.get_params()["n_components"] == 100 and svd.components_.shape[0] == 9
+
+
+def test_the_views_cache_their_work_once_the_pipelines_around_them_not_again(tmp_path):
+    from joblib import Memory
+
+    from moensemble._compare_jobs import share_all
+
+    X, y = _texts(10)
+    dataset = with_text_views(_bundled_like(X, y), _args())
+    cache = Memory(tmp_path / "cache", verbose=0)
+    shared = dict(share_all(build_models(dataset, _args()), cache))
+
+    def cached(est) -> set[str]:
+        return {k for k, v in est.get_params(deep=True).items()
+                if k.endswith("memory") and v is cache}
+
+    # A member behind its view: only the view caches (its fit and transforms), and the
+    # single model's wrapper its fit (`memory`); the member pipeline's cache would have
+    # written each transformed matrix a second time, and the view's own inner pipeline
+    # (FunctionTransformer, TF-IDF) a third.
+    assert cached(shared["logreg"]) == {"memory", "model__word__memory"}
+    assert cached(shared["logreg_char"]) == {"memory", "model__char__memory"}
+    # Behind the view, the SVD before the trees is worth caching: that pipeline keeps it.
+    assert cached(shared["extra_trees"]) == {"memory", "model__memory", "model__word__memory"}
+    stacked = shared["stacked"]
+    assert cached(stacked) == {"memory"}
+    members = dict(stacked.get_params(deep=False)["estimators"])
+    assert cached(members["logreg"]) == {"word__memory"}
+    assert cached(members["extra_trees"]) == {"memory", "word__memory"}
+    assert cached(shared["gated"]) == {"memory", "router_preprocessor__word__memory"}

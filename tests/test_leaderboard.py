@@ -304,3 +304,63 @@ def test_temporary_cache_is_removed_after_an_error_in_a_model(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="boom"):
         compare(models, X, y, cv=2, progress=False, error_score="raise", n_jobs=n_jobs)
     assert not list(tmp_path.glob("moensemble-cache-*"))
+
+
+class _ProbaOnlyLogreg(LogisticRegression):
+    """A logistic regression whose ``predict`` must not be called (compare takes the labels
+    from ``predict_proba``), counting its ``predict_proba`` calls in ``log``."""
+
+    def __init__(self, log="", C=1.0, max_iter=500):
+        super().__init__(C=C, max_iter=max_iter)
+        self.log = log
+
+    def predict(self, X):
+        raise AssertionError("predict called: the labels should come from predict_proba")
+
+    def predict_proba(self, X):
+        with open(self.log, "a") as f:
+            f.write("proba\n")
+        return super().predict_proba(X)
+
+
+def test_compare_takes_labels_from_the_probabilities_once(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    log = tmp_path / "calls.log"
+    board = compare({"proba_only": _ProbaOnlyLogreg(str(log)),
+                     "plain": LogisticRegression(max_iter=500)}, X, y, cv=3, progress=False)
+    # The same labels as predict, so the same scores; one predict_proba a fold.
+    for metric in ("accuracy_mean", "f1_macro_mean", "log_loss_mean"):
+        assert board.loc["proba_only", metric] == board.loc["plain", metric]
+    assert log.read_text().count("proba") == 3
+
+
+def test_labels_from_proba_only_for_models_whose_predict_is_its_argmax(tmp_path):
+    from sklearn.ensemble import ExtraTreesClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import MinMaxScaler
+
+    from moensemble.ensemble import StackingEnsembleClassifier, WeightedEnsembleClassifier
+    from moensemble.leaderboard import labels_from_proba
+
+    X, y = make_classification(300, n_features=8, n_informative=5, n_classes=3,
+                               random_state=0)
+    members = [("lr", LogisticRegression(max_iter=500)),
+               ("nb", Pipeline([("scale", MinMaxScaler()), ("nb", ComplementNB())])),
+               ("trees", ExtraTreesClassifier(10, random_state=0))]
+    known = [*(est for _, est in members),
+             WeightedEnsembleClassifier(members, cv=3, random_state=0),
+             StackingEnsembleClassifier(members, cv=3, random_state=0)]
+    for est in known:
+        est.fit(X, y)
+        assert labels_from_proba(est), est
+        # What the shortcut relies on, checked on these rows.
+        np.testing.assert_array_equal(est.predict(X),
+                                      est.classes_[np.argmax(est.predict_proba(X), axis=1)])
+    # A model not known to predict the argmax of its probabilities keeps its predict.
+    assert not labels_from_proba(KNeighborsClassifier().fit(X, y))
+    assert not labels_from_proba(CountingClassifier(str(tmp_path / "fits.log")).fit(X, y))
+    assert not labels_from_proba(WeightedEnsembleClassifier(members, voting="hard", cv=3)
+                                 .fit(X, y))
+    stack = StackingEnsembleClassifier(members, final_estimator=KNeighborsClassifier(),
+                                       cv=3).fit(X, y)
+    assert not labels_from_proba(stack)
