@@ -42,7 +42,7 @@ from moensemble.search.families import (
     SearchContext,
     default_members,
 )
-from moensemble.search.final import AUTO_GUARD_ROWS, FinalModel
+from moensemble.search.final import FinalModel
 from moensemble.search.inputs import InputsMixin
 from moensemble.search.portfolio import default_portfolio, native_entries
 from moensemble.search.runner import Runner
@@ -60,10 +60,6 @@ __all__ = ["AutoClassifier", "AutoRegressor", "Family", "FAMILIES", "SearchConte
 #: Share of the budget kept for the final selection (and, with ``refit_full``, the refits).
 RESERVE = 0.02
 RESERVE_REFIT = 0.2
-#: ``refit_full='auto'`` where ``blend_guard`` may keep one trial: this share more is kept
-#: for measuring its bag against its refit (``cv**2`` fits; on a loaded machine the 5 %
-#: floor after the deadline left grunfeld's ``kernel_ridge`` unmeasured).
-RESERVE_REFIT_AUTO = 0.05
 #: Share of the budget the portfolio leaves to the search's first (level-2) trials.
 PORTFOLIO_KEEP = 0.05
 
@@ -232,11 +228,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
     def _runner(self, X, y, folds, context, families, objectives, deadline,
                 store) -> Runner:
         budget = float(self.time_budget)
-        reserve = RESERVE_REFIT if self.refit_full is True else RESERVE
-        if self.refit_full == "auto" and self.blend_guard is not None and (
-                self.blend_guard != "auto" or len(y) < AUTO_GUARD_ROWS):
-            reserve += RESERVE_REFIT_AUTO
-        reserve *= budget
+        reserve = (RESERVE_REFIT if self.refit_full is True else RESERVE) * budget
         if self._task == "classification":
             target = np.searchsorted(self.classes_, y)
             n_columns = len(self.classes_)
