@@ -36,7 +36,7 @@ def test_refit_auto_measures_the_bag_against_the_refit_one_level_down(data):
     X, y = data
     auto = AutoRegressor(base_estimators=[("ridge", Ridge())], families=(),
                          cv=KFold(3, shuffle=True, random_state=0), max_trials=1,
-                         progress_bar=False, random_state=0).fit(X, y)
+                         refit_full="auto", progress_bar=False, random_state=0).fit(X, y)
     expected = _nested_gain(X, y, 3, 0)
     assert auto.refit_gain_ == pytest.approx(expected, rel=1e-6)
     models = auto.best_estimator_.members["ridge"].models
@@ -53,17 +53,17 @@ def test_refit_auto_keeps_the_bag_when_the_bag_measures_better(data, monkeypatch
     X, y = data
     monkeypatch.setattr(final, "REFIT_GAIN", np.inf)  # no gain is enough: the bag stays
     auto = AutoRegressor(base_estimators=[("ridge", Ridge())], families=(), cv=3,
-                         max_trials=1, progress_bar=False, random_state=0).fit(X, y)
+                         max_trials=1, refit_full="auto", progress_bar=False,
+                         random_state=0).fit(X, y)
     assert np.isfinite(auto.refit_gain_)
     assert len(auto.best_estimator_.members["ridge"].models) == 3
     assert "bag kept" in auto.leaderboard_.set_index("name").loc["ridge", "note"]
 
 
-def test_refit_full_false_keeps_every_bag_and_measures_nothing(data):
+def test_refit_full_false_the_default_keeps_every_bag_and_measures_nothing(data):
     X, y = data
     auto = AutoRegressor(base_estimators=[("ridge", Ridge())], families=(), cv=3,
-                         max_trials=1, refit_full=False, progress_bar=False,
-                         random_state=0).fit(X, y)
+                         max_trials=1, progress_bar=False, random_state=0).fit(X, y)
     assert np.isnan(auto.refit_gain_)
     assert len(auto.best_estimator_.members["ridge"].models) == 3
 
@@ -75,7 +75,7 @@ def test_refit_auto_leaves_a_blend_as_bags():
     y = y + 30 * np.sin(X[:, 0] * 2)  # a part the linear model misses and k-NN reads
     members = [("ridge", Ridge()), ("knn", KNeighborsRegressor(5))]
     auto = AutoRegressor(base_estimators=members, families=(), cv=3, blend_guard=None,
-                         progress_bar=False, random_state=0).fit(X, y)
+                         refit_full="auto", progress_bar=False, random_state=0).fit(X, y)
     assert len(auto.ensemble_weights_) > 1  # a blend: the rule is for one kept trial only
     assert np.isnan(auto.refit_gain_)
     assert all(len(m.models) == 3 for m in auto.best_estimator_.members.values())

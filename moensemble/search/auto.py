@@ -122,7 +122,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         stack_levels: int = 1,
         stack_passthrough: bool = False,
         max_level2_share: float | None = None,
-        refit_full: bool | str = "auto",
+        refit_full: bool | str = False,
         memory: Any = None,
         n_jobs: int | None = None,
         storage: Any = None,
@@ -458,13 +458,16 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         ``stacking``); past it the next trial is the least tried single-model family's.
         Cheap and optimistic on their out-of-fold score, combiners otherwise take most of
         the trials (158 of 250 at 300 s on diabetes). None: no cap.
-    refit_full : bool or 'auto', default='auto'
+    refit_full : bool or 'auto', default=False
         True: refit the selected trials on all rows (one model each instead of a bag of
         ``cv``: a faster predict) while the budget lasts; 20 % of it is kept for that.
         False: keep the bags. 'auto': when one level-1 trial is kept alone, refit it if,
         out of fold, its refit beat its bag one level down (each fold model against a
         bag fitted on that fold's inner folds, :mod:`moensemble.search.refit`; ``cv**2``
         fits of the trial, only while the budget lasts); ``refit_gain_`` is that gain.
+        Not the default: measured against the hold-out it picked right for
+        ``kernel_ridge`` and wrong for histogram boosting (``docs/benchmarks/automl.md``,
+        eighth pass).
     memory : str, joblib.Memory or None, default=None
         Cache of the gated family's inner fits; None uses a temporary directory removed
         after ``fit``.
