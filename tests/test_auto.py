@@ -273,6 +273,7 @@ def test_failing_and_nan_members_are_named_and_dropped(task):
     members = [("broken", Broken()), ("nan", NaNPredictor()), *MEMBERS[:2]]
     with pytest.warns(UserWarning, match=r"broken \(failed: ValueError: broken on purpose\)"):
         auto = AutoClassifier(time_budget=120, base_estimators=members, families=(), cv=3,
+                              refit_full=False,  # the bags, as the threshold below was set on
                               progress_bar=False, random_state=0).fit(X, y)
     board = auto.leaderboard_.set_index("name")
     assert board.loc["broken", "state"] == "FAIL"

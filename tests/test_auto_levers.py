@@ -19,7 +19,8 @@ from moensemble.search.inputs import AUTO_CV_FOLDS, AUTO_CV_ROWS, AUTO_REPEAT_RO
 def test_cv_auto_uses_more_folds_on_small_data(n_rows, folds):
     X, y = make_regression(n_rows, 5, noise=1.0, random_state=0)
     auto = AutoRegressor(cv="auto", base_estimators=[("ridge", Ridge())], families=(),
-                         max_trials=1, progress_bar=False, random_state=0).fit(X, y)
+                         max_trials=1, refit_full=False, progress_bar=False,
+                         random_state=0).fit(X, y)  # the bag, not a refit: one model a fold
     assert auto.n_splits_ == folds
     assert len(auto.best_estimator_.members["ridge"].models) == folds
 
@@ -31,7 +32,10 @@ def _level2_share(auto) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("share", [0.0, 0.25])
-def test_max_level2_share_gives_the_trials_to_base_models(share):
+def test_max_level2_share_gives_the_trials_to_base_models(share, monkeypatch):
+    from moensemble.search import runner
+
+    monkeypatch.setattr(runner, "SAME_OOF_TOLERANCE", -1.0)  # the cap alone: no repeat dropped
     X, y = make_classification(300, 8, n_informative=5, random_state=0)
     common = dict(time_budget=120, families=("weighted", "linear"),
                   base_estimators=[("lr", LogisticRegression(max_iter=300)),
@@ -126,6 +130,8 @@ def test_n_repeats_fits_each_member_once_per_fold_of_every_repeat(monkeypatch):
         return original(est, runner, *args, **kwargs)
 
     monkeypatch.setattr(auto_module._BaseAuto, "_finish", finish)
+    # the combiner may repeat the ridge's predictions: kept here, to count its folds
+    monkeypatch.setattr(auto_module.Runner, "same_predictions", lambda self, record: None)
     X, y = make_regression(120, 5, noise=1.0, random_state=0)
     CountingRidge.fits.clear()
     members = [("ridge", CountingRidge()), ("tree", DecisionTreeRegressor(max_depth=3))]
@@ -150,7 +156,7 @@ def test_n_repeats_auto_repeats_while_rows_are_few_and_the_budget_allows(n_rows,
     X, y = make_regression(n_rows, 3, noise=1.0, random_state=0)
     auto = AutoRegressor(time_budget=budget, n_repeats="auto", cv=2,
                          base_estimators=[("ridge", Ridge())], families=(), max_trials=1,
-                         progress_bar=False, random_state=0).fit(X, y)
+                         refit_full=False, progress_bar=False, random_state=0).fit(X, y)
     assert auto.n_repeats_ == repeats
     assert len(auto.best_estimator_.members["ridge"].models) == 2 * repeats
 

@@ -85,7 +85,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         "stack_levels": [IntInterval(0, 2, closed="both")],
         "stack_passthrough": ["boolean"],
         "max_level2_share": [Interval(Real, 0, 1, closed="both"), None],
-        "refit_full": ["boolean"],
+        "refit_full": ["boolean", StrOptions({"auto"})],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": [Integral, None],
         "storage": [str, HasMethods(["create_new_study"]), None],
@@ -122,7 +122,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
         stack_levels: int = 1,
         stack_passthrough: bool = False,
         max_level2_share: float | None = None,
-        refit_full: bool = False,
+        refit_full: bool | str = False,
         memory: Any = None,
         n_jobs: int | None = None,
         storage: Any = None,
@@ -228,7 +228,7 @@ class _BaseAuto(InputsMixin, FinalModel, BaseEstimator):
     def _runner(self, X, y, folds, context, families, objectives, deadline,
                 store) -> Runner:
         budget = float(self.time_budget)
-        reserve = (RESERVE_REFIT if self.refit_full else RESERVE) * budget
+        reserve = (RESERVE_REFIT if self.refit_full is True else RESERVE) * budget
         if self._task == "classification":
             target = np.searchsorted(self.classes_, y)
             n_columns = len(self.classes_)
@@ -458,9 +458,16 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
         ``stacking``); past it the next trial is the least tried single-model family's.
         Cheap and optimistic on their out-of-fold score, combiners otherwise take most of
         the trials (158 of 250 at 300 s on diabetes). None: no cap.
-    refit_full : bool, default=False
-        Refit the selected trials on all rows (one model each instead of a bag of
+    refit_full : bool or 'auto', default=False
+        True: refit the selected trials on all rows (one model each instead of a bag of
         ``cv``: a faster predict) while the budget lasts; 20 % of it is kept for that.
+        False: keep the bags. 'auto': when one level-1 trial is kept alone, refit it if,
+        out of fold, its refit beat its bag one level down (each fold model against a
+        bag fitted on that fold's inner folds, :mod:`moensemble.search.refit`; ``cv**2``
+        fits of the trial, only while the budget lasts); ``refit_gain_`` is that gain.
+        Not the default: measured against the hold-out it picked right for
+        ``kernel_ridge`` and wrong for histogram boosting (``docs/benchmarks/automl.md``,
+        eighth pass).
     memory : str, joblib.Memory or None, default=None
         Cache of the gated family's inner fits; None uses a temporary directory removed
         after ``fit``.
@@ -493,6 +500,9 @@ class AutoClassifier(ClassifierMixin, _BaseAuto):
     blend_gain_ : float
         With ``blend_guard``: the blend's out-of-fold gain over the best level-1 trial in
         standard errors, out of bag with ``guard_estimate='out_of_bag'`` (NaN otherwise).
+    refit_gain_ : float
+        With ``refit_full='auto'`` and one trial kept: the refit's out-of-fold gain over
+        its bag in standard errors (positive: refit); NaN when not measured.
     ensemble_score_ : float
         Out-of-fold score of the final ensemble (on the rows the weights were chosen on,
         so slightly optimistic).
