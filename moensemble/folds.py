@@ -26,7 +26,7 @@ from sklearn.utils.parallel import Parallel, delayed
 
 __all__ = ["FoldResult", "evaluate_folds", "TrialOutOfTime", "SkorchCallback", "StopAtDeadline",
            "callback_owner", "accepts_callbacks", "with_callbacks", "predict_aligned",
-           "final_step", "moe_stats", "max_violation"]
+           "align_proba", "final_step", "moe_stats", "max_violation"]
 
 Fold = tuple[np.ndarray, np.ndarray]
 
@@ -263,6 +263,19 @@ def _num_rows(X: Any) -> int:
     return X.shape[0] if hasattr(X, "shape") else len(X)
 
 
+def align_proba(proba, seen, classes) -> np.ndarray:
+    """``proba`` (columns ``seen``) as float64, rows renormalised, one column per label of
+    ``classes`` (0 for a class the model never saw): what :func:`predict_aligned` returns."""
+    out = np.array(proba, dtype=np.float64)
+    totals = out.sum(axis=1, keepdims=True)
+    out = np.divide(out, totals, out=out, where=totals > 0)
+    if len(seen) == len(classes):
+        return out
+    aligned = np.zeros((out.shape[0], len(classes)))
+    aligned[:, np.searchsorted(classes, seen)] = out
+    return aligned
+
+
 def predict_aligned(estimator: Any, X: Any, method: str,
                     classes: np.ndarray | None) -> np.ndarray:
     """Predict with ``method``; a float array of shape (n_samples, n_columns) whose columns
@@ -284,15 +297,9 @@ def predict_aligned(estimator: Any, X: Any, method: str,
         onehot = np.zeros((len(codes), len(classes)))
         onehot[np.arange(len(codes)), codes] = 1.0
         return onehot
-    out = np.asarray(out, dtype=np.float64)
     if method == "predict_proba":
-        totals = out.sum(axis=1, keepdims=True)
-        out = np.divide(out, totals, out=out, where=totals > 0)
-        if len(seen) == len(classes):
-            return out
-        aligned = np.zeros((out.shape[0], len(classes)))
-        aligned[:, np.searchsorted(classes, seen)] = out
-        return aligned
+        return align_proba(out, seen, classes)
+    out = np.asarray(out, dtype=np.float64)
     # decision_function: values cannot be filled in for a class the model never saw.
     if len(seen) != len(classes):
         raise ValueError(

@@ -40,7 +40,13 @@ from sklearn.utils.validation import check_consistent_length, check_memory
 from moensemble._compare_jobs import SharedFitModel, run_parallel, share_all
 from moensemble._default_models import FULL_COST_ROWS, default_models, scaled_settings
 from moensemble._validation import check_estimators
-from moensemble.folds import evaluate_folds, final_step, max_violation, predict_aligned
+from moensemble.folds import (
+    align_proba,
+    evaluate_folds,
+    final_step,
+    max_violation,
+    predict_aligned,
+)
 
 __all__ = ["compare", "default_models", "scaled_settings", "make_folds", "max_violation",
            "METRICS", "FULL_COST_ROWS"]
@@ -385,25 +391,12 @@ def _metrics(est, X_test, y_test, y_pred, classes, task, proba=None) -> dict[str
            "f1_macro": float(f1_score(y_test, y_pred, average="macro", zero_division=0)),
            "log_loss": np.nan}
     if proba is not None:
-        proba = _aligned(proba, est.classes_, classes)
+        proba = align_proba(proba, est.classes_, classes)
     elif hasattr(est, "predict_proba"):
         proba = predict_aligned(est, X_test, "predict_proba", classes)
     if proba is not None:
         out["log_loss"] = float(log_loss(y_test, proba, labels=classes))
     return out
-
-
-def _aligned(proba, seen, classes) -> np.ndarray:
-    """``proba`` (columns ``seen``) as :func:`~moensemble.folds.predict_aligned` gives it:
-    float64, rows renormalised, columns following ``classes``."""
-    out = np.array(proba, dtype=np.float64)
-    totals = out.sum(axis=1, keepdims=True)
-    out = np.divide(out, totals, out=out, where=totals > 0)
-    if len(seen) == len(classes):
-        return out
-    aligned = np.zeros((out.shape[0], len(classes)))
-    aligned[:, np.searchsorted(classes, seen)] = out
-    return aligned
 
 
 def labels_from_proba(estimator) -> bool:
