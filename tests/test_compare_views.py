@@ -20,7 +20,7 @@ from moensemble.cli import main
 from moensemble.cli.compare import build_models, with_text_views
 from moensemble.ensemble import StackingEnsembleClassifier, WeightedEnsembleClassifier
 from moensemble.leaderboard import default_models
-from moensemble.text import tfidf_view
+from moensemble.text import CountedTfidfVectorizer, TermCounts, tfidf_view
 
 
 class CountingClassifier(ClassifierMixin, BaseEstimator):
@@ -70,8 +70,9 @@ def test_word_alone_builds_todays_models_parameter_for_parameter():
     X, y = _texts()
     today = default_models(
         "classification", sparse=True, quick=True, moe_members=True, mlp=True, n_rows=len(y),
-        random_state=0, features=TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=100,
-                                                 ngram_range=(1, 2), dtype=np.float32))
+        random_state=0, features=CountedTfidfVectorizer(
+            counts=TermCounts(), sublinear_tf=True, min_df=2, max_features=100,
+            ngram_range=(1, 2), dtype=np.float32))
     dataset = with_text_views(_bundled_like(X, y), _args(("word",)))
     assert dataset["X"] is X  # the texts as they were: a 1-d array
     built = build_models(dataset, _args(("word",)))

@@ -356,9 +356,10 @@ def _check_text_views(args: argparse.Namespace) -> None:
                         "it out with --text-features embeddings.")
 
 
-def _view_transformers(dataset: dict, args: argparse.Namespace, main) -> dict:
+def _view_transformers(dataset: dict, args: argparse.Namespace, main, counts) -> dict:
     """``{view: transformer}`` of ``dataset["views"]``: ``main`` (the word view: the TF-IDF
-    or the table encoder), then each further view of the text column(s)."""
+    or the table encoder), then each further view of the text column(s), counting each
+    text once in ``counts`` (a :class:`~moensemble.text.TermCounts`)."""
     from sklearn.pipeline import FeatureUnion
 
     from moensemble.text import tfidf_view
@@ -367,7 +368,8 @@ def _view_transformers(dataset: dict, args: argparse.Namespace, main) -> dict:
                if "kinds" in dataset else [dataset["text_column"]])
     views = {dataset["views"][0]: main}
     for view in dataset["views"][1:]:
-        parts = [tfidf_view(view, max_features=args.max_features, column=c) for c in columns]
+        parts = [tfidf_view(view, max_features=args.max_features, column=c, counts=counts)
+                 for c in columns]
         views[view] = parts[0] if len(parts) == 1 else FeatureUnion(
             [(f"{view}_{c}", part) for c, part in zip(columns, parts, strict=True)])
     return views
@@ -378,15 +380,19 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
 
     A table (``--data``) goes through a :class:`~moensemble.TableEncoder`; the bundled
     glosses through TF-IDF. Above 10,000 rows the work of each fit is bounded as the rows
-    grow (:func:`moensemble.leaderboard.scaled_settings`).
+    grow (:func:`moensemble.leaderboard.scaled_settings`). The TF-IDF views count each text
+    once for all their fits (:class:`~moensemble.text.TermCounts`: each fold and inner fold
+    fits a view on other rows of the same texts).
     """
     from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MinMaxScaler
 
     from moensemble.leaderboard import default_models
+    from moensemble.text import CountedTfidfVectorizer, TermCounts
+
+    counts = TermCounts()
 
     if "kinds" in dataset:
         from moensemble.features import TableEncoder
@@ -398,7 +404,7 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
                                random_state=args.random_state)
         if len(dataset.get("views", ())) > 1:
             return default_models(dataset["task"],
-                                  views=_view_transformers(dataset, args, encoder),
+                                  views=_view_transformers(dataset, args, encoder, counts),
                                   quick=True, moe_members=True, mlp=True,
                                   n_rows=_n_rows(dataset), random_state=args.random_state)
         if dataset.get("embedding_columns"):  # one numeric block, scaled as the encoder does
@@ -409,14 +415,17 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
         return default_models(dataset["task"], features=encoder, sparse=dataset["text"],
                               quick=True, moe_members=True, mlp=True,
                               n_rows=_n_rows(dataset), random_state=args.random_state)
-    tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=args.max_features,
-                            ngram_range=(1, 2), dtype=np.float32)
+    tfidf = CountedTfidfVectorizer(counts=counts, sublinear_tf=True, min_df=2,
+                                   max_features=args.max_features, ngram_range=(1, 2),
+                                   dtype=np.float32)
     numeric = make_pipeline(SimpleImputer(), MinMaxScaler(clip=True))
     if len(dataset.get("views", ())) > 1:
         from moensemble.text import tfidf_view
 
-        word = tfidf_view("word", max_features=args.max_features, column=dataset["text_column"])
-        return default_models(dataset["task"], views=_view_transformers(dataset, args, word),
+        word = tfidf_view("word", max_features=args.max_features, column=dataset["text_column"],
+                          counts=counts)
+        return default_models(dataset["task"],
+                              views=_view_transformers(dataset, args, word, counts),
                               quick=True, moe_members=True, mlp=True, n_rows=_n_rows(dataset),
                               random_state=args.random_state)
     if dataset["text"] and not dataset["numeric"]:

@@ -83,6 +83,9 @@ VETTED_TYPES = (
     # moensemble's own text-view helper (missing texts as empty strings), the function of
     # the FunctionTransformer in `moensemble.text.tfidf_view(column=...)`.
     "moensemble.text._fill_texts",
+    # The shared term counts of `moensemble.text.CountedTfidfVectorizer`: stored as its name
+    # (a str) only; a loaded one starts an empty store.
+    "moensemble.text.TermCounts",
     # CV splitters (the ensembles' ``cv``): integers, flags, seeds and index arrays.
     *(
         f"sklearn.model_selection._split.{name}"
