@@ -111,7 +111,9 @@ def default_models(
     # shared cache fits each member once per fold for all three.
     splitter = StratifiedKFold if task == "classification" else KFold
     inner = splitter(min(cv, scale.get("cv", cv)), shuffle=True, random_state=random_state)
-    models = [*members, *_ensembles(task, members, cv=inner, random_state=random_state)]
+    stack_C = scale.get("stack_C", STACK_C)
+    models = [*members, *_ensembles(task, members, cv=inner, stack_C=stack_C,
+                                    random_state=random_state)]
     moe_model = _moe(task, sparse=sparse, quick=quick, random_state=random_state)
     if "moe_max_epochs" in scale:
         moe_params = {"max_epochs": scale["moe_max_epochs"], **(moe_params or {})}
@@ -136,7 +138,8 @@ def default_models(
     if moe_members:
         with_moe = [*members, ("moe", clone(moe_model))]
         models += [(f"{name}_moe", est) for name, est in
-                   _ensembles(task, with_moe, cv=inner, random_state=random_state)]
+                   _ensembles(task, with_moe, cv=inner, stack_C=stack_C,
+                              random_state=random_state)]
     if mlp:
         models.append(("mlp", _dense_peer(moe_model)))
     if features is not None:
@@ -150,6 +153,10 @@ def default_models(
 #: Up to this many rows :func:`default_models` keeps its measured settings whatever
 #: ``n_rows``; above, :func:`scaled_settings` bounds the work of a fit.
 FULL_COST_ROWS = 10_000
+
+#: ``C`` of the stacked classifier's meta-model (a logistic regression on the members'
+#: out-of-fold probabilities) up to :data:`FULL_COST_ROWS` rows; scaled down above.
+STACK_C = 10.0
 
 
 def scaled_settings(n_rows: int | None, *, quick: bool = True) -> dict:
@@ -165,7 +172,11 @@ def scaled_settings(n_rows: int | None, *, quick: bool = True) -> dict:
     ``n_rows`` rows sees as many rows as one trained ``e`` epochs on ``FULL_COST_ROWS``, and
     more where the floor holds. With ``views``: ``view_members``, only the logistic
     regression (or ridge) behind each further view, no naive Bayes (on 20,000 glosses naive
-    Bayes on characters was 2.8 points below its word twin).
+    Bayes on characters was 2.8 points below its word twin). ``stack_C``: the stack's
+    meta-model's ``C`` (10 up to :data:`FULL_COST_ROWS` rows) times ``s``, so that its
+    penalty per row stays that of ``FULL_COST_ROWS`` rows (scikit-learn's ``C`` weighs the
+    sum of the rows' losses): on a fold of the whole bundled set the meta-model took half
+    the L-BFGS iterations at the same accuracy (``docs/guide/compare.md``).
     """
     if n_rows is None or n_rows <= FULL_COST_ROWS:
         return {}
@@ -173,7 +184,8 @@ def scaled_settings(n_rows: int | None, *, quick: bool = True) -> dict:
     return {"cv": 2, "moe_max_epochs": max(4, math.ceil((20 if quick else 50) * s)),
             "gated_max_epochs": max(10, math.ceil(100 * s)),
             "n_trees": max(25, math.ceil((100 if quick else 300) * s)),
-            "logreg_solver": "saga", "view_members": ("logreg", "ridge")}
+            "logreg_solver": "saga", "view_members": ("logreg", "ridge"),
+            "stack_C": STACK_C * s}
 
 
 class _WidthSVD(TruncatedSVD):
@@ -267,7 +279,7 @@ def _members_per_view(task: str, members: list, views: dict, scale: dict,
     return out
 
 
-def _ensembles(task: str, members: list, *, cv,
+def _ensembles(task: str, members: list, *, cv, stack_C: float = 10.0,
                random_state: int | None) -> list[tuple[str, BaseEstimator]]:
     from moensemble import ensemble
 
@@ -285,7 +297,7 @@ def _ensembles(task: str, members: list, *, cv,
         # under-fits them (stacking 0.465 vs 0.491 accuracy with C=10 on 3,000 glosses).
         from sklearn.linear_model import LogisticRegression
 
-        models[1][1].set_params(final_estimator=LogisticRegression(C=10.0, max_iter=500))
+        models[1][1].set_params(final_estimator=LogisticRegression(C=stack_C, max_iter=500))
     return models
 
 

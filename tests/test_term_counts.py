@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
 
 import joblib
@@ -14,7 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from moensemble.datasets import load_wordnet_glosses
 from moensemble.persist import load, save
-from moensemble.text import CountedTfidfVectorizer, TermCounts, tfidf_view
+from moensemble.text import KEPT_STORES, CountedTfidfVectorizer, TermCounts, tfidf_view
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,25 @@ def test_copies_share_the_store_and_pickle_as_a_name(glosses):
     assert len(pickle.dumps(counts)) < 200                 # the name, not 3,000 texts' counts
     assert joblib.hash(clone(view)) == joblib.hash(clone(view))
     assert TermCounts()._store is not counts._store
+
+
+def test_a_workers_next_job_finds_the_counts_of_the_last(glosses):
+    # A joblib worker unpickles the model with each job and drops it after: the store must
+    # outlive that copy, so that the next job's copy finds the texts already counted.
+    blob = pickle.dumps(CountedTfidfVectorizer(counts=TermCounts()))
+    first = pickle.loads(blob).fit(glosses[:200])
+    del first
+    gc.collect()
+    second = pickle.loads(blob)
+    assert repr(second.counts) == f"TermCounts(texts={len(set(glosses[:200]))})"
+    assert repr(second.counts.clear()) == "TermCounts(texts=0)"
+    # Only the last KEPT_STORES stores outlive their TermCounts.
+    second.fit(glosses[:200])
+    del second
+    kept = [TermCounts() for _ in range(KEPT_STORES)]
+    gc.collect()
+    assert repr(pickle.loads(blob).counts) == "TermCounts(texts=0)"
+    assert all(repr(counts) == "TermCounts(texts=0)" for counts in kept)
 
 
 def test_uncounted_settings_and_inputs_are_the_plain_vectorizer(glosses):
