@@ -279,7 +279,7 @@ def _members_per_view(task: str, members: list, views: dict, scale: dict,
     return out
 
 
-def _ensembles(task: str, members: list, *, cv, stack_C: float = 10.0,
+def _ensembles(task: str, members: list, *, cv, stack_C: float,
                random_state: int | None) -> list[tuple[str, BaseEstimator]]:
     from moensemble import ensemble
 

@@ -202,7 +202,6 @@ def tfidf_view(view: str = "word", *, max_features: int | None = 20000,
     return ColumnTransformer([(view, texts, column)], sparse_threshold=1.0)
 
 
-
 # ---- each text analysed once, for every TF-IDF fitted on rows of it --------------------------
 
 
@@ -211,8 +210,8 @@ class TermCounts:
 
     A TF-IDF is fitted again on every fold's rows (and on every inner fold's, inside an
     ensemble), and each fit analyses its texts anew: the character 2-5 grams of 78,000
-    glosses take about 15 s of CPU to count, and :func:`moensemble.compare` on the whole
-    bundled set counted each gloss about 7 times per view. A :class:`CountedTfidfVectorizer`
+    glosses take about 15 s of CPU to count, and ``moensemble compare`` on the whole bundled
+    set counted each gloss several times per view. A :class:`CountedTfidfVectorizer`
     that holds a ``TermCounts`` looks each text up here first and counts only the texts it has
     not seen; what it then learns from its rows (vocabulary, document frequencies, idf) is
     computed from those rows alone, as scikit-learn's vectorizer does, so the fit and its
@@ -260,10 +259,9 @@ class TermCounts:
         self._store.clear()
         return self
 
-    def _counts(self, key: tuple, analyze, docs: list[str]):
-        """``(X, terms)``: the counts of ``docs`` as a CSR matrix over the store's term ids
-        for ``key`` (the analyzer's settings), and the terms by id."""
-        return self._store.analysis(key).counts(docs, analyze)
+    def _analysis(self, key: tuple) -> _Analysis:
+        """The counts of the analyzer whose settings are ``key``."""
+        return self._store.analysis(key)
 
 
 #: Stores kept alive after their last TermCounts is gone: those of the last KEPT_STORES
@@ -305,6 +303,8 @@ class _Analysis:
         self._lock = threading.Lock()
 
     def counts(self, docs: list[str], analyze):
+        """The counts of ``docs`` (each analysed by ``analyze`` the first time it is seen), a
+        CSR matrix over the term ids seen so far."""
         import scipy.sparse as sp
 
         with self._lock:
@@ -316,8 +316,7 @@ class _Analysis:
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum([row.shape[1] for row in rows], out=indptr[1:])
         flat = np.concatenate(rows, axis=1) if rows else np.zeros((2, 0), dtype=np.int32)
-        X = sp.csr_matrix((flat[1], flat[0], indptr), shape=(len(rows), n_terms))
-        return X, self.terms
+        return sp.csr_matrix((flat[1], flat[0], indptr), shape=(len(rows), n_terms))
 
     def _count(self, features) -> np.ndarray:
         counter: dict[int, int] = {}
@@ -392,20 +391,20 @@ class CountedTfidfVectorizer(TfidfVectorizer):
             docs = list(raw_documents)
         if key is None or not all(isinstance(doc, str) for doc in docs):
             return super()._count_vocab(raw_documents if docs is None else docs, fixed_vocab)
-        X, terms = self.counts._counts(key, self.build_analyzer(), docs)
+        analysis = self.counts._analysis(key)
+        X = analysis.counts(docs, self.build_analyzer())
         if fixed_vocab:
             vocabulary = self.vocabulary_
-            ids = self.counts._store.analysis(key).ids
             local = np.full(X.shape[1], -1, dtype=np.int64)
             for term, j in vocabulary.items():
-                if (i := ids.get(term)) is not None and i < len(local):
+                if (i := analysis.ids.get(term)) is not None and i < len(local):
                     local[i] = j
         else:
             present = np.flatnonzero(np.bincount(X.indices, minlength=X.shape[1]))
             if not len(present):
                 raise ValueError(
                     "empty vocabulary; perhaps the documents only contain stop words")
-            vocabulary = {terms[i]: j for j, i in enumerate(present.tolist())}
+            vocabulary = {analysis.terms[i]: j for j, i in enumerate(present.tolist())}
             local = np.full(X.shape[1], -1, dtype=np.int64)
             local[present] = np.arange(len(present))
         X = _with_columns(X, local, len(vocabulary), self.dtype)

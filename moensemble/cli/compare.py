@@ -390,7 +390,7 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
     from sklearn.preprocessing import MinMaxScaler
 
     from moensemble.leaderboard import default_models
-    from moensemble.text import CountedTfidfVectorizer, TermCounts
+    from moensemble.text import CountedTfidfVectorizer, TermCounts, tfidf_view
 
     counts = TermCounts()
 
@@ -420,8 +420,6 @@ def build_models(dataset: dict, args: argparse.Namespace) -> list:
                                    dtype=np.float32)
     numeric = make_pipeline(SimpleImputer(), MinMaxScaler(clip=True))
     if len(dataset.get("views", ())) > 1:
-        from moensemble.text import tfidf_view
-
         word = tfidf_view("word", max_features=args.max_features, column=dataset["text_column"],
                           counts=counts)
         return default_models(dataset["task"],
