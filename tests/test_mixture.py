@@ -120,6 +120,7 @@ def test_competitive_mixture_beats_the_cooperative_one_on_hidden_regimes():
     scores = {}
     for mixture in ("logits", "likelihood"):
         clf = MoEClassifier(n_experts=8, router="softmax", mixture=mixture, expert_hidden=(),
+                            repartition="none",  # the objectives alone, no adopted mixture
                             lr=1e-2, batch_size=512, max_epochs=60, random_state=0)
         scores[mixture] = clf.fit(X[train], y[train]).score(X[test], y[test])
     assert scores["likelihood"] > scores["logits"] + 0.01, scores

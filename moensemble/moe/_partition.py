@@ -22,7 +22,10 @@ error, else it goes on exactly as without the option. (The sixth pass's guard, t
 *training* loss, is ``guard=True``: on 398 rows it picked the partition that generalised
 worse.) Since the eighth pass ``'auto'`` takes its candidates in the features ranked by
 model-based splits (:mod:`._screen`, ``features='screen'``) instead of the gate's strongest:
-the lasso may have zeroed a routing feature by the re-partition epoch.
+the lasso may have zeroed a routing feature by the re-partition epoch. Since the tenth
+pass its one candidate is no partition but a whole model: a full-batch linear mixture on the
+screened pair of features (:mod:`._linear_mixture`), judged as it is on the check rows and,
+where kept, adopted exactly by the net (``candidates='mixture'``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from skorch.callbacks import Callback
 
+from ._linear_mixture import adopt, adoption_blocker, fit_linear_mixture, output_width
 from ._merge import merge_groups
 from ._screen import screen_features
 from .net import RowDataset
@@ -264,10 +268,17 @@ class LocalRulePartition(Callback):
         gate is kept only if the check rows' mean task loss is lower by more than
         ``margin`` standard errors of the paired per-row difference (ties keep the
         net's own gate, and the fit is then exactly the one without the option).
-    candidates : {'rules', 'merge', 'both'}, default='rules'
+    candidates : {'rules', 'merge', 'both', 'mixture'}, default='rules'
         Candidate partitions: k-means of the local rules (``n_draws`` each), adjacent
         micro-cells merged by the ridge loss (:func:`moensemble.moe._merge.merge_groups`,
-        one per number of features), or both.
+        one per number of features), or both. ``'mixture'`` (tenth pass): one candidate,
+        the whole model — a full-batch competitive mixture of linear rules whose gate reads
+        the screened pair of features (:func:`._linear_mixture.fit_linear_mixture`),
+        written exactly into the router *and* the experts (:func:`._linear_mixture.adopt`);
+        the held-out guard scores it as it is (no training aside), and where kept the
+        router stays frozen to the end while the experts train on. Where the module
+        cannot take it (:func:`._linear_mixture.adoption_blocker`) the local rules'
+        candidates stand in.
     holdout, margin : float, default=0.15, 1.0
     features : {'gate', 'screen', 'both'}, default='gate'
         Where the candidates' neighbourhoods are taken: the gate's strongest features
@@ -337,8 +348,8 @@ class LocalRulePartition(Callback):
             elif self.guard:
                 self._try(net, dataset_train, epoch, phase)
             else:
-                self._apply(net, dataset_train)
-                self.frozen_until_ = epoch + phase
+                adopted = self._apply(net, dataset_train)
+                self.frozen_until_ = net.max_epochs + 1 if adopted else epoch + phase
         elif self.trial_ is not None and (epoch >= self.trial_["until"]
                                           or epoch == net.max_epochs):
             self._decide(net, dataset_train)
@@ -350,11 +361,20 @@ class LocalRulePartition(Callback):
         if kwargs:  # the end of training: the held-out guard's rows and twin go
             self.aside_ = self.fit_ = self.check_ = None
 
-    def _apply(self, net, dataset) -> None:
-        features = self._repartition(net, dataset)
+    def _apply(self, net, dataset) -> bool:
+        """Re-partition (or adopt the mixture: then True) and freeze the router."""
+        adopted = self.candidates == "mixture" and adoption_blocker(net.module_) is None
+        if adopted:
+            mixture = self._mixture(net, dataset)
+            adopt(net.module_, mixture)
+            _open_lasso(net, mixture.features)
+            features = mixture.features
+        else:
+            features = self._repartition(net, dataset)
         net.history.record("repartition_features", len(features))
         net.history.record("repartition_feature_ids", [int(j) for j in features])
         net.module_.router.requires_grad_(False)
+        return adopted
 
     def _try(self, net, dataset, epoch: int, phase: int) -> None:
         """The guard's first half: a copy of the net is re-partitioned and trained
@@ -395,6 +415,18 @@ class LocalRulePartition(Callback):
                 lasso.masks_ = main_masks
         return out
 
+    def _mixture(self, net, dataset):
+        """The linear mixture (:mod:`._linear_mixture`) of ``dataset``'s rows, its gate on
+        the screened pair of features."""
+        X, T = self._targets(dataset)
+        features = screen_features(X, T, seed=self.seed_)[: min(2, X.shape[1])]
+        y = np.asarray(dataset.y)
+        return fit_linear_mixture(X, y.astype(np.int64) if self.classification else y,
+                                  features, len(net.module_.experts),
+                                  classification=self.classification,
+                                  n_classes=output_width(net.module_.experts),
+                                  seed=self.seed_)
+
     def _try_holdout(self, net, dataset, epoch: int, phase: int) -> None:
         """The held-out guard (``guard='holdout'``): from the twin trained on the fit rows,
         both ways train ``phase`` epochs aside (the re-partition computed on the fit rows)
@@ -415,13 +447,26 @@ class LocalRulePartition(Callback):
             _train_aside(net, self.fit_, phase)
             return row_losses(net, self.check_), gate, features
 
+        def adopted():
+            mixture = self._mixture(net, self.fit_)
+            adopt(net.module_, mixture)
+            return row_losses(net, self.check_), mixture, mixture.features
+
+        use_mixture = self.candidates == "mixture" and adoption_blocker(net.module_) is None
         own_loss = self._in_aside(net, own, keep=False)
-        new_loss, gate, features = self._in_aside(net, new, keep=False)
+        new_loss, gate, features = self._in_aside(net, adopted if use_mixture else new,
+                                                  keep=False)
         self.aside_ = self.fit_ = None
         gain = own_loss - new_loss
         se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
         keep = bool(gain.mean() > self.margin * se)
-        if keep and self.apply == "all_rows":
+        if keep and use_mixture:  # the mixture is the whole model: its gate stays
+            adopt(net.module_, gate)
+            _open_lasso(net, features)
+            net.module_.router.requires_grad_(False)
+            self.frozen_until_ = net.max_epochs + 1  # (on_train_end lets it go)
+            net.history.record("repartition_features", len(features))
+        elif keep and self.apply == "all_rows":
             self._apply(net, dataset)
             self.frozen_until_ = epoch + phase
         elif keep:
@@ -472,7 +517,7 @@ class LocalRulePartition(Callback):
         X, T = self._targets(dataset)
         router = net.module_.router
         best, n_groups = None, len(net.module_.experts)
-        draws = {"rules": range(self.n_draws), "merge": [-1],
+        draws = {"rules": range(self.n_draws), "mixture": range(self.n_draws), "merge": [-1],
                  "both": [*range(self.n_draws), -1]}[self.candidates]
         subsets = list(dict.fromkeys(tuple(sorted(order[:r].tolist())) for order in
                                      self._orders(X, T, router)
@@ -522,10 +567,12 @@ def make_repartition(mode: str, classification: bool) -> LocalRulePartition:
     pass; ``'auto'`` also cleans each candidate partition by :func:`refine_groups` and keeps
     it only where it wins on held-out rows (``guard='holdout'``, seventh pass), and takes
     the candidates in the features ranked by model-based splits, not the gate's strongest
-    (``features='screen'``, eighth pass)."""
+    (``features='screen'``, eighth pass); since the tenth pass its one candidate is the
+    full-batch linear mixture, adopted whole (``candidates='mixture'``; the local rules
+    where the module cannot take it)."""
     if mode == "auto":
         return LocalRulePartition(classification, refine_iter=30, guard="holdout",
-                                  features="screen")
+                                  features="screen", candidates="mixture")
     return LocalRulePartition(classification)
 
 

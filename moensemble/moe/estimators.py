@@ -256,18 +256,24 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         dense tables of >= 10 features), dense ``X`` and a single MoE layer on the raw
         features. The number of features used is in the history as
         ``repartition_features``.
-        ``'auto'``: the same, but the candidates' neighbourhoods are taken in the 1-4
-        features that model-based splits rank first (one ridge rule per quantile bin of a
-        feature, cross-fitted, then the best pair; ``moe/_screen.py``), not the gate's
-        strongest, each candidate partition is first cleaned by hard EM of one
-        ridge rule per group, and it is guarded on held-out rows: a twin of the net trains on
-        85 % of the rows; at the re-partition epoch the twin as it is and re-partitioned
-        train the frozen phase aside and meet the other 15 %; the net takes the new gate
+        ``'auto'`` (the default): at the same epoch, a full-batch competitive mixture of
+        linear rules is fitted whose gate reads only the pair of features that
+        model-based splits rank first (one ridge rule per quantile bin of a feature,
+        cross-fitted, then the best pair; ``moe/_screen.py``): 5 starts at random
+        Voronoi cells, the best on held-out rows kept (``moe/_linear_mixture.py``). It is
+        written exactly into the router and the experts (linear experts directly, ReLU
+        MLP experts through pairs of units) and guarded on held-out rows: a twin of the
+        net trains on 85 % of the rows; at that epoch the twin trained on as it is and the
+        mixture fitted on the twin's rows meet the other 15 %; the net takes the mixture
         only if its per-row task loss there is lower by more than one standard error
         (else the fit is exactly the one without the option; ``repartition_kept``,
-        ``repartition_losses`` and ``repartition_gain_se`` in the history). It costs
-        about 1.7 x the epochs. The default (seventh pass; the screened features since
-        the eighth, MoE quality page). Where
+        ``repartition_losses`` and ``repartition_gain_se`` in the history), and its router
+        then stays frozen while the experts train on. Where the module cannot take the
+        mixture (other activations, hidden layers narrower than twice the outputs, a
+        shared expert, expert-choice routing) the candidate is the local rules' partition
+        in the screened features, cleaned by hard EM of ridge rules (the eighth pass). It
+        costs about 1.7 x the epochs and a few seconds of full-batch steps (tenth pass,
+        MoE quality page). Where
         ``'local_rules'`` cannot apply, ``'auto'`` is ``'none'`` (sparse text, no lasso,
         blocks, under 200 rows, float16). The value used is ``repartition_``.
 

@@ -196,8 +196,8 @@ class Router(nn.Module):
     ) -> Routing:
         probs = torch.softmax(logits, dim=-1)
         load = _load(indices, mask, self.n_experts)
-        if self.training and self.balance == "bias":
-            self._update_bias(load)
+        if self.training and self.balance == "bias" and self.linear.weight.requires_grad:
+            self._update_bias(load)  # (a frozen router keeps its partition: no nudging)
         # The auxiliary losses only enter the training loss: in eval mode (predict, the
         # validation loss) they are zeros, which saves about half of a one-row predict.
         zero = logits.new_zeros(())

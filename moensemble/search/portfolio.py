@@ -238,7 +238,7 @@ def _moe(task, *, sparse, random_state, n_jobs, **params):
 
     cls = moe.MoEClassifier if task == "classification" else moe.MoERegressor
     # The portfolio's MoE keeps the gate it finds: the estimators' default
-    # repartition='auto' costs about 2 x the fit on dense tables and gains only where rows
+    # repartition='auto' costs 2-5 x the fit on dense tables and gains only where rows
     # come from hidden regimes; under a time budget the search draws it (moe_space).
     params.setdefault("repartition", "none")
     net = cls(early_stopping=True, n_iter_no_change=8, random_state=random_state, **params)
