@@ -191,15 +191,29 @@ def scaled_settings(n_rows: int | None, *, quick: bool = True) -> dict:
 class _WidthSVD(TruncatedSVD):
     """``TruncatedSVD`` keeping at most the input's width - 1 components: a text column of
     a small vocabulary (a few dozen terms) gives fewer TF-IDF columns than
-    ``n_components``, where ``TruncatedSVD`` raises."""
+    ``n_components``, where ``TruncatedSVD`` raises. A single column (``--max-features 1``)
+    has nothing to project: it passes through, densified."""
 
     def fit_transform(self, X, y=None):
+        self.passthrough_ = X.shape[1] < 2
+        if self.passthrough_:
+            self.n_features_in_ = X.shape[1]
+            return self._dense(X)
         asked = self.n_components
         self.n_components = max(1, min(asked, X.shape[1] - 1))
         try:
             return super().fit_transform(X, y)
         finally:
             self.n_components = asked  # the parameter as given (clone, get_params)
+
+    def transform(self, X):
+        if getattr(self, "passthrough_", False):
+            return self._dense(X)
+        return super().transform(X)
+
+    @staticmethod
+    def _dense(X):
+        return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
 
 
 def _members(task: str, *, sparse: bool, n_components: int, quick: bool,

@@ -299,3 +299,17 @@ def test_the_models_of_a_large_run_bound_their_work_and_a_small_run_is_unchanged
         epochs = scaled_settings(n)["moe_max_epochs"]
         assert epochs * n >= 20 * FULL_COST_ROWS and epochs >= 4
         assert scaled_settings(n)["gated_max_epochs"] * n >= 100 * FULL_COST_ROWS
+
+
+def test_the_svd_of_dense_members_passes_one_column_through():
+    # `--max-features 1`: one TF-IDF column, which TruncatedSVD cannot project.
+    import scipy.sparse as sp
+
+    from moensemble._default_models import _WidthSVD
+
+    X = sp.csr_matrix(np.arange(6, dtype=float).reshape(6, 1))
+    svd = _WidthSVD(50, random_state=0)
+    np.testing.assert_array_equal(svd.fit_transform(X), X.toarray())
+    np.testing.assert_array_equal(svd.transform(X[:2]), X[:2].toarray())
+    wide = sp.random(20, 8, density=0.5, random_state=0, format="csr")
+    assert _WidthSVD(50, random_state=0).fit_transform(wide).shape == (20, 7)

@@ -140,3 +140,14 @@ def test_unguarded_adoption_and_the_rules_where_the_module_cannot_take_it(regime
     ids = [r["repartition_feature_ids"] for r in tanh.history_
            if "repartition_feature_ids" in r]
     assert len(ids) == 1 and 1 <= len(ids[0]) <= 4
+
+
+def test_a_warm_refit_starts_from_the_given_mixture(regimes, mixture):
+    X, y, _, _ = regimes
+    same = fit_linear_mixture(X[:2000], y[:2000], None, 8, classification=True,
+                              start=mixture, refit_steps=0)
+    np.testing.assert_allclose(same.predict(X[2000:]), mixture.predict(X[2000:]), atol=1e-6)
+    warm = fit_linear_mixture(X, y, None, 8, classification=True, start=mixture,
+                              refit_steps=50)
+    assert warm.features is mixture.features
+    assert not np.allclose(warm.predict(X[2000:]), mixture.predict(X[2000:]), atol=1e-3)

@@ -90,7 +90,8 @@ def fit_linear_mixture(X: np.ndarray, y: np.ndarray, features, n_experts: int, *
                        classification: bool, n_classes: int | None = None, seed: int = 0,
                        n_restarts: int = 5, steps: int = 600, refit_steps: int = 300,
                        lr: float = 0.05, weight_decay: float = 3e-4,
-                       temperature: float = 3.0, validation: float = 0.2) -> LinearMixture:
+                       temperature: float = 3.0, validation: float = 0.2,
+                       start: LinearMixture | None = None) -> LinearMixture:
     """Fit the mixture (module docstring) on ``X (n, d)`` and ``y``: class labels ``0..C-1``
     (``classification``) or values ``(n,)`` / ``(n, out)``.
 
@@ -99,19 +100,23 @@ def fit_linear_mixture(X: np.ndarray, y: np.ndarray, features, n_experts: int, *
     centres in the standardised ``features`` (sharpness ``temperature``) and trains
     ``steps`` full-batch Adam steps; the start of the lowest held-out loss then trains
     ``refit_steps`` more on all rows at half the rate. ``weight_decay`` multiplies the
-    experts' summed squared weights (the gate is not decayed)."""
+    experts' summed squared weights (the gate is not decayed). With ``start`` (a mixture
+    fitted on other rows, e.g. a subset: a warm refit) there is no search: ``start``
+    trains ``refit_steps`` on these rows (its ``features``; ``valid_loss`` is its own)."""
     torch_state = torch.get_rng_state()
     try:
         return _fit(np.asarray(X, dtype=np.float64), np.asarray(y), np.asarray(features),
                     int(n_experts), classification, n_classes, seed, n_restarts, steps,
-                    refit_steps, lr, weight_decay, temperature, validation)
+                    refit_steps, lr, weight_decay, temperature, validation, start)
     finally:  # the caller's torch RNG does not move
         torch.set_rng_state(torch_state)
 
 
 def _fit(X, y, features, n_experts, classification, n_classes, seed, n_restarts, steps,
-         refit_steps, lr, weight_decay, temperature, validation) -> LinearMixture:
+         refit_steps, lr, weight_decay, temperature, validation, start) -> LinearMixture:
     n, d = X.shape
+    if start is not None:
+        features = start.features
     mean, std = X[:, features].mean(0), X[:, features].std(0)
     std = np.where(std > 0, std, 1.0)
     x = torch.as_tensor(X, dtype=torch.float32)
@@ -122,6 +127,18 @@ def _fit(X, y, features, n_experts, classification, n_classes, seed, n_restarts,
     else:
         target = torch.as_tensor(y.reshape(n, -1), dtype=torch.float32)
         out = target.shape[1]
+    if start is not None:  # the start's gate in these rows' standardised features
+        cols = torch.as_tensor(features)
+        std_t = torch.as_tensor(std, dtype=torch.float32)
+        gate = start.gate_weight[:, cols]
+        params = [(gate * std_t).requires_grad_(True),
+                  (start.gate_bias + gate @ torch.as_tensor(mean, dtype=torch.float32)
+                   ).requires_grad_(True),
+                  start.weight.clone().requires_grad_(True),
+                  start.bias.clone().requires_grad_(True),
+                  start.log_scale.clone().requires_grad_(not classification)]
+        return _finish(x, z, target, params, classification, refit_steps, lr, weight_decay,
+                       features, mean, std, start.valid_loss)
     rng = np.random.default_rng(seed)
     search = rng.permutation(n)[:SEARCH_ROWS]
     n_valid = int(validation * len(search))
@@ -146,15 +163,21 @@ def _fit(X, y, features, n_experts, classification, n_classes, seed, n_restarts,
         if best is None or loss < best[0]:
             best = (loss, [p.detach().clone().requires_grad_(p.requires_grad)
                            for p in params])
-    params = best[1]
+    return _finish(x, z, target, best[1], classification, refit_steps, lr, weight_decay,
+                   features, mean, std, best[0])
+
+
+def _finish(x, z, target, params, classification, refit_steps, lr, weight_decay, features,
+            mean, std, valid_loss) -> LinearMixture:
+    """``refit_steps`` on all rows at half the rate, then the gate to the raw features."""
     _train(x, z, target, params, classification, refit_steps, lr / 2, weight_decay)
     gate_w, gate_b, w, b, log_scale = (p.detach() for p in params)
-    scaled = gate_w / torch.as_tensor(std, dtype=torch.float32)  # to the raw features
-    raw = torch.zeros(n_experts, d)
+    scaled = gate_w / torch.as_tensor(std, dtype=torch.float32)
+    raw = torch.zeros(w.shape[0], x.shape[1])
     raw[:, torch.as_tensor(features)] = scaled
     return LinearMixture(classification=classification, features=features, gate_weight=raw,
                          gate_bias=gate_b - scaled @ torch.as_tensor(mean, dtype=torch.float32),
-                         weight=w, bias=b, log_scale=log_scale, valid_loss=best[0])
+                         weight=w, bias=b, log_scale=log_scale, valid_loss=valid_loss)
 
 
 def output_width(experts) -> int:

@@ -415,17 +415,18 @@ class LocalRulePartition(Callback):
                 lasso.masks_ = main_masks
         return out
 
-    def _mixture(self, net, dataset):
+    def _mixture(self, net, dataset, start=None):
         """The linear mixture (:mod:`._linear_mixture`) of ``dataset``'s rows, its gate on
-        the screened pair of features."""
+        the screened pair of features (``start``'s, warm, where given)."""
         X, T = self._targets(dataset)
-        features = screen_features(X, T, seed=self.seed_)[: min(2, X.shape[1])]
+        features = None if start is not None else \
+            screen_features(X, T, seed=self.seed_)[: min(2, X.shape[1])]
         y = np.asarray(dataset.y)
         return fit_linear_mixture(X, y.astype(np.int64) if self.classification else y,
                                   features, len(net.module_.experts),
                                   classification=self.classification,
                                   n_classes=output_width(net.module_.experts),
-                                  seed=self.seed_)
+                                  seed=self.seed_, start=start)
 
     def _try_holdout(self, net, dataset, epoch: int, phase: int) -> None:
         """The held-out guard (``guard='holdout'``): from the twin trained on the fit rows,
@@ -460,8 +461,8 @@ class LocalRulePartition(Callback):
         gain = own_loss - new_loss
         se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
         keep = bool(gain.mean() > self.margin * se)
-        if keep and use_mixture:  # the mixture is the whole model: its gate stays
-            adopt(net.module_, gate)
+        if keep and use_mixture:  # the whole model, refitted warm on all rows; its gate stays
+            adopt(net.module_, self._mixture(net, dataset, start=gate))
             _open_lasso(net, features)
             net.module_.router.requires_grad_(False)
             self.frozen_until_ = net.max_epochs + 1  # (on_train_end lets it go)

@@ -267,8 +267,9 @@ class MoEClassifier(ClassifierMixin, _BaseMoE):
         mixture fitted on the twin's rows meet the other 15 %; the net takes the mixture
         only if its per-row task loss there is lower by more than one standard error
         (else the fit is exactly the one without the option; ``repartition_kept``,
-        ``repartition_losses`` and ``repartition_gain_se`` in the history), and its router
-        then stays frozen while the experts train on. Where the module cannot take the
+        ``repartition_losses`` and ``repartition_gain_se`` in the history); it then trains
+        300 more full-batch steps on all rows from where it is, and the router stays
+        frozen while the experts train on. Where the module cannot take the
         mixture (other activations, hidden layers narrower than twice the outputs, a
         shared expert, expert-choice routing) the candidate is the local rules' partition
         in the screened features, cleaned by hard EM of ridge rules (the eighth pass). It
