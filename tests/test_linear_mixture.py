@@ -151,3 +151,13 @@ def test_a_warm_refit_starts_from_the_given_mixture(regimes, mixture):
                               refit_steps=50)
     assert warm.features is mixture.features
     assert not np.allclose(warm.predict(X[2000:]), mixture.predict(X[2000:]), atol=1e-3)
+
+
+def test_an_unknown_candidates_value_is_a_clear_error(regimes):
+    from moensemble.moe._partition import LocalRulePartition
+
+    X, y, _, _ = regimes
+    est = MoEClassifier(max_epochs=2, repartition="none", random_state=0,
+                        callbacks=[LocalRulePartition(True, candidates="mixtures")])
+    with pytest.raises(ValueError, match="`candidates` must be .*'mixture'; got 'mixtures'"):
+        est.fit(X[:300], y[:300])

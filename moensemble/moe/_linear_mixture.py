@@ -198,24 +198,20 @@ def adoption_blocker(module) -> str | None:
     if isinstance(experts, nn.ModuleList):
         if not all(isinstance(e, MLPExpert) for e in experts):
             return "an expert is not an MLPExpert"
-        shapes = {tuple(layer.weight.shape for layer in e.layers) for e in experts}
+        widths = {tuple(layer.out_features for layer in e.layers) for e in experts}
         activations = {e.activation for e in experts}
     elif isinstance(experts, StackedMLPExperts):
-        shapes = {tuple(w.shape[1:] for w in experts.weights)}
+        widths = {tuple(w.shape[-1] for w in experts.weights)}
         activations = {experts.activation}
     else:
         return f"experts of type {type(experts).__name__}"
-    if len(shapes) > 1:
+    if len(widths) > 1:
         return "the experts differ in shape"
-    shape = next(iter(shapes))
-    if len(shape) > 1:
-        if activations != {"relu"}:
-            return "hidden layers with an activation other than relu"
-        out = shape[-1][-1] if isinstance(experts, StackedMLPExperts) else shape[-1][0]
-        widths = [s[-1] if isinstance(experts, StackedMLPExperts) else s[0]
-                  for s in shape[:-1]]
-        if min(widths) < 2 * out:
-            return f"a hidden layer narrower than 2 x {out} outputs"
+    *hidden, out = next(iter(widths))  # the layers' output widths
+    if hidden and activations != {"relu"}:
+        return "hidden layers with an activation other than relu"
+    if hidden and min(hidden) < 2 * out:
+        return f"a hidden layer narrower than 2 x {out} outputs"
     return None
 
 

@@ -42,11 +42,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
 from skorch.callbacks import Callback
 
+from ._aside import restore, row_losses, rows_of, snapshot, train_aside, training_loss
 from ._linear_mixture import adopt, adoption_blocker, fit_linear_mixture, output_width
 from ._merge import merge_groups
 from ._screen import screen_features
 from .net import RowDataset
-from .routing import shrink_router_inputs
 
 
 def local_rule_groups(X: np.ndarray, T: np.ndarray, features: np.ndarray, n_groups: int, *,
@@ -164,72 +164,6 @@ def standardised(X: np.ndarray, features: np.ndarray) -> np.ndarray:
     return (Z - Z.mean(0)) / (Z.std(0) + 1e-9)
 
 
-@torch.no_grad()
-def training_loss(net, dataset, chunk: int = 4096) -> float:
-    """The net's task loss (no auxiliary terms) on every row of ``dataset``, eval mode."""
-    module = net.module_
-    was_training = module.training
-    module.eval()
-    total = 0.0
-    try:
-        for start in range(0, len(dataset), chunk):
-            rows = range(start, min(start + chunk, len(dataset)))
-            xb, yb = dataset.__getitems__(rows)
-            y_pred = net.infer(xb.to(net.device))
-            loss = net.get_loss(y_pred, yb.to(net.device), training=False)
-            total += float(loss) * len(rows)
-    finally:
-        module.train(was_training)
-    return total / max(len(dataset), 1)
-
-
-@torch.no_grad()
-def row_losses(net, dataset) -> np.ndarray:
-    """Each row's task loss (no auxiliary terms), eval mode: ``(len(dataset),)``."""
-    module = net.module_
-    was_training = module.training
-    module.eval()
-    try:
-        out = []
-        for i in range(len(dataset)):
-            xb, yb = dataset.__getitems__([i])
-            y_pred = net.infer(xb.to(net.device))
-            out.append(float(net.get_loss(y_pred, yb.to(net.device), training=False)))
-    finally:
-        module.train(was_training)
-    return np.asarray(out)
-
-
-def _rows(dataset, rows: np.ndarray):
-    return type(dataset)(dataset.X[rows], dataset.y[rows])
-
-
-def _train_aside(net, dataset, epochs: int, exact: bool = False) -> None:
-    """``epochs`` passes of training steps outside skorch's loop (no history, no other
-    callbacks). The gate lasso runs as in the loop with ``exact`` (an epoch of the
-    twin, run at the end of the loop's same epoch); else only its relaxed phase's masks
-    (the phase the guard's trials stand for) keep zeroed features at zero."""
-    lasso = dict(net.callbacks_).get("router_l1")
-    masks = getattr(lasso, "masks_", None)
-    for _ in range(epochs):
-        for batch in net.get_iterator(dataset, training=True):
-            net.train_step(batch)
-            if lasso is not None and exact:
-                lasso.on_batch_end(net, batch=batch, training=True)
-            elif masks is not None:
-                shrink_router_inputs(net.module_.router, 0.0, keep=masks[0])
-
-
-def _snapshot(net) -> dict:
-    return {"module": copy.deepcopy(net.module_.state_dict()),
-            "optimizer": copy.deepcopy(net.optimizer_.state_dict())}
-
-
-def _restore(net, state: dict) -> None:
-    net.module_.load_state_dict(state["module"])
-    net.optimizer_.load_state_dict(state["optimizer"])
-
-
 class LocalRulePartition(Callback):
     """At the end of epoch ``int(at * max_epochs)``, re-partition the gate from the local
     linear rules (module docstring), then freeze the router for ``freeze`` of the epochs.
@@ -312,6 +246,9 @@ class LocalRulePartition(Callback):
         if self.features not in ("gate", "screen", "both"):
             raise ValueError("LocalRulePartition's `features` must be 'gate', 'screen' or "
                              f"'both'; got {self.features!r}.")
+        if self.candidates not in ("rules", "merge", "both", "mixture"):
+            raise ValueError("LocalRulePartition's `candidates` must be 'rules', 'merge', "
+                             f"'both' or 'mixture'; got {self.candidates!r}.")
         # From the fit's forked torch RNG (reproducible under the estimator's random_state),
         # without moving it: a guarded fit that keeps its gate is the fit without the option.
         state = torch.get_rng_state()
@@ -328,9 +265,9 @@ class LocalRulePartition(Callback):
             # rows exactly as without the option.
             order = np.random.default_rng(self.seed_).permutation(len(dataset))
             n_check = max(1, int(round(self.holdout * len(order))))
-            self.check_ = _rows(dataset, np.sort(order[:n_check]))
-            self.fit_ = _rows(dataset, np.sort(order[n_check:]))
-            self.aside_, self.aside_masks_ = _snapshot(net), None
+            self.check_ = rows_of(dataset, np.sort(order[:n_check]))
+            self.fit_ = rows_of(dataset, np.sort(order[n_check:]))
+            self.aside_, self.aside_masks_ = snapshot(net), None
 
     def on_epoch_end(self, net, dataset_train=None, **kwargs) -> None:
         epoch = len(net.history)
@@ -341,7 +278,7 @@ class LocalRulePartition(Callback):
         phase = max(1, round(self.freeze * net.max_epochs))
         at = max(1, int(self.at * net.max_epochs))
         if self.aside_ is not None and epoch <= at:
-            self._in_aside(net, lambda: _train_aside(net, self.fit_, 1, exact=True))
+            self._in_aside(net, lambda: train_aside(net, self.fit_, 1, exact=True))
         if epoch == at:
             if self.guard == "holdout":
                 self._try_holdout(net, dataset_train, epoch, phase)
@@ -363,52 +300,60 @@ class LocalRulePartition(Callback):
 
     def _apply(self, net, dataset) -> bool:
         """Re-partition (or adopt the mixture: then True) and freeze the router."""
-        adopted = self.candidates == "mixture" and adoption_blocker(net.module_) is None
+        adopted = self._uses_mixture(net)
         if adopted:
-            mixture = self._mixture(net, dataset)
-            adopt(net.module_, mixture)
-            _open_lasso(net, mixture.features)
-            features = mixture.features
+            features = self._take(net, self._mixture(net, dataset))
         else:
             features = self._repartition(net, dataset)
+            net.module_.router.requires_grad_(False)
         net.history.record("repartition_features", len(features))
         net.history.record("repartition_feature_ids", [int(j) for j in features])
-        net.module_.router.requires_grad_(False)
         return adopted
+
+    def _uses_mixture(self, net) -> bool:  # (else the local rules stand in)
+        return self.candidates == "mixture" and adoption_blocker(net.module_) is None
+
+    @staticmethod
+    def _take(net, mixture) -> np.ndarray:
+        """``mixture`` adopted, its features let through the lasso, the router frozen."""
+        adopt(net.module_, mixture)
+        _open_lasso(net, mixture.features)
+        net.module_.router.requires_grad_(False)
+        return mixture.features
 
     def _try(self, net, dataset, epoch: int, phase: int) -> None:
         """The guard's first half: a copy of the net is re-partitioned and trained
         ``phase`` epochs with its router frozen, aside (the torch RNG put back after, so
         the main training goes on as without the option); the main net trains those
         epochs as it is."""
-        start, rng = _snapshot(net), torch.get_rng_state()
+        start, rng = snapshot(net), torch.get_rng_state()
         self._apply(net, dataset)
         for _ in range(phase):
             for batch in net.get_iterator(dataset, training=True):
                 net.train_step(batch)
         net.module_.router.requires_grad_(True)
-        self.trial_ = {"net": _snapshot(net), "loss": training_loss(net, dataset),
+        self.trial_ = {"net": snapshot(net), "loss": training_loss(net, dataset),
                        "until": epoch + phase}
-        _restore(net, start)
+        restore(net, start)
         torch.set_rng_state(rng)
 
     def _in_aside(self, net, step, keep: bool = True):
         """``step()`` run on the twin (the held-out guard's net of the fit rows): its state
         swapped in, the net's own state, the torch RNG and the lasso's masks put back
         after; with ``keep`` the twin's new state is kept for its next epoch."""
-        main, rng = _snapshot(net), torch.get_rng_state()
+        main, rng = snapshot(net), torch.get_rng_state()
         lasso = dict(net.callbacks_).get("router_l1")
         main_masks = getattr(lasso, "masks_", None)
-        _restore(net, self.aside_)
+        restore(net, self.aside_)
         if lasso is not None:
             lasso.masks_ = self.aside_masks_
         try:
             out = step()
             if keep:
-                self.aside_ = _snapshot(net)
+                self.aside_ = snapshot(net)
                 self.aside_masks_ = getattr(lasso, "masks_", None)
         finally:
-            _restore(net, main)
+            restore(net, main)
             net.module_.router.requires_grad_(True)
             torch.set_rng_state(rng)
             if lasso is not None:
@@ -438,14 +383,14 @@ class LocalRulePartition(Callback):
             return
 
         def own():
-            _train_aside(net, self.fit_, phase)
+            train_aside(net, self.fit_, phase)
             return row_losses(net, self.check_)
 
         def new():
             features = self._repartition(net, self.fit_)
             gate = copy.deepcopy(net.module_.router.state_dict())
             net.module_.router.requires_grad_(False)
-            _train_aside(net, self.fit_, phase)
+            train_aside(net, self.fit_, phase)
             return row_losses(net, self.check_), gate, features
 
         def adopted():
@@ -453,7 +398,7 @@ class LocalRulePartition(Callback):
             adopt(net.module_, mixture)
             return row_losses(net, self.check_), mixture, mixture.features
 
-        use_mixture = self.candidates == "mixture" and adoption_blocker(net.module_) is None
+        use_mixture = self._uses_mixture(net)
         own_loss = self._in_aside(net, own, keep=False)
         new_loss, gate, features = self._in_aside(net, adopted if use_mixture else new,
                                                   keep=False)
@@ -462,9 +407,7 @@ class LocalRulePartition(Callback):
         se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
         keep = bool(gain.mean() > self.margin * se)
         if keep and use_mixture:  # the whole model, refitted warm on all rows; its gate stays
-            adopt(net.module_, self._mixture(net, dataset, start=gate))
-            _open_lasso(net, features)
-            net.module_.router.requires_grad_(False)
+            self._take(net, self._mixture(net, dataset, start=gate))
             self.frozen_until_ = net.max_epochs + 1  # (on_train_end lets it go)
             net.history.record("repartition_features", len(features))
         elif keep and self.apply == "all_rows":
@@ -488,7 +431,7 @@ class LocalRulePartition(Callback):
         old_loss, new_loss = training_loss(net, dataset), self.trial_["loss"]
         keep = new_loss <= old_loss
         if keep:
-            _restore(net, self.trial_["net"])
+            restore(net, self.trial_["net"])
         net.history.record("repartition_kept", int(keep))
         net.history.record("repartition_losses", [old_loss, new_loss])
         self.trial_ = None
@@ -518,8 +461,9 @@ class LocalRulePartition(Callback):
         X, T = self._targets(dataset)
         router = net.module_.router
         best, n_groups = None, len(net.module_.experts)
-        draws = {"rules": range(self.n_draws), "mixture": range(self.n_draws), "merge": [-1],
-                 "both": [*range(self.n_draws), -1]}[self.candidates]
+        rules = range(self.n_draws)  # ('mixture' where the module cannot take it: the rules)
+        draws = {"rules": rules, "mixture": rules, "merge": [-1], "both": [*rules, -1]}[
+            self.candidates]
         subsets = list(dict.fromkeys(tuple(sorted(order[:r].tolist())) for order in
                                      self._orders(X, T, router)
                                      for r in range(1, len(order) + 1)))
